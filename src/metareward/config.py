@@ -1,0 +1,137 @@
+"""From the composed Hydra config to typed settings, with every problem reported at once before heavy work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from metareward.engine.settings import EngineSettings, RoleSettings
+from metareward.generation.sampler import SamplingSettings
+from metareward.lightning.dpo_module import OptimSettings
+from metareward.model.adapters import AdapterSpec
+from metareward.model.loading import ModelSpec
+
+
+class ConfigError(ValueError):
+    """One or more config values are unusable; the message lists each, naming the key and the fix."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    experiment: str
+    num_iterations: int
+    seed: int
+    model: ModelSpec
+    adapters: AdapterSpec
+    engine: EngineSettings
+    optim: OptimSettings
+    loss: str
+    beta: float
+    label_smoothing: float
+    nll_weight: float
+    batch_size: int
+    epochs_per_iteration: int
+    max_prompt_tokens: int
+    max_completion_tokens: int
+
+
+def _role(cfg: DictConfig, name: str, problems: list[str]) -> RoleSettings:
+    section = cfg[name]
+    try:
+        sampling = SamplingSettings(
+            temperature=float(section.temperature),
+            top_p=float(section.top_p),
+            max_new_tokens=int(section.max_new_tokens),
+        )
+    except ValueError as error:
+        problems.append(f"{name}: {error}")
+        sampling = SamplingSettings(temperature=1.0, top_p=1.0, max_new_tokens=1)
+    return RoleSettings(sampling=sampling, batch_size=int(section.batch_size))
+
+
+def _optional_tuple(value: Any) -> tuple | None:
+    return tuple(OmegaConf.to_container(value)) if value is not None else None  # type: ignore[arg-type]
+
+
+def build_settings(cfg: DictConfig) -> RunSettings:
+    """Typed settings from the config; raises ConfigError listing every invalid value."""
+    problems: list[str] = []
+    try:
+        settings = _build(cfg, problems)
+    except (TypeError, ValueError) as error:  # a value of the wrong type, e.g. actor.num_responses=many
+        raise ConfigError(f"invalid config value: {error}") from None
+    problems += settings.model.problems() + settings.adapters.problems() + settings.engine.problems()
+    problems += settings.optim.problems()
+    if settings.num_iterations < 1:
+        problems.append(f"num_iterations={settings.num_iterations} must be at least 1")
+    if not settings.beta > 0:
+        problems.append(f"dpo.beta={settings.beta} must be > 0")
+    if settings.loss not in ("dpo", "ipo"):
+        problems.append(f"dpo.loss={settings.loss!r} is not one of ['dpo', 'ipo']")
+    if settings.batch_size < 1 or settings.epochs_per_iteration < 1:
+        problems.append("dpo.batch_size and dpo.epochs_per_iteration must be at least 1")
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    return settings
+
+
+def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
+    engine = EngineSettings(
+        seed=int(cfg.seed),
+        prompts_per_iteration=int(cfg.data.prompts_per_iteration),
+        num_responses=int(cfg.actor.num_responses),
+        num_judgments=int(cfg.judge.num_judgments),
+        actor=_role(cfg, "actor", problems),
+        judge=_role(cfg, "judge", problems),
+        meta_judge=_role(cfg, "meta_judge", problems),
+        drop_duplicate_responses=bool(cfg.actor.drop_duplicates),
+        score_mode=str(cfg.judge.score_mode),
+        verdict_mode=str(cfg.meta_judge.verdict_mode),
+        pair_strategy=str(cfg.pairs.strategy),
+        rho=float(cfg.pairs.rho),
+        rho_schedule=_optional_tuple(cfg.pairs.rho_schedule),
+        judge_training_iterations=tuple(int(i) for i in cfg.schedule.judge_training_iterations),
+        max_judgment_chars=cfg.meta_judge.max_judgment_chars,
+        max_judgment_chars_schedule=_optional_tuple(cfg.meta_judge.max_judgment_chars_schedule),
+        elo_l2=float(cfg.meta_judge.elo_l2),
+        max_prompt_tokens=int(cfg.dpo.max_prompt_tokens) + int(cfg.dpo.max_completion_tokens),
+        progress=bool(cfg.progress),
+    )
+    adapters = cfg.model.adapters
+    return RunSettings(
+        experiment=str(cfg.experiment),
+        num_iterations=int(cfg.num_iterations),
+        seed=int(cfg.seed),
+        model=ModelSpec(
+            path=str(cfg.model.path),
+            dtype=str(cfg.model.dtype),
+            trust_remote_code=bool(cfg.model.trust_remote_code),
+            attn_implementation=cfg.model.attn_implementation,
+        ),
+        adapters=AdapterSpec(
+            mode=str(adapters.mode),
+            r=int(adapters.r),
+            alpha=int(adapters.alpha),
+            dropout=float(adapters.dropout),
+            target_modules=tuple(adapters.target_modules),
+        ),
+        engine=engine,
+        optim=OptimSettings(
+            lr=float(cfg.dpo.lr),
+            weight_decay=float(cfg.dpo.weight_decay),
+            lr_schedule=str(cfg.dpo.lr_schedule),
+            min_lr=float(cfg.dpo.min_lr),
+            warmup_steps=int(cfg.dpo.warmup_steps),
+            reset_each_iteration=bool(cfg.dpo.reset_optimizer_each_iteration),
+        ),
+        loss=str(cfg.dpo.loss),
+        beta=float(cfg.dpo.beta),
+        label_smoothing=float(cfg.dpo.label_smoothing),
+        nll_weight=float(cfg.dpo.nll_weight),
+        batch_size=int(cfg.dpo.batch_size),
+        epochs_per_iteration=int(cfg.dpo.epochs_per_iteration),
+        max_prompt_tokens=int(cfg.dpo.max_prompt_tokens),
+        max_completion_tokens=int(cfg.dpo.max_completion_tokens),
+    )

@@ -1,0 +1,152 @@
+"""Build actor preference pairs (chosen, rejected response) from judged responses.
+
+Two strategies, chosen by name from :data:`ACTOR_PAIR_STRATEGIES`:
+
+* ``"length_controlled"``: Wu et al. 2024 (arXiv 2407.19594), Sec. 2.3 "length-control mechanism";
+* ``"best_vs_worst"``: Yuan et al. 2024 (arXiv 2401.10020), Sec. 2.3, the Self-Rewarding baseline.
+
+A per-prompt selector returns ``(chosen, rejected)`` or a drop-reason string (see :mod:`.drops`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from metareward.core.drops import ALL_SCORES_EQUAL, OVERLAPPING_TIERS, TOO_FEW_SCORED, Selection
+
+# Absolute slack on score comparisons: mean scores are floats, and a response sitting exactly on a tier
+# boundary must not fall out of the tier through rounding.
+SCORE_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """One actor response to a prompt; ``score`` is the mean valid judge score, ``None`` if none was valid."""
+
+    index: int
+    text: str
+    score: float | None
+
+
+@dataclass(frozen=True)
+class ActorChoice:
+    """An actor preference pair for one prompt (flat fields, ready for one JSONL line)."""
+
+    prompt_id: str
+    chosen_index: int
+    chosen_text: str
+    chosen_score: float
+    rejected_index: int
+    rejected_text: str
+    rejected_score: float
+
+
+ResponsePair = tuple[ScoredResponse, ScoredResponse]
+
+
+def _scored(responses: Sequence[ScoredResponse]) -> list[ScoredResponse]:
+    return [r for r in responses if r.score is not None]
+
+
+def _score(response: ScoredResponse) -> float:
+    # Only called on responses that passed `_scored`.
+    assert response.score is not None
+    return response.score
+
+
+def _shortest(responses: Sequence[ScoredResponse]) -> ScoredResponse:
+    return min(responses, key=lambda r: (len(r.text), r.index))
+
+
+def _longest(responses: Sequence[ScoredResponse]) -> ScoredResponse:
+    return min(responses, key=lambda r: (-len(r.text), r.index))
+
+
+def select_length_controlled(responses: Sequence[ScoredResponse], rho: float) -> ResponsePair | str:
+    """Pick (chosen, rejected) with the Meta-Rewarding length control (Wu et al. 2024, Sec. 2.3).
+
+    With S_max, S_min the extreme valid scores and rho in [0, 1]:
+
+    * top tier    = scores in [(1 - rho) * S_max + rho * S_min, S_max]  -> chosen   = shortest text;
+    * bottom tier = scores in [S_min, (1 - rho) * S_min + rho * S_max]  -> rejected = longest text.
+
+    Length is in characters; length ties go to the lowest ``index``. rho = 0 is best vs worst. Responses
+    with ``score=None`` are ignored. Drops: fewer than two scored -> ``"too_few_scored"``; S_max == S_min
+    -> ``"all_scores_equal"``; for rho > 0.5 the tiers overlap and the same response may be picked twice
+    -> ``"overlapping_tiers"`` (with rho > 0.5 the chosen one may also score below the rejected one).
+    """
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho must lie in [0, 1], got {rho}; set the length-control rho accordingly.")
+    scored = _scored(responses)
+    if len(scored) < 2:
+        return TOO_FEW_SCORED
+    s_max = max(_score(r) for r in scored)
+    s_min = min(_score(r) for r in scored)
+    if s_max - s_min <= SCORE_TOL:
+        return ALL_SCORES_EQUAL
+    top_floor = (1.0 - rho) * s_max + rho * s_min
+    bottom_ceiling = (1.0 - rho) * s_min + rho * s_max
+    chosen = _shortest([r for r in scored if _score(r) >= top_floor - SCORE_TOL])
+    rejected = _longest([r for r in scored if _score(r) <= bottom_ceiling + SCORE_TOL])
+    if chosen.index == rejected.index:
+        return OVERLAPPING_TIERS
+    return chosen, rejected
+
+
+def select_best_vs_worst(responses: Sequence[ScoredResponse]) -> ResponsePair | str:
+    """Pick the highest-scored vs the lowest-scored response (Yuan et al. 2024, Sec. 2.3).
+
+    Among equal top (or equal bottom) scores the lowest ``index`` wins, so the choice is deterministic
+    and independent of length. Responses with ``score=None`` are ignored. Drops: fewer than two scored
+    -> ``"too_few_scored"``; S_max == S_min -> ``"all_scores_equal"``.
+    """
+    scored = _scored(responses)
+    if len(scored) < 2:
+        return TOO_FEW_SCORED
+    chosen = min(scored, key=lambda r: (-_score(r), r.index))
+    rejected = min(scored, key=lambda r: (_score(r), r.index))
+    if _score(chosen) - _score(rejected) <= SCORE_TOL:
+        return ALL_SCORES_EQUAL
+    return chosen, rejected
+
+
+def _best_vs_worst_any_rho(responses: Sequence[ScoredResponse], rho: float) -> ResponsePair | str:
+    # rho has no meaning for this strategy; accepted so every strategy shares one signature.
+    return select_best_vs_worst(responses)
+
+
+PairSelector = Callable[[Sequence[ScoredResponse], float], ResponsePair | str]
+
+ACTOR_PAIR_STRATEGIES: Mapping[str, PairSelector] = {
+    "length_controlled": select_length_controlled,
+    "best_vs_worst": _best_vs_worst_any_rho,
+}
+
+
+def _to_choice(prompt_id: str, outcome: ResponsePair | str) -> ActorChoice | str:
+    if isinstance(outcome, str):
+        return outcome
+    chosen, rejected = outcome
+    return ActorChoice(
+        prompt_id=prompt_id,
+        chosen_index=chosen.index,
+        chosen_text=chosen.text,
+        chosen_score=_score(chosen),
+        rejected_index=rejected.index,
+        rejected_text=rejected.text,
+        rejected_score=_score(rejected),
+    )
+
+
+def select_actor_pairs(
+    per_prompt: Mapping[str, Sequence[ScoredResponse]], rho: float, strategy: str
+) -> Selection[ActorChoice]:
+    """Apply one strategy to every prompt; picks keep the mapping's order, drops are counted by reason."""
+    if strategy not in ACTOR_PAIR_STRATEGIES:
+        known = ", ".join(sorted(ACTOR_PAIR_STRATEGIES))
+        raise ValueError(f"Unknown actor pair strategy {strategy!r}; use one of: {known}.")
+    select = ACTOR_PAIR_STRATEGIES[strategy]
+    return Selection.from_outcomes(
+        _to_choice(prompt_id, select(responses, rho)) for prompt_id, responses in per_prompt.items()
+    )

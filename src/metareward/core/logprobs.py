@@ -1,0 +1,75 @@
+"""Summed log-probabilities of completions under a causal LM, computing logits only where they are needed.
+
+For a row x_1..x_T whose completion tokens are marked by `completion_mask`, the result is
+    sum over completion positions t of log p(x_t | x_<t),
+the quantity DPO compares between policy and reference (Rafailov et al. 2023, Eq. 7).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+_FULL_PRECISION = (torch.float32, torch.float64)
+
+
+def completion_logprobs(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(summed log-prob of each row's completion tokens `[B]` float, number of completion tokens `[B]` long).
+
+    Rows must be LEFT-padded, so every completion ends at the last position. The model (a Hugging Face causal LM,
+    PEFT-wrapped or not) is then asked for logits at only the last `max completion length + 1` positions through
+    `logits_to_keep`: the vocabulary projection, the largest matrix product of a small model, skips the prompts.
+    Position ids are counted from each row's first real token, so left padding does not shift positions and a row
+    scores the same as it would alone (and as it did during generation).
+
+    Differentiable when called with gradients on (the policy); wrap in `torch.no_grad()` / `torch.inference_mode()`
+    for the reference. Log-probs are `logit[target] - logsumexp(logits)` in float32 or better, which needs no
+    `[B, T, V]` log-softmax copy. A completion token at position 0 has nothing to condition on and raises.
+    """
+    _check_shapes(input_ids, attention_mask, completion_mask)
+    mask = completion_mask.bool()
+    counts = mask.sum(dim=1)
+    total_length = input_ids.shape[1]
+    window = min(int(counts.max()) + 1, total_length)
+    target_mask = mask[:, total_length - window + 1 :]
+    if not torch.equal(target_mask.sum(dim=1), counts):
+        raise ValueError(
+            "completion_mask has completion tokens outside the last positions of their row (or at position 0); "
+            "left-pad the batch so each completion ends the row and follows at least one prompt token."
+        )
+    position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    outputs = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=window,
+        use_cache=False,
+    )
+    logits = outputs.logits[:, :-1]  # the logit at position p predicts the token at p + 1
+    targets = input_ids[:, total_length - window + 1 :]
+    token_logps = token_logprobs(logits, targets)
+    summed = torch.where(target_mask, token_logps, torch.zeros_like(token_logps)).sum(dim=1)
+    return summed, counts
+
+
+def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
+    """log softmax(logits)[target] for every position, `[..., V]` and `[...]` -> `[...]` in float32 or better.
+
+    Half-precision logits are upcast one row at a time so the float32 copy never spans the whole batch.
+    """
+    if logits.dtype in _FULL_PRECISION:
+        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+    return torch.stack([token_logprobs(row.float(), row_targets) for row, row_targets in zip(logits, targets)])
+
+
+def _check_shapes(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> None:
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}.")
+    for name, tensor in (("attention_mask", attention_mask), ("completion_mask", completion_mask)):
+        if tensor.shape != input_ids.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)} but input_ids has {tuple(input_ids.shape)}; they must match."
+            )

@@ -1,0 +1,142 @@
+"""One iteration of data making with M_t: prompts -> responses -> judgments -> meta-judgments -> pairs.
+
+Every stage is written to the iteration's directory as JSON Lines (atomically) as soon as it is done, so a run
+can be inspected stage by stage. Returns the pairs and flat, namespaced statistics for the logger and summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from metareward.artifacts import write_json, write_records
+from metareward.engine import phases
+from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, scored_responses
+from metareward.engine.policy import Policy
+from metareward.engine.prompt_pool import PromptPool
+from metareward.engine.settings import EngineSettings
+from metareward.records import PairRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IterationData:
+    iteration: int
+    pairs: list[PairRecord]
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def iteration_dir(run_dir: Path, iteration: int) -> Path:
+    return run_dir / "iterations" / f"iter_{iteration:02d}"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def make_iteration_data(
+    policy: Policy, settings: EngineSettings, pool: PromptPool, iteration: int, run_dir: Path
+) -> IterationData:
+    out = iteration_dir(run_dir, iteration)
+    clock = _Clock()
+    prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
+    prompts_by_id = {p.id: p for p in prompts}
+    write_records(out / "prompts.jsonl", prompts)
+
+    with clock.phase("generate"):
+        responded = phases.respond(policy, settings, iteration, prompts)
+    write_records(out / "responses.jsonl", responded.records)
+    with clock.phase("judge"):
+        judged = phases.judge(policy, settings, iteration, prompts_by_id, responded.records)
+    write_records(out / "judgments.jsonl", judged.records)
+
+    rho = settings.rho_for(iteration)
+    per_prompt = scored_responses(responded.records, judged.records)
+    actor = actor_pairs(prompts_by_id, per_prompt, rho, settings.pair_strategy)
+    stats = _base_stats(prompts, responded, judged, actor, rho)
+
+    pairs = list(actor.items)
+    if settings.trains_judge(iteration):
+        with clock.phase("meta_judge"):
+            targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
+            verdicts = phases.meta_judge(policy, settings, iteration, targets)
+        write_records(out / "meta_judgments.jsonl", verdicts.records)
+        judge, (w1, w2) = judge_pairs(
+            targets, verdicts.records, settings.judgment_cap_for(iteration), settings.elo_l2
+        )
+        pairs.extend(judge.items)
+        stats.update(_meta_stats(verdicts, judge, target_drops, w1, w2))
+        stats.update(meta_bias_stats(verdicts.records, judged.records))
+    else:
+        stats["pairs/judge_count"] = 0.0
+
+    write_records(out / "pairs.jsonl", pairs)
+    stats.update({f"time/{name}": seconds for name, seconds in clock.seconds.items()})
+    write_json(out / "stats.json", stats)
+    log.info(
+        "iteration %d: %d actor pairs, %d judge pairs (dropped: %s)",
+        iteration,
+        int(stats["pairs/actor_count"]),
+        int(stats["pairs/judge_count"]),
+        {k.split("/", 1)[1]: int(v) for k, v in stats.items() if "dropped/" in k} or "none",
+    )
+    return IterationData(iteration, pairs, stats)
+
+
+def _base_stats(prompts, responded, judged, actor, rho: float) -> dict[str, float]:
+    responses, judgments = responded.records, judged.records
+    stats: dict[str, float] = {
+        "data/prompts": float(len(prompts)),
+        "actor/responses": float(len(responses)),
+        "actor/mean_chars": _mean([len(r.text) for r in responses]),
+        "actor/unfinished_rate": _mean([not r.finished for r in responses]),
+        "judge/judgments": float(len(judgments)),
+        "judge/parse_failures": float(judged.parse_failures),
+        "judge/parse_failure_rate": judged.parse_failures / max(len(judgments), 1),
+        "judge/probability_reads": float(sum(j.score_source == "probability" for j in judgments)),
+        "judge/mean_score": _mean([j.score for j in judgments if j.score is not None]),
+        "pairs/rho": rho,
+        "pairs/actor_count": float(len(actor.items)),
+        "pairs/actor_chosen_chars": _mean([len(p.chosen) for p in actor.items]),
+        "pairs/actor_rejected_chars": _mean([len(p.rejected) for p in actor.items]),
+    }
+    stats.update({f"actor/dropped/{reason}": float(n) for reason, n in responded.drops.items()})
+    stats.update({f"judge/dropped/{reason}": float(n) for reason, n in judged.drops.items()})
+    stats.update({f"pairs/actor_dropped/{reason}": float(n) for reason, n in actor.drops.items()})
+    return stats
+
+
+def _meta_stats(verdicts, judge, target_drops, w1: float, w2: float) -> dict[str, float]:
+    records = verdicts.records
+    stats = {
+        "meta/verdicts": float(len(records)),
+        "meta/parse_failures": float(verdicts.parse_failures),
+        "meta/parse_failure_rate": verdicts.parse_failures / max(len(records), 1),
+        "meta/ties": float(sum(v.verdict == 0 for v in records)),
+        "meta/w1": w1,
+        "meta/w2": w2,
+        "pairs/judge_count": float(len(judge.items)),
+    }
+    drops = {**target_drops, **judge.drops}
+    stats.update({f"pairs/judge_dropped/{reason}": float(n) for reason, n in drops.items()})
+    return stats
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else 0.0

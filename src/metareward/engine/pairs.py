@@ -1,0 +1,117 @@
+"""From judged records to preference pairs: actor pairs by the configured strategy, judge pairs by Elo."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs
+from metareward.core.drops import Selection
+from metareward.core.elo import bradley_terry_elo
+from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positional_weights, select_judge_pair
+from metareward.core.prompts import render_judge_prompt
+from metareward.engine.phases import MetaTarget
+from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PromptRecord, ResponseRecord
+
+
+def scored_responses(
+    responses: Sequence[ResponseRecord], judgments: Sequence[JudgmentRecord]
+) -> dict[str, list[ScoredResponse]]:
+    """Prompt id -> its responses, each scored by the mean of its valid judgment scores (METHOD step 3)."""
+    scores: dict[tuple[str, int], list[float | None]] = {}
+    for judgment in judgments:
+        scores.setdefault((judgment.prompt_id, judgment.response_index), []).append(judgment.score)
+    per_prompt: dict[str, list[ScoredResponse]] = {}
+    for r in responses:
+        score = mean_valid_score(scores.get((r.prompt_id, r.index), []))
+        per_prompt.setdefault(r.prompt_id, []).append(ScoredResponse(r.index, r.text, score))
+    return per_prompt
+
+
+def actor_pairs(
+    prompts: Mapping[str, PromptRecord],
+    per_prompt: Mapping[str, Sequence[ScoredResponse]],
+    rho: float,
+    strategy: str,
+) -> Selection[PairRecord]:
+    selection = select_actor_pairs(per_prompt, rho=rho, strategy=strategy)
+    pairs = tuple(
+        PairRecord(
+            kind="actor",
+            prompt_id=choice.prompt_id,
+            prompt=prompts[choice.prompt_id].instruction,
+            chosen=choice.chosen_text,
+            rejected=choice.rejected_text,
+            chosen_score=choice.chosen_score,
+            rejected_score=choice.rejected_score,
+        )
+        for choice in selection.items
+    )
+    return Selection(pairs, selection.drops)
+
+
+def judge_pairs(
+    targets: Sequence[MetaTarget],
+    verdicts: Sequence[MetaJudgmentRecord],
+    max_judgment_chars: int | None,
+    elo_l2: float,
+) -> tuple[Selection[PairRecord], tuple[float, float]]:
+    """Positional weights pooled over the iteration, then one battle matrix and Elo fit per target.
+
+    Returns the pairs and the weights (w1, w2) that were applied.
+    """
+    w1, w2 = positional_weights(v.verdict for v in verdicts)
+    by_target: dict[tuple[str, int], dict[tuple[int, int], int]] = {}
+    for v in verdicts:
+        by_target.setdefault((v.prompt_id, v.response_index), {})[(v.first, v.second)] = v.verdict
+    outcomes: list[PairRecord | str] = []
+    for target in targets:
+        position = {judgment.index: slot for slot, judgment in enumerate(target.judgments)}
+        results = by_target.get((target.prompt.id, target.response.index), {})
+        battles = battle_matrix(
+            len(target.judgments), {(position[a], position[b]): v for (a, b), v in results.items()}, w1, w2
+        )
+        elo = bradley_terry_elo(battles, l2=elo_l2)
+        texts = [judgment.text for judgment in target.judgments]
+        choice = select_judge_pair(texts, elo, max_judgment_chars)
+        if isinstance(choice, str):
+            outcomes.append(choice)
+            continue
+        outcomes.append(
+            PairRecord(
+                kind="judge",
+                prompt_id=target.prompt.id,
+                prompt=render_judge_prompt(target.prompt.instruction, target.response.text),
+                chosen=choice.chosen_text,
+                rejected=choice.rejected_text,
+                chosen_score=target.judgments[choice.chosen_index].score,
+                rejected_score=target.judgments[choice.rejected_index].score,
+            )
+        )
+    return Selection.from_outcomes(outcomes), (w1, w2)
+
+
+def meta_bias_stats(verdicts: Sequence[MetaJudgmentRecord], judgments: Sequence[JudgmentRecord]) -> dict[str, float]:
+    """Meta-judge biases (Wu et al. 2024, Sec. 4): preference for the first slot and for the higher score.
+
+    positional_bias: share of decisive verdicts won by the first-shown judgment.
+    prefers_higher_score: among decisive verdicts between judgments with different scores, the share won by the
+    higher-scored judgment.
+    """
+    score = {(j.prompt_id, j.response_index, j.index): j.score for j in judgments}
+    decisive = [v for v in verdicts if v.verdict != 0]
+    stats: dict[str, float] = {}
+    if decisive:
+        stats["meta/positional_bias"] = float(np.mean([v.verdict == 1 for v in decisive]))
+    higher = []
+    for v in decisive:
+        first = score.get((v.prompt_id, v.response_index, v.first))
+        second = score.get((v.prompt_id, v.response_index, v.second))
+        if first is None or second is None or first == second:
+            continue
+        winner_first = v.verdict == 1
+        higher.append(winner_first == (first > second))
+    if higher:
+        stats["meta/prefers_higher_score"] = float(np.mean(higher))
+    return stats

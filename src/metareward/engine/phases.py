@@ -1,0 +1,163 @@
+"""The three generation phases of an iteration: respond (actor), judge, meta-judge.
+
+Each phase turns records into records and returns what it dropped; seeds come from (seed, role, iteration,
+prompt, sample), so a phase's output does not depend on batch size or on the other requests in a batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from metareward.core.judge_pairs import highest_variance_response, ordered_pairs
+from metareward.core.parsing import parse_score, parse_winner
+from metareward.core.prompts import SCORE_CHOICES, WINNER_CHOICES, render_judge_prompt, render_meta_judge_prompt
+from metareward.core.seeding import derive_seed
+from metareward.engine.judging import read_scores, read_verdicts, score_contexts, winner_contexts
+from metareward.engine.policy import Policy
+from metareward.engine.settings import EngineSettings
+from metareward.generation.sampler import GenerationRequest
+from metareward.model.chat import render_prompt
+from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    records: list
+    drops: dict[str, int]
+    parse_failures: int = 0
+
+
+def respond(policy: Policy, settings: EngineSettings, iteration: int, prompts: Sequence[PromptRecord]) -> PhaseResult:
+    """K actor responses per prompt; empty answers and (optionally) repeated answers are dropped and counted."""
+    requests = [
+        GenerationRequest(
+            key=(prompt.id, k),
+            prompt=render_prompt(policy.tokenizer, prompt.instruction),
+            seed=derive_seed(settings.seed, "actor", iteration, prompt.id, k),
+        )
+        for prompt in prompts
+        for k in range(settings.num_responses)
+    ]
+    generations = policy.generate("actor", requests, settings.actor, desc=f"iteration {iteration}: responses")
+    records, drops, seen = [], Counter(), set()
+    for generation in generations:
+        prompt_id, k = generation.key
+        text = generation.text.strip()
+        if not text:
+            drops["empty"] += 1
+            continue
+        if settings.drop_duplicate_responses and (prompt_id, text) in seen:
+            drops["duplicate"] += 1
+            continue
+        seen.add((prompt_id, text))
+        records.append(ResponseRecord(prompt_id, k, text, generation.num_tokens, generation.finished))
+    return PhaseResult(records, dict(drops))
+
+
+def judge(
+    policy: Policy,
+    settings: EngineSettings,
+    iteration: int,
+    prompts: Mapping[str, PromptRecord],
+    responses: Sequence[ResponseRecord],
+) -> PhaseResult:
+    """N judgments per response, each read as a 0-5 score in the configured score mode."""
+    keyed = [(response, j) for response in responses for j in range(settings.num_judgments)]
+    rendered = [
+        render_prompt(policy.tokenizer, render_judge_prompt(prompts[r.prompt_id].instruction, r.text)) for r, _ in keyed
+    ]
+    requests = [
+        GenerationRequest(
+            key=i, prompt=text, seed=derive_seed(settings.seed, "judge", iteration, r.prompt_id, r.index, j)
+        )
+        for i, (text, (r, j)) in enumerate(zip(rendered, keyed))
+    ]
+    texts = [g.text for g in policy.generate("judge", requests, settings.judge, desc=f"iteration {iteration}: judge")]
+    contexts = score_contexts(rendered, texts, settings.score_mode)
+    probabilities = policy.choose(
+        "judge", list(contexts.values()), SCORE_CHOICES, settings.judge.batch_size, f"iteration {iteration}: scores"
+    )
+    readings = read_scores(texts, settings.score_mode, dict(zip(contexts, probabilities)))
+    records = [
+        JudgmentRecord(r.prompt_id, r.index, j, reading.text, reading.value, reading.source)  # type: ignore[arg-type]
+        for (r, j), reading in zip(keyed, readings)
+    ]
+    invalid = sum(record.score is None for record in records)
+    failures = sum(parse_score(text) is None for text in texts)
+    return PhaseResult(records, {"no_valid_score": invalid} if invalid else {}, parse_failures=failures)
+
+
+@dataclass(frozen=True)
+class MetaTarget:
+    """The response of one prompt whose judgments the meta-judge compares, and those (valid) judgments."""
+
+    prompt: PromptRecord
+    response: ResponseRecord
+    judgments: tuple[JudgmentRecord, ...]
+
+
+def meta_targets(
+    prompts: Mapping[str, PromptRecord],
+    responses: Sequence[ResponseRecord],
+    judgments: Sequence[JudgmentRecord],
+) -> tuple[list[MetaTarget], dict[str, int]]:
+    """Per prompt, the response whose valid judgment scores vary most (METHOD step 5)."""
+    valid: dict[tuple[str, int], list[JudgmentRecord]] = {}
+    for judgment in judgments:
+        if judgment.score is not None:
+            valid.setdefault((judgment.prompt_id, judgment.response_index), []).append(judgment)
+    by_prompt: dict[str, list[ResponseRecord]] = {}
+    for response in responses:
+        by_prompt.setdefault(response.prompt_id, []).append(response)
+    targets, drops = [], Counter()
+    for prompt_id, candidates in by_prompt.items():
+        scores = [[j.score for j in valid.get((prompt_id, r.index), [])] for r in candidates]
+        best = highest_variance_response(scores)
+        if best is None:
+            drops["too_few_judgments"] += 1
+            continue
+        response = candidates[best]
+        targets.append(MetaTarget(prompts[prompt_id], response, tuple(valid[(prompt_id, response.index)])))
+    return targets, dict(drops)
+
+
+def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets: Sequence[MetaTarget]) -> PhaseResult:
+    """Every ordered pair (m, n) of each target's judgments, judgment m shown first as "Judgment A"."""
+    keyed = [(target, m, n) for target in targets for m, n in ordered_pairs(len(target.judgments))]
+    rendered = [
+        render_prompt(
+            policy.tokenizer,
+            render_meta_judge_prompt(
+                t.prompt.instruction, t.response.text, t.judgments[m].text, t.judgments[n].text
+            ),
+        )
+        for t, m, n in keyed
+    ]
+    requests = [
+        GenerationRequest(
+            key=i,
+            prompt=text,
+            seed=derive_seed(settings.seed, "meta", iteration, t.prompt.id, t.response.index, m, n),
+        )
+        for i, (text, (t, m, n)) in enumerate(zip(rendered, keyed))
+    ]
+    gens = policy.generate("meta_judge", requests, settings.meta_judge, desc=f"iteration {iteration}: meta-judge")
+    texts = [g.text for g in gens]
+    contexts = winner_contexts(rendered, texts, settings.verdict_mode)
+    probabilities = policy.choose(
+        "meta_judge", list(contexts.values()), WINNER_CHOICES, settings.meta_judge.batch_size,
+        f"iteration {iteration}: verdicts",
+    )
+    readings = read_verdicts(texts, settings.verdict_mode, dict(zip(contexts, probabilities)))
+    records = [
+        MetaJudgmentRecord(
+            t.prompt.id, t.response.index, t.judgments[m].index, t.judgments[n].index,
+            reading.text, int(reading.value or 0), reading.source,  # type: ignore[arg-type]
+        )
+        for (t, m, n), reading in zip(keyed, readings)
+    ]
+    failures = sum(parse_winner(text) is None for text in texts)
+    unreadable = sum(reading.value is None for reading in readings)
+    return PhaseResult(records, {"unreadable": unreadable} if unreadable else {}, parse_failures=failures)

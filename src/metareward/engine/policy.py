@@ -1,0 +1,67 @@
+"""The policy as the engine sees it: one model whose role adapters can be switched, and its tokenizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from metareward.engine.settings import RoleSettings
+from metareward.generation.choice_probs import choice_probabilities
+from metareward.generation.sampler import Generation, GenerationRequest, generate
+
+
+class RoleSwitch(Protocol):
+    def role(self, role: str) -> contextmanager: ...  # type: ignore[valid-type]
+
+
+@dataclass
+class Policy:
+    """Generation and choice reading for each role, with that role's adapter active."""
+
+    switch: RoleSwitch
+    tokenizer: PreTrainedTokenizerBase
+    max_prompt_tokens: int = 1536
+    progress: bool = True
+
+    @contextmanager
+    def _model(self, role: str) -> Iterator[torch.nn.Module]:
+        with self.switch.role(role) as model:
+            yield model
+
+    def generate(
+        self, role: str, requests: Sequence[GenerationRequest], settings: RoleSettings, desc: str
+    ) -> list[Generation]:
+        with self._model(role) as model:
+            return generate(
+                model,
+                self.tokenizer,
+                requests,
+                settings.sampling,
+                batch_size=settings.batch_size,
+                max_prompt_tokens=self.max_prompt_tokens,
+                desc=desc,
+                progress=self.progress,
+            )
+
+    def choose(self, role: str, contexts: Sequence[str], choices: Sequence[str], batch_size: int, desc: str) -> np.ndarray:
+        """Probabilities over `choices` as the next token after each context: shape [len(contexts), len(choices)]."""
+        if not contexts:
+            return np.zeros((0, len(choices)))
+        with self._model(role) as model:
+            result = choice_probabilities(
+                model,
+                self.tokenizer,
+                contexts,
+                choices,
+                batch_size=batch_size,
+                max_prompt_tokens=self.max_prompt_tokens,
+                desc=desc,
+                progress=self.progress,
+            )
+        return np.asarray(getattr(result, "probabilities", result))

@@ -1,0 +1,104 @@
+"""Typed settings of the data engine, built from the config once and validated before any model is loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
+from metareward.generation.sampler import SamplingSettings
+
+READ_MODES = ("parse", "probability", "hybrid")
+
+
+def scheduled(values: Sequence[float] | None, iteration: int, default: float) -> float:
+    """The value for a 1-based iteration from an optional list; past its end the last entry holds."""
+    if not values:
+        return default
+    return float(values[min(iteration, len(values)) - 1])
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """How one role samples: its sampling settings and its generation batch size."""
+
+    sampling: SamplingSettings
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    seed: int
+    prompts_per_iteration: int
+    num_responses: int
+    num_judgments: int
+    actor: RoleSettings
+    judge: RoleSettings
+    meta_judge: RoleSettings
+    drop_duplicate_responses: bool = True
+    score_mode: str = "hybrid"
+    verdict_mode: str = "hybrid"
+    pair_strategy: str = "length_controlled"
+    rho: float = 0.4
+    rho_schedule: tuple[float, ...] | None = None
+    judge_training_iterations: tuple[int, ...] = (1,)
+    max_judgment_chars: int | None = 1100
+    max_judgment_chars_schedule: tuple[int, ...] | None = None
+    elo_l2: float = 1e-3
+    max_prompt_tokens: int = 1536
+    progress: bool = True
+
+    def rho_for(self, iteration: int) -> float:
+        return scheduled(self.rho_schedule, iteration, self.rho)
+
+    def judgment_cap_for(self, iteration: int) -> int | None:
+        if self.max_judgment_chars_schedule:
+            return int(scheduled(self.max_judgment_chars_schedule, iteration, 0))
+        return self.max_judgment_chars
+
+    def trains_judge(self, iteration: int) -> bool:
+        return iteration in self.judge_training_iterations
+
+    def problems(self) -> list[str]:
+        """Every invalid value, as plain sentences naming the config key."""
+        found = []
+        if self.prompts_per_iteration < 1:
+            found.append(f"data.prompts_per_iteration={self.prompts_per_iteration} must be at least 1")
+        if self.num_responses < 2:
+            found.append(f"actor.num_responses={self.num_responses} must be at least 2 to form a pair")
+        if self.num_judgments < 1:
+            found.append(f"judge.num_judgments={self.num_judgments} must be at least 1")
+        if self.judge_training_iterations and self.num_judgments < 2:
+            found.append(
+                f"judge.num_judgments={self.num_judgments} must be at least 2 when the meta-judge runs "
+                f"(schedule.judge_training_iterations={list(self.judge_training_iterations)})"
+            )
+        for key, mode in (("judge.score_mode", self.score_mode), ("meta_judge.verdict_mode", self.verdict_mode)):
+            if mode not in READ_MODES:
+                found.append(f"{key}={mode!r} is not one of {list(READ_MODES)}")
+        if self.pair_strategy not in ACTOR_PAIR_STRATEGIES:
+            found.append(f"pairs.strategy={self.pair_strategy!r} is not one of {sorted(ACTOR_PAIR_STRATEGIES)}")
+        for rho in (self.rho, *(self.rho_schedule or ())):
+            if not 0.0 <= rho <= 1.0:
+                found.append(f"pairs.rho={rho} must be in [0, 1]")
+        for name, role in (("actor", self.actor), ("judge", self.judge), ("meta_judge", self.meta_judge)):
+            found.extend(_role_problems(name, role))
+        if any(i < 1 for i in self.judge_training_iterations):
+            found.append("schedule.judge_training_iterations holds 1-based iteration numbers (1, 2, ...)")
+        if self.elo_l2 < 0:
+            found.append(f"meta_judge.elo_l2={self.elo_l2} must be >= 0")
+        return found
+
+
+def _role_problems(name: str, role: RoleSettings) -> list[str]:
+    found = []
+    sampling = role.sampling
+    if sampling.temperature < 0:
+        found.append(f"{name}.temperature={sampling.temperature} must be >= 0")
+    if not 0.0 < sampling.top_p <= 1.0:
+        found.append(f"{name}.top_p={sampling.top_p} must be in (0, 1]")
+    if sampling.max_new_tokens < 1:
+        found.append(f"{name}.max_new_tokens={sampling.max_new_tokens} must be at least 1")
+    if role.batch_size < 1:
+        found.append(f"{name}.batch_size={role.batch_size} must be at least 1")
+    return found

@@ -1,0 +1,234 @@
+"""Batched sampling with a KV cache, reproducible per request.
+
+Each request carries its own seed and owns a `torch.Generator`; a row draws exactly one uniform number per
+decoding step from it, so what a request samples does not depend on which requests share its batch, on the
+batch size or on the order of requests (up to float noise from left padding, which can flip a draw that sits
+on a probability boundary).
+
+Prompt-length accounting: prompts longer than `max_prompt_tokens` keep their last tokens, and every
+`Generation` says whether its prompt was cut (`prompt_truncated`); `count_truncated` totals them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from metareward.model.chat import encode_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Temperature 0 means greedy decoding (top_p is then ignored)."""
+
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.temperature >= 0:
+            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if problems:
+            raise ValueError("Invalid sampling settings: " + "; ".join(problems) + ".")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """`prompt` is already rendered text (chat template applied, maybe followed by a partial answer)."""
+
+    key: Hashable
+    prompt: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """`text` excludes the eos and special tokens; `num_tokens` counts generated tokens without the eos.
+
+    `finished` is True when the model ended with eos, False when it hit `max_new_tokens`.
+    """
+
+    key: Hashable
+    text: str
+    num_tokens: int
+    finished: bool
+    prompt_truncated: bool = False
+
+
+def count_truncated(generations: Sequence[Generation]) -> int:
+    """How many generations had their prompt cut from the left to fit `max_prompt_tokens`."""
+    return sum(generation.prompt_truncated for generation in generations)
+
+
+@contextmanager
+def inference_session(model: nn.Module) -> Iterator[None]:
+    """Eval mode and `torch.inference_mode()` for the duration; the training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def truncate_left(ids: list[int], max_tokens: int) -> tuple[list[int], bool]:
+    """Keep the last `max_tokens` ids: the end of a prompt is where the model continues."""
+    return (ids[-max_tokens:], True) if len(ids) > max_tokens else (ids, False)
+
+
+def left_pad(
+    rows: Sequence[list[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids) with left padding; positions count real tokens from 0."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, width - len(row) :] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids.to(device), attention_mask.to(device), position_ids.to(device)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (memory problems show up at once)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def sample_next_tokens(
+    logits: torch.Tensor, settings: SamplingSettings, generators: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """One token per row from logits [rows, vocab]: greedy, or temperature + nucleus (top_p) sampling.
+
+    Nucleus: sort probabilities p = softmax(logits / T) descending and keep the smallest prefix whose mass
+    reaches top_p (a token is kept when the mass before it is < top_p). The kept tokens are sampled by inverse
+    CDF with one uniform u ~ U[0, 1) from the row's own generator: the first token whose cumulative kept mass
+    exceeds u * (kept mass).
+    """
+    if settings.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / settings.temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_before >= settings.top_p, 0.0)
+    cdf = sorted_probs.cumsum(dim=-1)
+    uniforms = torch.stack([torch.rand((), generator=g, device=logits.device) for g in generators])
+    targets = (uniforms * cdf[:, -1]).unsqueeze(-1)
+    last_kept = (sorted_probs > 0).sum(dim=-1, keepdim=True) - 1  # guards u * mass rounding up to the mass
+    picks = torch.searchsorted(cdf, targets, right=True).minimum(last_kept)
+    return order.gather(-1, picks).squeeze(-1)
+
+
+def _decode_batch(
+    model: nn.Module,
+    prompts: Sequence[list[int]],
+    generators: Sequence[torch.Generator],
+    settings: SamplingSettings,
+    eos_id: int,
+    pad_id: int,
+) -> list[tuple[list[int], bool]]:
+    """(generated ids without eos, finished) per prompt. Rows that emit eos leave the batch and its KV cache."""
+    input_ids, attention_mask, position_ids = left_pad(prompts, pad_id, model_device(model))
+    active = list(range(len(prompts)))  # which prompt each remaining batch row belongs to
+    outputs: list[list[int]] = [[] for _ in prompts]
+    finished = [False] * len(prompts)
+    cache = None
+    for _ in range(settings.max_new_tokens):
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.past_key_values
+        tokens = sample_next_tokens(out.logits[:, -1, :], settings, [generators[i] for i in active])
+        done = tokens == eos_id
+        for index, token, stop in zip(active, tokens.tolist(), done.tolist()):
+            finished[index] = stop
+            if not stop:
+                outputs[index].append(token)
+        if done.all():
+            break
+        keep = (~done).nonzero().squeeze(-1)
+        if len(keep) < len(active):
+            cache.batch_select_indices(keep)
+            active = [active[i] for i in keep.tolist()]
+        input_ids = tokens[keep].unsqueeze(-1)
+        position_ids = position_ids[keep, -1:] + 1
+        attention_mask = torch.cat([attention_mask[keep], attention_mask.new_ones((len(keep), 1))], dim=-1)
+    return list(zip(outputs, finished))
+
+
+def generate(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    requests: Sequence[GenerationRequest],
+    settings: SamplingSettings,
+    batch_size: int = 16,
+    max_prompt_tokens: int = 1024,
+    desc: str = "generate",
+    progress: bool = True,
+) -> list[Generation]:
+    """Continue every request's prompt; results come back in request order.
+
+    Requests are batched by prompt length (longest first) to limit padding. A prompt longer than
+    `max_prompt_tokens` is cut from the left and its result has `prompt_truncated=True` (a warning logs the
+    count). Works for any causal LM module that accepts HF keyword arguments, PEFT-wrapped ones included.
+    """
+    if batch_size < 1 or max_prompt_tokens < 1:
+        raise ValueError(f"batch_size and max_prompt_tokens must be >= 1, got {batch_size} and {max_prompt_tokens}.")
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no eos token; set tokenizer.eos_token.")
+    pad_id = eos_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    prompts, truncated = _encode_prompts(tokenizer, requests, max_prompt_tokens)
+    if any(truncated):
+        log.warning("%s: %d of %d prompts cut to their last %d tokens.", desc, sum(truncated), len(requests),
+                    max_prompt_tokens)
+    device = model_device(model)
+    results: list[Generation | None] = [None] * len(requests)
+    with inference_session(model), tqdm(total=len(requests), desc=desc, disable=not progress) as bar:
+        for batch in length_sorted_batches([len(p) for p in prompts], batch_size):
+            generators = [torch.Generator(device=device).manual_seed(requests[i].seed) for i in batch]
+            decoded = _decode_batch(model, [prompts[i] for i in batch], generators, settings, eos_id, pad_id)
+            for i, (ids, finished) in zip(batch, decoded):
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                results[i] = Generation(requests[i].key, text, len(ids), finished, truncated[i])
+            bar.update(len(batch))
+    return results  # type: ignore[return-value]  # every slot was filled above
+
+
+def _encode_prompts(
+    tokenizer: PreTrainedTokenizerBase, requests: Sequence[GenerationRequest], max_prompt_tokens: int
+) -> tuple[list[list[int]], list[bool]]:
+    prompts, truncated = [], []
+    for request in requests:
+        ids = encode_text(tokenizer, request.prompt)
+        if not ids:
+            raise ValueError(f"Request {request.key!r} has an empty prompt; render it with render_prompt first.")
+        ids, cut = truncate_left(ids, max_prompt_tokens)
+        prompts.append(ids)
+        truncated.append(cut)
+    return prompts, truncated

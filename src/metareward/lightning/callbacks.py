@@ -1,0 +1,121 @@
+"""Callbacks: per-iteration statistics and summary.json, and per-iteration adapter checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from metareward.artifacts import write_json
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class IterationSummary(L.Callback):
+    """Logs each iteration's data statistics and writes `summary.json` at the run root after every iteration.
+
+    The file is rewritten atomically after each iteration, so a crash keeps every finished iteration's record.
+    Evaluation callbacks put their figures in `pl_module.eval_results[iteration]` before this one runs.
+    """
+
+    def __init__(self, path: Path, experiment: str) -> None:
+        self.path = Path(path)
+        self.experiment = experiment
+        self.started = time.perf_counter()
+        self.boundary = self.started
+        self.train_started = self.started
+        self.iterations: list[dict[str, Any]] = []
+        self.status = "running"
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = self.boundary = time.perf_counter()
+        self._write()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train_started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        now = time.perf_counter()
+        iteration = trainer.current_epoch + 1
+        data = trainer.datamodule.latest
+        stats = dict(data.stats) if data is not None else {}
+        stats["time/train"] = now - self.train_started
+        train = pl_module.iteration_means()
+        record = {
+            "iteration": iteration,
+            "actor_pairs": int(stats.get("pairs/actor_count", 0)),
+            "judge_pairs": int(stats.get("pairs/judge_count", 0)),
+            "train": {
+                "loss": _finite(train.get("train/loss", math.nan)),
+                "reward_accuracy": _finite(train.get("train/reward_accuracy", math.nan)),
+                **{k.split("/", 1)[1]: v for k, v in train.items() if k not in ("train/loss", "train/reward_accuracy")},
+            },
+            "eval": dict(getattr(pl_module, "eval_results", {}).get(iteration, {})),
+            "seconds": now - self.boundary,
+            "phases": {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("time/")},
+            "stats": {k: v for k, v in stats.items() if not k.startswith("time/")},
+        }
+        self.boundary = now
+        self.iterations.append(record)
+        for logger in trainer.loggers:
+            logger.log_metrics({**stats, "iteration": iteration}, step=trainer.global_step)
+        log.info("iteration %d done in %.1f s: %s", iteration, record["seconds"], record["train"])
+        self._write()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.status = "finished"
+        self._write()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        self._write()
+
+    def _write(self) -> None:
+        write_json(
+            self.path,
+            {
+                "experiment": self.experiment,
+                "status": self.status,
+                "seconds": time.perf_counter() - self.started,
+                "peak_rss_mb": peak_rss_mb(),
+                "iterations": self.iterations,
+            },
+        )
+
+
+class AdapterCheckpoint(L.Callback):
+    """Saves the LoRA adapters after every iteration (`iter_XX/<adapter>/`), and the merged actor on request."""
+
+    def __init__(self, directory: str | Path, save_merged: bool = False) -> None:
+        self.directory = Path(directory)
+        self.save_merged = save_merged
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        target = self.directory / f"iter_{trainer.current_epoch + 1:02d}"
+        model = pl_module.adapters.model
+        model.save_pretrained(str(target), selected_adapters=list(pl_module.adapters.adapter_names))
+        log.info("saved adapters to %s", target)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.save_merged:
+            return
+        adapters = pl_module.adapters
+        adapters.activate("actor")
+        merged = adapters.model.merge_and_unload(adapter_names=[adapters.adapter_for_role["actor"]])
+        merged.save_pretrained(str(self.directory / "merged_actor"))
+        trainer.datamodule.collator.tokenizer.save_pretrained(str(self.directory / "merged_actor"))
+        log.info("saved the merged actor model to %s", self.directory / "merged_actor")

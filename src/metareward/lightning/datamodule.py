@@ -1,0 +1,147 @@
+"""The DataModule that regenerates self-judged preference data at the start of every epoch-iteration.
+
+Lightning reloads the train dataloader every epoch (`reload_dataloaders_every_n_epochs=1`); each reload runs the
+data engine with the model as it is now (M_t), scores the pairs with M_t as the DPO reference, and serves them
+in batches of a single kind (actor or judge), since each kind trains its own adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from metareward.artifacts import write_records
+from metareward.core.seeding import derive_seed
+from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
+from metareward.engine.policy import Policy
+from metareward.engine.prompt_pool import PromptPool
+from metareward.engine.settings import EngineSettings
+from metareward.model.adapters import PAIR_KIND_ROLE
+from metareward.records import PairRecord
+from metareward.training.collate import PairCollator
+from metareward.training.reference import reference_logprobs
+
+log = logging.getLogger(__name__)
+
+
+class PairDataset(Dataset):
+    def __init__(self, pairs: Sequence[PairRecord]) -> None:
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> PairRecord:
+        return self.pairs[index]
+
+
+class SingleKindBatches(Sampler[list[int]]):
+    """Shuffled batches that never mix actor and judge pairs, over `passes` passes of the data."""
+
+    def __init__(self, kinds: Sequence[str], batch_size: int, passes: int, seed: int) -> None:
+        self.kinds, self.batch_size, self.passes, self.seed = list(kinds), batch_size, passes, seed
+        self.batches = self._plan()
+
+    def _plan(self) -> list[list[int]]:
+        rng = random.Random(self.seed)
+        batches: list[list[int]] = []
+        for _ in range(self.passes):
+            planned = []
+            for kind in sorted(set(self.kinds)):
+                indices = [i for i, k in enumerate(self.kinds) if k == kind]
+                rng.shuffle(indices)
+                planned += [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+            rng.shuffle(planned)
+            batches += planned
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@dataclass
+class KindCollator:
+    """PairCollator plus the batch's kind; an empty iteration yields one marker batch the module skips."""
+
+    collator: PairCollator
+
+    def __call__(self, pairs: Sequence[PairRecord]) -> dict[str, Any]:
+        if not pairs:
+            return {"pairs": 0}
+        batch = self.collator(pairs)
+        batch["kind"] = pairs[0].kind
+        batch["pairs"] = len(pairs)
+        return batch
+
+
+class SelfJudgedDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        settings: EngineSettings,
+        pool: PromptPool,
+        collator: PairCollator,
+        run_dir: Path,
+        batch_size: int,
+        epochs_per_iteration: int = 1,
+        reference_batch_size: int = 8,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.pool = pool
+        self.collator = collator
+        self.run_dir = run_dir
+        self.batch_size = batch_size
+        self.epochs_per_iteration = epochs_per_iteration
+        self.reference_batch_size = reference_batch_size
+        self.latest: IterationData | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        iteration = self.trainer.current_epoch + 1
+        module = self.trainer.lightning_module
+        policy = Policy(module.adapters, self.collator.tokenizer, self.settings.max_prompt_tokens, self.settings.progress)
+        data = make_iteration_data(policy, self.settings, self.pool, iteration, self.run_dir)
+        start = time.perf_counter()
+        data.pairs = self._with_reference(module.adapters, data.pairs, iteration)
+        data.stats["time/reference"] = time.perf_counter() - start
+        write_records(iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl", data.pairs)
+        self.latest = data
+        if not data.pairs:
+            log.warning("iteration %d made no preference pairs: training is skipped for this iteration", iteration)
+            return DataLoader([[]], batch_size=None, collate_fn=KindCollator(self.collator))
+        sampler = SingleKindBatches(
+            [p.kind for p in data.pairs],
+            self.batch_size,
+            self.epochs_per_iteration,
+            derive_seed(self.settings.seed, "batches", iteration),
+        )
+        return DataLoader(PairDataset(data.pairs), batch_sampler=sampler, collate_fn=KindCollator(self.collator))
+
+    def _with_reference(self, adapters, pairs: list[PairRecord], iteration: int) -> list[PairRecord]:
+        """Reference log-probs from M_t, each kind scored with the adapter that kind trains."""
+        scored: dict[int, PairRecord] = {}
+        for kind, role in PAIR_KIND_ROLE.items():
+            positions = [i for i, p in enumerate(pairs) if p.kind == kind]
+            if not positions:
+                continue
+            with adapters.role(role) as model:
+                done = reference_logprobs(
+                    model,
+                    self.collator,
+                    [pairs[i] for i in positions],
+                    batch_size=self.reference_batch_size,
+                    desc=f"iteration {iteration}: reference ({kind})",
+                    progress=self.settings.progress,
+                )
+            scored.update(zip(positions, done))
+        return [scored[i] for i in range(len(pairs))]

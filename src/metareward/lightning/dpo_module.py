@@ -1,0 +1,115 @@
+"""DPO over LoRA adapters: actor pairs train the actor adapter, judge pairs the judge adapter.
+
+The reference log-probs come with the batch (computed by M_t when the iteration's data was made), so no second
+copy of the model is held. Only adapter parameters are optimised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+
+from metareward.core.logprobs import completion_logprobs
+from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    min_lr: float = 0.0
+    warmup_steps: int = 0
+    reset_each_iteration: bool = True
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.lr > 0:
+            found.append(f"dpo.lr={self.lr} must be > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            found.append(f"dpo.lr_schedule={self.lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
+        if not 0 <= self.min_lr <= self.lr:
+            found.append(f"dpo.min_lr={self.min_lr} must be in [0, dpo.lr]")
+        return found
+
+
+def learning_rate(settings: OptimSettings, step: int, total_steps: int) -> float:
+    """The rate at `step` of an iteration of `total_steps`: linear warm-up, then the configured decay to min_lr."""
+    if step < settings.warmup_steps:
+        return settings.lr * (step + 1) / settings.warmup_steps
+    span = max(total_steps - settings.warmup_steps - 1, 1)
+    progress = min(max(step - settings.warmup_steps, 0) / span, 1.0)
+    shape = {"constant": 1.0, "linear": 1.0 - progress, "cosine": 0.5 * (1.0 + math.cos(math.pi * progress))}
+    return settings.min_lr + (settings.lr - settings.min_lr) * shape[settings.lr_schedule]
+
+
+class DPOModule(L.LightningModule):
+    def __init__(self, adapters: RoleAdapters, loss: torch.nn.Module, optim: OptimSettings) -> None:
+        super().__init__()
+        self.adapters = adapters
+        self.model = adapters.model
+        self.loss = loss
+        self.optim = optim
+        self.iteration_step = 0
+        self.iteration_steps = 1
+        # name -> [pair-weighted sum, pairs] over the current epoch-iteration
+        self.epoch_metrics: dict[str, list[float]] = {}
+
+    def on_train_epoch_start(self) -> None:
+        self.iteration_step = 0
+        self.iteration_steps = max(self.trainer.num_training_batches // self.trainer.accumulate_grad_batches, 1)
+        self.epoch_metrics = {}
+        if self.optim.reset_each_iteration:
+            for optimizer in self.trainer.optimizers:
+                optimizer.state.clear()
+
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        lr = learning_rate(self.optim, self.iteration_step, self.iteration_steps)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.iteration_step += 1
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if not batch.get("pairs"):
+            return None  # an iteration without pairs: nothing to learn, the loop goes on
+        kind = batch["kind"]
+        self.adapters.activate(PAIR_KIND_ROLE[kind])
+        logps, counts = completion_logprobs(
+            self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
+        policy_chosen, policy_rejected = logps.chunk(2)
+        ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
+        chosen_lengths, rejected_lengths = counts.chunk(2)
+        out = self.loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths)
+        size = len(policy_chosen)
+        metrics = {
+            "train/loss": out.loss.detach(),
+            "train/reward_accuracy": out.reward_accuracy.float(),
+            "train/reward_margin": out.reward_margin.float(),
+            f"train/{kind}_loss": out.loss.detach(),
+            "train/chosen_reward": out.chosen_rewards.mean(),
+            "train/rejected_reward": out.rejected_rewards.mean(),
+        }
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=size)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=size)
+        for name, value in metrics.items():
+            total = self.epoch_metrics.setdefault(name, [0.0, 0.0])
+            total[0] += float(value) * size
+            total[1] += size
+        return out.loss
+
+    def iteration_means(self) -> dict[str, float]:
+        """Pair-weighted means of this epoch-iteration's training metrics."""
+        return {name: weighted / count for name, (weighted, count) in self.epoch_metrics.items() if count}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.adapters.adapter_parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)

@@ -1,0 +1,86 @@
+"""LoRA adapters over one set of shared base weights, one adapter per role group.
+
+`split` mode (the default) keeps two adapters: `actor` answers instructions and is trained on actor pairs;
+`judge` judges and meta-judges and is trained on judge pairs. `shared` mode keeps one adapter, `policy`, for every
+role, as in the papers (one model plays all roles). Only adapter parameters are ever trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
+
+ROLES = ("actor", "judge", "meta_judge")
+ADAPTERS_BY_MODE = {
+    "split": {"actor": "actor", "judge": "judge", "meta_judge": "judge"},
+    "shared": {"actor": "policy", "judge": "policy", "meta_judge": "policy"},
+}
+PAIR_KIND_ROLE = {"actor": "actor", "judge": "judge"}
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    mode: str = "split"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj", "o_proj"))
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.mode not in ADAPTERS_BY_MODE:
+            found.append(f"model.adapters.mode={self.mode!r} is not one of {sorted(ADAPTERS_BY_MODE)}")
+        if self.r < 1:
+            found.append(f"model.adapters.r={self.r} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            found.append(f"model.adapters.dropout={self.dropout} must be in [0, 1)")
+        return found
+
+
+class RoleAdapters:
+    """A PEFT model with one LoRA adapter per role group, and a switch that activates the right one."""
+
+    def __init__(self, base_model: PreTrainedModel, spec: AdapterSpec) -> None:
+        self.spec = spec
+        self.adapter_for_role = ADAPTERS_BY_MODE[spec.mode]
+        names = list(dict.fromkeys(self.adapter_for_role.values()))
+        config = LoraConfig(
+            r=spec.r,
+            lora_alpha=spec.alpha,
+            lora_dropout=spec.dropout,
+            target_modules=list(spec.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        self.model: PeftModel = get_peft_model(base_model, config, adapter_name=names[0])
+        for name in names[1:]:
+            self.model.add_adapter(name, config)
+        self.adapter_names = tuple(names)
+        self.activate("actor")
+
+    def activate(self, role: str) -> str:
+        """Make `role`'s adapter the active (and only trainable) one; returns the adapter's name."""
+        name = self.adapter_for_role[role]
+        if self.model.active_adapter != name:
+            self.model.set_adapter(name)
+        return name
+
+    @contextmanager
+    def role(self, role: str) -> Iterator[PeftModel]:
+        previous = self.model.active_adapter
+        self.activate(role)
+        try:
+            yield self.model
+        finally:
+            self.model.set_adapter(previous)
+
+    def adapter_parameters(self) -> list[torch.nn.Parameter]:
+        """Every LoRA parameter of every adapter (inactive ones included: the optimizer must know them all)."""
+        return [parameter for name, parameter in self.model.named_parameters() if "lora_" in name]
+
+    def base_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        return ((name, p) for name, p in self.model.named_parameters() if "lora_" not in name)

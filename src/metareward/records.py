@@ -1,0 +1,91 @@
+"""The records the loop produces, one small frozen dataclass each, stored as JSON Lines per iteration.
+
+Dependencies point one way: records know nothing of models, Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, TypeVar
+
+PairKind = Literal["actor", "judge"]
+ScoreSource = Literal["parsed", "probability", "none"]
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    """One instruction of the prompt pool."""
+
+    id: str
+    instruction: str
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """The actor's k-th answer to a prompt."""
+
+    prompt_id: str
+    index: int
+    text: str
+    num_tokens: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class JudgmentRecord:
+    """The judge's j-th evaluation of one response; `score` is None when no valid score could be read."""
+
+    prompt_id: str
+    response_index: int
+    index: int
+    text: str
+    score: float | None
+    score_source: ScoreSource
+
+
+@dataclass(frozen=True)
+class MetaJudgmentRecord:
+    """One meta-judge verdict on judgments `first` and `second` (shown in that order) of one response.
+
+    verdict: +1 the first-shown judgment won, -1 the second-shown won, 0 tie or unreadable.
+    """
+
+    prompt_id: str
+    response_index: int
+    first: int
+    second: int
+    text: str
+    verdict: int
+    verdict_source: ScoreSource
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """A preference pair for DPO. `prompt` is the user message; the chat template is applied at training time.
+
+    The reference log-probs come from M_t, the model that made the iteration's data.
+    """
+
+    kind: PairKind
+    prompt_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_score: float | None = None
+    rejected_score: float | None = None
+    ref_chosen_logp: float | None = None
+    ref_rejected_logp: float | None = None
+
+
+Record = TypeVar("Record")
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    return asdict(record)
+
+
+def from_dict(record_type: type[Record], data: dict[str, Any]) -> Record:
+    """Build a record from a dict, ignoring unknown keys so older and newer files stay readable."""
+    known = {f.name for f in fields(record_type)}  # type: ignore[arg-type]
+    return record_type(**{key: value for key, value in data.items() if key in known})

@@ -1,0 +1,86 @@
+"""Wiring a training run from the composed config: validate, load, build the Lightning objects, fit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from metareward.config import ConfigError, RunSettings, build_settings
+from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
+from metareward.model.embedded import EmbeddedModelError
+from metareward.model.loading import ModelLoadError
+
+log = logging.getLogger("metareward")
+
+USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    module: Any  # the fitted DPOModule: its adapters hold M_T
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Run every iteration of the configured experiment."""
+    import lightning as L
+
+    from metareward.core.losses import build_preference_loss
+    from metareward.lightning.callbacks import IterationSummary
+    from metareward.lightning.datamodule import SelfJudgedDataModule
+    from metareward.lightning.dpo_module import DPOModule
+    from metareward.model.adapters import RoleAdapters
+    from metareward.model.loading import load_model_and_tokenizer
+    from metareward.training.collate import PairCollator
+
+    settings = build_settings(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    pool = load_prompt_pool(
+        str(cfg.data.path), str(cfg.data.instruction_field), str(cfg.data.split), cfg.data.max_prompt_chars
+    )
+    log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    model, tokenizer = load_model_and_tokenizer(settings.model)
+    adapters = RoleAdapters(model, settings.adapters)
+    loss = build_preference_loss(settings.loss, settings.beta, settings.nll_weight, settings.label_smoothing)
+    module = DPOModule(adapters, loss, settings.optim)
+    collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
+    datamodule = SelfJudgedDataModule(
+        settings.engine, pool, collator, run_dir, settings.batch_size, settings.epochs_per_iteration
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks.append(IterationSummary(run_dir / "summary.json", settings.experiment))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_epochs=settings.num_iterations)
+    trainer.fit(module, datamodule=datamodule)
+    return TrainResult(run_dir, module)
+
+
+def main(cfg: DictConfig) -> None:
+    """Entry point behind train.py: user mistakes end in one clear message, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    if _wandb_offline(cfg):
+        os.environ.setdefault("WANDB_MODE", "offline")
+    try:
+        run_dir = train(cfg).run_dir
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"run directory: {run_dir}\nsummary: {run_dir / 'summary.json'}")
+
+
+def _wandb_offline(cfg: DictConfig) -> bool:
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    return bool(wandb is not None and wandb.get("offline", True))
+
+
+def check_settings(cfg: DictConfig) -> RunSettings:
+    """Validate a config without loading anything (used by tests and `train.py --cfg`-style checks)."""
+    return build_settings(cfg)

@@ -1,0 +1,77 @@
+"""Parsers against realistic and malformed judge / meta-judge outputs."""
+
+import pytest
+
+from metareward.core.parsing import parse_score, parse_winner
+
+SCORE_CASES = [
+    ("The response is relevant and complete.\nScore: 4", 4.0),
+    ("Relevant (+1), substantial (+1), useful (+1).\n\nScore: 3", 3.0),
+    ("**Score:** 4", 4.0),
+    ("**Score**: 2", 2.0),
+    ("Score: **5**", 5.0),
+    ("Score: 4/5", 4.0),
+    ("Score: 4.5", 4.5),
+    ("score: 3", 3.0),
+    ("Score: 4.", 4.0),
+    ("Score:4", 4.0),
+    ("Total score: 2 points", 2.0),
+    ("I first thought Score: 2, but on reflection it deserves more.\nScore: 4", 4.0),
+    ("Score: 3\nScore: 5", 5.0),
+    ("Score: 0", 0.0),
+    ("Score: 5.0", 5.0),
+    ("Score:\n3", 3.0),
+    ("Score: 6", None),
+    ("Score: -1", None),
+    ("Score: 45", None),
+    ("Score: 4\nScore: 7", None),  # last line is the answer, and it is out of range
+    ("Score: five", None),
+    ("", None),
+    ("The response deserves four points.", None),
+    ("Score: <total points>", None),
+    ("Score: 8/10", None),  # a different scale cannot be trusted
+    ("Score: 3-4", None),
+    ("Score: 3 or 4", None),
+    ("Underscore: 4", None),
+    ("Score: 2\nScore: five", 2.0),  # the last *numeric* Score line counts
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SCORE_CASES)
+def test_parse_score(text, expected):
+    assert parse_score(text) == expected
+
+
+def test_parse_score_custom_range():
+    assert parse_score("Score: 8", low=0, high=10) == 8.0
+    assert parse_score("Score: 8/10", low=0, high=10) == 8.0
+    assert parse_score("Score: 0.5", low=1, high=10) is None
+
+
+WINNER_CASES = [
+    ("Judgment A counts the points correctly.\nWinner: Judgment A", "A"),
+    ("Winner: Judgment B", "B"),
+    ("**Winner:** Judgment B", "B"),
+    ("**Winner: Judgment A**", "A"),
+    ("winner: judgment a", "A"),
+    ("Winner: Judgement B.", "B"),
+    ("Winner: A", "A"),
+    ("Winner: b", "B"),
+    ("Winner: Judgment A\nOn second thought...\nWinner: Judgment B", "B"),
+    ("Winner: Judgment A (it gives a fairer score)", "A"),
+    ("Winner: Judgment A or Judgment B", None),  # the instruction echoed back
+    ("Winner: A/B", None),
+    ("Winner: tie", None),
+    ("Winner: Judgment C", None),
+    ("Both judgments are equally good.", None),
+    ("", None),
+    ("Winner: Judgment", None),
+    ("Judgment A is better.", None),
+    ("Winner: Both", None),
+    ("Winner: Judgment B\nWinner: neither", "B"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), WINNER_CASES)
+def test_parse_winner(text, expected):
+    assert parse_winner(text) == expected

@@ -1,0 +1,40 @@
+"""Prompt templates: required content, cues and size."""
+
+from metareward.core.parsing import parse_score, parse_winner
+from metareward.core.prompts import (
+    SCORE_CHOICES,
+    SCORE_CUE,
+    WINNER_CHOICES,
+    WINNER_CUE,
+    render_judge_prompt,
+    render_meta_judge_prompt,
+)
+
+
+def test_judge_prompt_contains_fields_and_format():
+    prompt = render_judge_prompt("  How do I boil an egg? {x}\n", "Put it in boiling water.\n")
+    assert "How do I boil an egg? {x}\n" in prompt  # braces in user text survive formatting
+    assert "Put it in boiling water." in prompt
+    assert prompt.rstrip().endswith('"Score: <total points>".')
+    assert "100 words" in prompt
+    assert all(f"{k}. " in prompt for k in range(1, 6))
+
+
+def test_judge_prompt_is_compact():
+    assert len(render_judge_prompt("", "")) < 1100
+
+
+def test_meta_judge_prompt_contains_both_judgments():
+    prompt = render_meta_judge_prompt("Q?", "R.", "first judgment Score: 3", "second judgment Score: 5")
+    assert prompt.index("Judgment A:\nfirst judgment") < prompt.index("Judgment B:\nsecond judgment")
+    assert '"Winner: Judgment A" or "Winner: Judgment B"' in prompt
+    assert all(f"{k}. " in prompt for k in range(1, 6))
+    assert len(render_meta_judge_prompt("", "", "", "")) < 1300
+    # The template itself must not parse as a decision.
+    assert parse_winner(render_meta_judge_prompt("", "", "", "")) is None
+    assert parse_score(render_judge_prompt("", "")) is None
+
+
+def test_cues_complete_to_parseable_answers():
+    assert [parse_score(f"{SCORE_CUE} {c}") for c in SCORE_CHOICES] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [parse_winner(f"{WINNER_CUE} {c}") for c in WINNER_CHOICES] == ["A", "B"]

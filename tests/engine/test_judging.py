@@ -1,0 +1,47 @@
+"""Reading scores and verdicts in each mode, with the probabilities given explicitly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metareward.engine.judging import read_scores, read_verdicts, score_contexts, winner_contexts
+
+TEXTS = ["Helpful and correct.\nScore: 4", "Rambling, no score here", "**Score:** five"]
+PROMPTS = ["<p0>", "<p1>", "<p2>"]
+
+
+def test_parse_mode_never_reads_probabilities_and_counts_none() -> None:
+    assert score_contexts(PROMPTS, TEXTS, "parse") == {}
+    readings = read_scores(TEXTS, "parse", {})
+    assert [r.value for r in readings] == [4.0, None, None]
+    assert [r.source for r in readings] == ["parsed", "none", "none"]
+
+
+def test_hybrid_mode_reads_probabilities_only_where_parsing_fails() -> None:
+    contexts = score_contexts(PROMPTS, TEXTS, "hybrid")
+    assert sorted(contexts) == [1, 2]
+    assert contexts[1] == "<p1>Rambling, no score here\nScore: "
+    assert contexts[2] == "<p2>Score: "  # the garbled score line is cut before the cue
+    p = np.array([0, 0, 0.5, 0.5, 0, 0.0])
+    readings = read_scores(TEXTS, "hybrid", {1: p, 2: np.eye(6)[5]})
+    assert readings[0].value == 4.0 and readings[0].source == "parsed"
+    assert readings[1].value == 2.5 and readings[1].source == "probability"
+    assert readings[1].text == "Rambling, no score here\nScore: 2"  # the most likely score is written out
+    assert readings[2].value == 5.0
+
+
+def test_probability_mode_replaces_even_a_written_score() -> None:
+    contexts = score_contexts(PROMPTS, TEXTS, "probability")
+    assert sorted(contexts) == [0, 1, 2] and contexts[0] == "<p0>Helpful and correct.\nScore: "
+    readings = read_scores(TEXTS, "probability", {i: np.eye(6)[1] for i in range(3)})
+    assert [r.value for r in readings] == [1.0, 1.0, 1.0]
+
+
+def test_verdicts_from_text_and_from_probabilities() -> None:
+    texts = ["A is more accurate.\nWinner: Judgment A", "Hmm", "B wins. Winner: Judgment B", "tie"]
+    contexts = winner_contexts(["", "", "", ""], texts, "hybrid")
+    assert sorted(contexts) == [1, 3]
+    readings = read_verdicts(texts, "hybrid", {1: np.array([0.2, 0.8]), 3: np.array([0.5, 0.5])})
+    assert [r.value for r in readings] == [1.0, -1.0, -1.0, 0.0]
+    assert readings[1].text == "Hmm\nWinner: Judgment B"
+    assert [r.value for r in read_verdicts(texts, "parse", {})] == [1.0, None, -1.0, None]

@@ -1,0 +1,212 @@
+"""Our KV-cached sampler: agreement with transformers' greedy generate, per-request reproducibility, eos handling."""
+
+import pytest
+import torch
+from torch import nn
+
+from metareward.generation.sampler import (
+    Generation,
+    GenerationRequest,
+    SamplingSettings,
+    count_truncated,
+    generate,
+    sample_next_tokens,
+)
+from metareward.model.chat import encode_text, render_prompt
+from metareward.model.embedded import embedded_checkpoint_dir, is_converted
+from metareward.model.tiny import build_tiny
+
+MESSAGES = (
+    "Hi",
+    "Score: 4",
+    "Explain the reasoning step by step, please.",
+    "Write a short answer to the question, then explain why the judgment applies the rubric.",
+    "Which winner? Tell me now.",
+)
+GREEDY = SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=24)
+SAMPLED = SamplingSettings(temperature=1.0, top_p=0.9, max_new_tokens=24)
+
+
+def sharpen(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Re-draw the weight matrices with a large spread: the stock init (std 0.02) makes greedy decoding repeat
+    one token forever, which would let many bugs pass unnoticed."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.3, generator=generator)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def single_thread(request):
+    """The tiny model's ops take microseconds, so on a busy 2-core machine thread hand-offs dominate (10x)."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tokenizer = build_tiny()
+    return sharpen(model), tokenizer
+
+
+def requests_for(tokenizer, seeds=None):
+    seeds = seeds or range(len(MESSAGES))
+    return [GenerationRequest(f"q{i}", render_prompt(tokenizer, m), s) for i, (m, s) in enumerate(zip(MESSAGES, seeds))]
+
+
+def test_settings_validation_names_every_problem():
+    with pytest.raises(ValueError, match="temperature.*top_p.*max_new_tokens"):
+        SamplingSettings(temperature=-1.0, top_p=0.0, max_new_tokens=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingSettings(temperature=1.0, top_p=1.5, max_new_tokens=8)
+
+
+def test_greedy_matches_transformers_generate(tiny):
+    model, tokenizer = tiny
+    requests = requests_for(tokenizer)
+    ours = generate(model, tokenizer, requests, GREEDY, batch_size=len(requests), progress=False)
+    prompts = [r.prompt for r in requests]
+    batch = tokenizer(prompts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+    reference = model.generate(**batch, do_sample=False, max_new_tokens=GREEDY.max_new_tokens)
+    assert len({len(encode_text(tokenizer, p)) for p in prompts}) == len(prompts)  # really different lengths
+    for row, result in zip(reference[:, batch.input_ids.shape[1] :].tolist(), ours):
+        expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+        assert result.text == tokenizer.decode(expected, skip_special_tokens=True)
+        assert result.num_tokens == len(expected)
+    assert len({r.text for r in ours}) > 1
+
+
+def test_results_keep_request_order_and_do_not_depend_on_batching(tiny):
+    model, tokenizer = tiny
+    requests = requests_for(tokenizer)
+    for settings in (GREEDY, SAMPLED):
+        whole = generate(model, tokenizer, requests, settings, batch_size=len(requests), progress=False)
+        assert [g.key for g in whole] == [r.key for r in requests]
+        for batch_size in (1, 2):
+            again = generate(model, tokenizer, requests[::-1], settings, batch_size=batch_size, progress=False)
+            assert again[::-1] == whole
+
+
+def test_sampling_follows_the_seed(tiny):
+    model, tokenizer = tiny
+    first = generate(model, tokenizer, requests_for(tokenizer, seeds=[7] * 5), SAMPLED, progress=False)
+    rerun = generate(model, tokenizer, requests_for(tokenizer, seeds=[7] * 5), SAMPLED, progress=False)
+    other = generate(model, tokenizer, requests_for(tokenizer, seeds=[8] * 5), SAMPLED, progress=False)
+    assert first == rerun
+    assert all(a.text != b.text for a, b in zip(first, other))
+    greedy = generate(model, tokenizer, requests_for(tokenizer), GREEDY, progress=False)
+    assert [g.text for g in first] != [g.text for g in greedy]
+
+
+def test_tiny_top_p_is_greedy(tiny):
+    model, tokenizer = tiny
+    nucleus = SamplingSettings(temperature=1.0, top_p=1e-6, max_new_tokens=GREEDY.max_new_tokens)
+    assert generate(model, tokenizer, requests_for(tokenizer), nucleus, progress=False) == generate(
+        model, tokenizer, requests_for(tokenizer), GREEDY, progress=False
+    )
+
+
+def test_nucleus_keeps_the_smallest_prefix_reaching_top_p():
+    # p = (0.5, 0.3, 0.2), top_p = 0.6: the mass before token 1 is 0.5 < 0.6 (kept), before token 2 it is 0.8.
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    settings = SamplingSettings(temperature=1.0, top_p=0.6, max_new_tokens=1)
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.cat([sample_next_tokens(logits, settings, [generator]) for _ in range(4000)])
+    counts = torch.bincount(draws, minlength=3).tolist()
+    assert counts[2] == 0
+    assert counts[0] / 4000 == pytest.approx(0.5 / 0.8, abs=0.03)
+
+
+class StopAtPosition(nn.Module):
+    """Wraps a model (as PEFT does) and forces eos once a row's position reaches `stop`; records batch sizes."""
+
+    def __init__(self, model: nn.Module, eos_id: int, stop: int):
+        super().__init__()
+        self.model, self.eos_id, self.stop, self.batch_sizes = model, eos_id, stop, []
+
+    def forward(self, position_ids, **kwargs):
+        self.batch_sizes.append(position_ids.shape[0])
+        out = self.model(position_ids=position_ids, **kwargs)
+        out.logits[position_ids[:, -1] >= self.stop, -1, self.eos_id] = 1e4
+        return out
+
+
+def test_finished_rows_leave_the_batch_and_the_loop_ends(tiny):
+    model, tokenizer = tiny
+    requests = requests_for(tokenizer)
+    lengths = [len(encode_text(tokenizer, r.prompt)) for r in requests]
+    stop = max(lengths) + 5
+    wrapped = StopAtPosition(model, tokenizer.eos_token_id, stop)
+    settings = SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=200)
+    results = generate(wrapped, tokenizer, requests, settings, batch_size=len(requests), progress=False)
+    # A prompt of length L samples token k at position L - 1 + k, so eos comes as token stop + 1 - L.
+    assert [r.num_tokens for r in results] == [stop + 1 - n for n in lengths]
+    assert all(r.finished for r in results)
+    assert len(wrapped.batch_sizes) == stop + 2 - min(lengths)
+    assert wrapped.batch_sizes[-1] == 1 and wrapped.batch_sizes == sorted(wrapped.batch_sizes, reverse=True)
+    assert generate(wrapped, tokenizer, requests, settings, batch_size=1, progress=False) == results
+    unfinished = generate(model, tokenizer, requests[:1], GREEDY, progress=False)[0]
+    assert not unfinished.finished and unfinished.num_tokens == GREEDY.max_new_tokens
+
+
+def test_long_prompts_are_cut_from_the_left_and_counted(tiny):
+    model, tokenizer = tiny
+    requests = requests_for(tokenizer)
+    lengths = [len(encode_text(tokenizer, r.prompt)) for r in requests]
+    limit = sorted(lengths)[2]
+    results = generate(model, tokenizer, requests, GREEDY, max_prompt_tokens=limit, progress=False)
+    assert [r.prompt_truncated for r in results] == [n > limit for n in lengths]
+    assert count_truncated(results) == sum(n > limit for n in lengths) == 2
+
+
+def test_training_flag_is_restored_and_bad_input_is_refused(tiny):
+    model, tokenizer = tiny
+    model.train()
+    try:
+        generate(model, tokenizer, requests_for(tokenizer)[:1], GREEDY, progress=False)
+        assert model.training
+    finally:
+        model.eval()
+    assert generate(model, tokenizer, [], GREEDY, progress=False) == []
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(model, tokenizer, [GenerationRequest("x", "", 0)], GREEDY, progress=False)
+
+
+def test_peft_wrapped_model_generates_like_the_base():
+    peft = pytest.importorskip("peft")
+    model, tokenizer = build_tiny()
+    sharpen(model)
+    requests = requests_for(tokenizer)
+    base = generate(model, tokenizer, requests, GREEDY, progress=False)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    wrapped = peft.get_peft_model(model, config)  # LoRA B starts at zero: same function as the base
+    assert generate(wrapped, tokenizer, requests, GREEDY, progress=False) == base
+
+
+@pytest.mark.slow
+def test_greedy_matches_transformers_on_smollm2():
+    directory = embedded_checkpoint_dir()
+    if not is_converted(directory):
+        pytest.skip(f"no converted SmolLM2 checkpoint in {directory}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(directory).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    messages = ["What is the capital of France?", "Name three colours.", "Write a haiku about autumn leaves."]
+    requests = [GenerationRequest(i, render_prompt(tokenizer, m), i) for i, m in enumerate(messages)]
+    settings = SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=20)
+    ours = generate(model, tokenizer, requests, settings, batch_size=3, progress=False)
+    batch = tokenizer([r.prompt for r in requests], add_special_tokens=False, padding=True, padding_side="left",
+                      return_tensors="pt")
+    reference = model.generate(**batch, do_sample=False, max_new_tokens=20)
+    for row, result in zip(reference[:, batch.input_ids.shape[1] :].tolist(), ours):
+        expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+        assert result.text == tokenizer.decode(expected, skip_special_tokens=True)
+        assert isinstance(result, Generation) and result.num_tokens == len(expected)

@@ -1,0 +1,17 @@
+"""Helpers shared by tests (importable as `helpers`: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose(*overrides: str, output_dir: Path | None = None):
+    """The config `python train.py <overrides>` would run; output_dir stands in for Hydra's run directory."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        fixed = [f"paths.root_dir={REPO_ROOT}", f"paths.output_dir={output_dir or REPO_ROOT / 'outputs' / 'test'}"]
+        return hydra_compose(config_name="train", overrides=fixed + list(overrides))

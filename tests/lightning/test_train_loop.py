@@ -1,0 +1,65 @@
+"""The whole loop on the tiny model: data each iteration, DPO on the adapters, summary.json, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from helpers import REPO_ROOT, compose
+from metareward.model.tiny import build_tiny
+from metareward.run import train
+
+
+def test_two_iterations_train_the_adapters_and_leave_the_base_alone(prompt_file: Path, tmp_path: Path) -> None:
+    cfg = compose("+experiment=smoke", f"data.path={prompt_file}", output_dir=tmp_path)
+    result = train(cfg)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["experiment"] == "smoke"
+    assert [it["iteration"] for it in summary["iterations"]] == [1, 2]
+    for it in summary["iterations"]:
+        assert it["actor_pairs"] > 0
+        assert math.isfinite(it["train"]["loss"]) and 0 <= it["train"]["reward_accuracy"] <= 1
+        assert {"generate", "judge", "reference", "train"} <= set(it["phases"])
+    assert "meta_judge" in summary["iterations"][0]["phases"]
+    assert "meta_judge" not in summary["iterations"][1]["phases"]  # judge training only in iteration 1
+
+    fresh, _ = build_tiny()
+    trained = dict(result.module.model.named_parameters())
+    for name, parameter in fresh.named_parameters():
+        peft_name = "base_model.model." + name.replace(".weight", ".base_layer.weight") if "_proj" in name and "self_attn" in name else "base_model.model." + name
+        assert torch.equal(trained[peft_name], parameter), name
+    actor_b = [p for n, p in trained.items() if "lora_B.actor" in n]
+    assert actor_b and any(p.abs().sum() > 0 for p in actor_b)  # LoRA B starts at zero; training moved it
+    assert (tmp_path / "checkpoints" / "iter_02" / "actor" / "adapter_model.safetensors").is_file()
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_cli_run_leaves_an_offline_wandb_run(prompt_file: Path, tmp_path: Path) -> None:
+    run = run_cli("+experiment=smoke", "logger=wandb", "num_iterations=1", f"data.path={prompt_file}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline wandb run directory"
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
+
+
+def test_cli_reports_a_bad_config_in_plain_sentences(tmp_path: Path) -> None:
+    run = run_cli("+experiment=smoke", "pairs.rho=2", "actor.num_responses=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "pairs.rho=2.0 must be in [0, 1]" in run.stderr and "actor.num_responses=1" in run.stderr
+
+
+def test_cli_reports_a_missing_prompt_file(tmp_path: Path) -> None:
+    run = run_cli("+experiment=smoke", f"data.path={tmp_path}/none.jsonl", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "does not exist" in run.stderr

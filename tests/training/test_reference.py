@@ -1,0 +1,51 @@
+"""reference_logprobs fills the pairs with exactly what completion_logprobs computes, and leaves the model as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metareward.core.logprobs import completion_logprobs
+from metareward.model.tiny import build_tiny
+from metareward.records import PairRecord
+from metareward.training.collate import PairCollator
+from metareward.training.reference import reference_logprobs
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny(seed=0)
+
+
+PAIRS = [
+    PairRecord("actor", f"p{i}", f"Question number {i}: " + "why? " * i, "Because." * (i + 1), "No idea " * (5 - i))
+    for i in range(5)
+]
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_matches_completion_logprobs_and_restores_mode(tiny, was_training):
+    model, tokenizer = tiny
+    collator = PairCollator(tokenizer)
+    model.train(was_training)
+    try:
+        scored = reference_logprobs(model, collator, PAIRS, batch_size=2, progress=False)
+        assert model.training is was_training
+    finally:
+        model.eval()
+    batch = collator(PAIRS)
+    with torch.no_grad():
+        expected, _ = completion_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    chosen, rejected = expected.chunk(2)
+    assert [pair.prompt_id for pair in scored] == [pair.prompt_id for pair in PAIRS]
+    for pair, original, c, r in zip(scored, PAIRS, chosen.tolist(), rejected.tolist()):
+        assert pair.ref_chosen_logp == pytest.approx(c, abs=1e-4)
+        assert pair.ref_rejected_logp == pytest.approx(r, abs=1e-4)
+        assert pair.chosen == original.chosen and original.ref_chosen_logp is None  # copies, inputs untouched
+    assert collator(scored)["ref_logps"].tolist() == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_rejects_bad_batch_size(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="batch_size"):
+        reference_logprobs(model, PairCollator(tokenizer), PAIRS, batch_size=0)
