@@ -60,6 +60,8 @@ class DPOModule(L.LightningModule):
         self.iteration_steps = 1
         # name -> [pair-weighted sum, pairs] over the current epoch-iteration
         self.epoch_metrics: dict[str, list[float]] = {}
+        # iteration -> evaluation figures; evaluation callbacks fill it, IterationSummary writes it to summary.json
+        self.eval_results: dict[int, dict[str, Any]] = {}
 
     def on_train_epoch_start(self) -> None:
         self.iteration_step = 0
