@@ -16,6 +16,7 @@ from metareward.config import ConfigError, RunSettings, build_settings
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
+from metareward.resume import CHECKPOINT, prepare_run_dir
 
 log = logging.getLogger("metareward")
 
@@ -26,6 +27,7 @@ USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError)
 class TrainResult:
     run_dir: Path
     module: Any  # the fitted DPOModule: its adapters hold M_T
+    interrupted: bool = False
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -33,7 +35,7 @@ def train(cfg: DictConfig) -> TrainResult:
     import lightning as L
 
     from metareward.core.losses import build_preference_loss
-    from metareward.lightning.callbacks import IterationSummary
+    from metareward.lightning.callbacks import IterationSummary, ResumeCheckpoint
     from metareward.lightning.datamodule import SelfJudgedDataModule
     from metareward.lightning.dpo_module import DPOModule
     from metareward.model.adapters import RoleAdapters
@@ -42,9 +44,15 @@ def train(cfg: DictConfig) -> TrainResult:
 
     settings = build_settings(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    resume = bool(cfg.get("resume", False))
     pool = load_prompt_pool(
-        str(cfg.data.path), str(cfg.data.instruction_field), str(cfg.data.split), cfg.data.max_prompt_chars
+        str(cfg.data.path),
+        str(cfg.data.instruction_field),
+        str(cfg.data.split),
+        cfg.data.max_prompt_chars,
+        str(cfg.data.get("on_bad_line", "fail")),
     )
+    checkpoint = prepare_run_dir(cfg, run_dir, resume)
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, tokenizer = load_model_and_tokenizer(settings.model)
@@ -53,14 +61,17 @@ def train(cfg: DictConfig) -> TrainResult:
     module = DPOModule(adapters, loss, settings.optim)
     collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     datamodule = SelfJudgedDataModule(
-        settings.engine, pool, collator, run_dir, settings.batch_size, settings.epochs_per_iteration
+        settings.engine, pool, collator, run_dir, settings.batch_size, settings.epochs_per_iteration, resume=resume
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks.append(IterationSummary(run_dir / "summary.json", settings.experiment))
+    callbacks.append(IterationSummary(run_dir / "summary.json", settings.experiment, resume=resume))
+    callbacks.append(ResumeCheckpoint(run_dir / CHECKPOINT))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_epochs=settings.num_iterations)
-    trainer.fit(module, datamodule=datamodule)
-    return TrainResult(run_dir, module)
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+    return TrainResult(run_dir, module, interrupted=bool(trainer.interrupted))
 
 
 def main(cfg: DictConfig) -> None:
@@ -69,11 +80,27 @@ def main(cfg: DictConfig) -> None:
     if _wandb_offline(cfg):
         os.environ.setdefault("WANDB_MODE", "offline")
     try:
-        run_dir = train(cfg).run_dir
+        result = train(cfg)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"run directory: {run_dir}\nsummary: {run_dir / 'summary.json'}")
+    except KeyboardInterrupt:
+        result = TrainResult(Path(cfg.paths.output_dir), None, interrupted=True)
+    if result.interrupted:
+        print(f"interrupted; finished stages are kept. Resume with:\n  {resume_command(result.run_dir)}", file=sys.stderr)
+        sys.exit(130)
+    print(f"run directory: {result.run_dir}\nsummary: {result.run_dir / 'summary.json'}")
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that continues this run: its own overrides plus the run directory and resume=true."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra.run.dir="))]
+    except ValueError:  # not inside a Hydra job
+        overrides = []
+    return " ".join(["python train.py", *overrides, f"hydra.run.dir={run_dir}", "resume=true"])
 
 
 def _wandb_offline(cfg: DictConfig) -> bool:

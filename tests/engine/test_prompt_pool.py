@@ -64,3 +64,23 @@ def test_iterations_draw_disjoint_prompts_until_the_pool_is_used_up(tmp_path) ->
     assert pool.sample(1, 4, seed=3) == first
     assert pool.sample(1, 4, seed=4) != first
     assert len(pool.sample(3, 4, seed=3)) == 4  # wraps around
+
+
+def test_skip_policy_counts_bad_lines_instead_of_failing(tmp_path) -> None:
+    path = write(
+        tmp_path / "p.jsonl",
+        ['{"id": "a", "instruction": "x"}', "{oops", '{"prompt": "y"}', '{"id": "a", "instruction": "z"}', "[3]", '{"instruction": "w"}'],
+    )
+    pool = load_prompt_pool(str(path), on_bad_line="skip")
+    assert [p.instruction for p in pool.prompts] == ["x", "w"]
+    assert pool.drops == {"malformed_line": 2, "missing_field": 1, "duplicate_id": 1}
+
+
+def test_fail_policy_names_the_way_out(tmp_path) -> None:
+    with pytest.raises(PromptPoolError, match="data.on_bad_line=skip"):
+        load_prompt_pool(str(write(tmp_path / "p.jsonl", ["{oops"])))
+
+
+def test_unknown_policy_is_rejected(tmp_path) -> None:
+    with pytest.raises(PromptPoolError, match="data.on_bad_line='ignore'"):
+        load_prompt_pool(str(write(tmp_path / "p.jsonl", ['{"instruction": "x"}'])), on_bad_line="ignore")

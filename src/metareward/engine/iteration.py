@@ -21,7 +21,8 @@ from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, s
 from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
-from metareward.records import PairRecord
+from metareward.engine.stages import StageStore
+from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, ResponseRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +52,30 @@ class _Clock:
 
 
 def make_iteration_data(
-    policy: Policy, settings: EngineSettings, pool: PromptPool, iteration: int, run_dir: Path
+    policy: Policy, settings: EngineSettings, pool: PromptPool, iteration: int, run_dir: Path, reuse: bool = False
 ) -> IterationData:
+    """Make iteration t's pairs with the policy as it is now (M_t).
+
+    With `reuse`, stages whose files a previous (interrupted) attempt finished are read back instead of redone;
+    per-request seeds make a redone stage identical to the one an uninterrupted run would have written.
+    """
     out = iteration_dir(run_dir, iteration)
+    store = StageStore(out, reuse)
     clock = _Clock()
     prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
     prompts_by_id = {p.id: p for p in prompts}
     write_records(out / "prompts.jsonl", prompts)
 
     with clock.phase("generate"):
-        responded = phases.respond(policy, settings, iteration, prompts)
-    write_records(out / "responses.jsonl", responded.records)
+        responded = store.run(
+            "responses", ResponseRecord, lambda: phases.respond(policy, settings, iteration, prompts)
+        )
     with clock.phase("judge"):
-        judged = phases.judge(policy, settings, iteration, prompts_by_id, responded.records)
-    write_records(out / "judgments.jsonl", judged.records)
+        judged = store.run(
+            "judgments",
+            JudgmentRecord,
+            lambda: phases.judge(policy, settings, iteration, prompts_by_id, responded.records),
+        )
 
     rho = settings.rho_for(iteration)
     per_prompt = scored_responses(responded.records, judged.records)
@@ -75,8 +86,9 @@ def make_iteration_data(
     if settings.trains_judge(iteration):
         with clock.phase("meta_judge"):
             targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
-            verdicts = phases.meta_judge(policy, settings, iteration, targets)
-        write_records(out / "meta_judgments.jsonl", verdicts.records)
+            verdicts = store.run(
+                "meta_judgments", MetaJudgmentRecord, lambda: phases.meta_judge(policy, settings, iteration, targets)
+            )
         judge, (w1, w2) = judge_pairs(
             targets, verdicts.records, settings.judgment_cap_for(iteration), settings.elo_l2
         )
@@ -88,6 +100,7 @@ def make_iteration_data(
 
     write_records(out / "pairs.jsonl", pairs)
     stats.update({f"time/{name}": seconds for name, seconds in clock.seconds.items()})
+    stats["data/stages_reused"] = float(len(store.reused))
     write_json(out / "stats.json", stats)
     log.info(
         "iteration %d: %d actor pairs, %d judge pairs (dropped: %s)",

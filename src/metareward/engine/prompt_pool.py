@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -11,7 +12,10 @@ from pathlib import Path
 from metareward.core.seeding import derive_seed
 from metareward.records import PromptRecord
 
+log = logging.getLogger(__name__)
 DATASETS_SUFFIXES = {".json": "json", ".csv": "csv", ".parquet": "parquet"}
+# What a bad line (not JSON, not an object, no instruction, a repeated id) does: stop the run, or skip it and count it.
+BAD_LINE_POLICIES = ("fail", "skip")
 
 
 class PromptPoolError(ValueError):
@@ -35,20 +39,41 @@ class PromptPool:
         return [self.prompts[order[(start + i) % len(order)]] for i in range(min(count, len(order)))]
 
 
+class _BadLines:
+    """Applies the bad-line policy: raise at once (fail) or count the line by reason and go on (skip)."""
+
+    def __init__(self, policy: str) -> None:
+        if policy not in BAD_LINE_POLICIES:
+            raise PromptPoolError(f"data.on_bad_line={policy!r} is not one of {list(BAD_LINE_POLICIES)}")
+        self.policy = policy
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, reason: str, message: str) -> None:
+        if self.policy == "fail":
+            raise PromptPoolError(f"{message} (set data.on_bad_line=skip to skip such lines and count them)")
+        self.counts[reason] += 1
+        log.warning("skipping %s", message)
+
+
 def load_prompt_pool(
-    path: str, instruction_field: str = "instruction", split: str = "train", max_prompt_chars: int | None = None
+    path: str,
+    instruction_field: str = "instruction",
+    split: str = "train",
+    max_prompt_chars: int | None = None,
+    on_bad_line: str = "fail",
 ) -> PromptPool:
+    bad = _BadLines(on_bad_line)
     local = Path(path).expanduser()
     if local.suffix == ".jsonl":
         if not local.is_file():
             raise PromptPoolError(f"data.path={path!r} does not exist; point it at a JSONL file of prompts")
-        rows = _read_jsonl_rows(local)
+        rows = _read_jsonl_rows(local, bad)
     else:
         rows = _read_with_datasets(path, split)
-    return _pool_from_rows(rows, str(path), instruction_field, max_prompt_chars)
+    return _pool_from_rows(rows, str(path), instruction_field, max_prompt_chars, bad)
 
 
-def _read_jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+def _read_jsonl_rows(path: Path, bad: _BadLines) -> list[tuple[int, dict]]:
     rows = []
     with path.open(encoding="utf-8") as stream:
         for line_number, line in enumerate(stream, start=1):
@@ -57,9 +82,11 @@ def _read_jsonl_rows(path: Path) -> list[tuple[int, dict]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise PromptPoolError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+                bad("malformed_line", f"{path}:{line_number}: not valid JSON ({error.msg})")
+                continue
             if not isinstance(row, dict):
-                raise PromptPoolError(f"{path}:{line_number}: expected a JSON object, found {type(row).__name__}")
+                bad("malformed_line", f"{path}:{line_number}: expected a JSON object, found {type(row).__name__}")
+                continue
             rows.append((line_number, row))
     return rows
 
@@ -85,17 +112,19 @@ def _read_with_datasets(path: str, split: str) -> list[tuple[int, dict]]:
 
 
 def _pool_from_rows(
-    rows: list[tuple[int, dict]], source: str, instruction_field: str, max_prompt_chars: int | None
+    rows: list[tuple[int, dict]], source: str, instruction_field: str, max_prompt_chars: int | None, bad: _BadLines
 ) -> PromptPool:
-    if not rows:
+    if not rows and not bad.counts:
         raise PromptPoolError(f"{source}: holds no prompts")
     prompts: list[PromptRecord] = []
-    drops: Counter[str] = Counter()
+    drops: Counter[str] = Counter(bad.counts)
     seen_ids: dict[str, int] = {}
     for line_number, row in rows:
         instruction = row.get(instruction_field)
         if not isinstance(instruction, str):
-            raise PromptPoolError(f"{source}:{line_number}: missing the text field {instruction_field!r}")
+            bad("missing_field", f"{source}:{line_number}: missing the text field {instruction_field!r}")
+            drops["missing_field"] = bad.counts["missing_field"]
+            continue
         if not instruction.strip():
             drops["empty_instruction"] += 1
             continue
@@ -104,9 +133,9 @@ def _pool_from_rows(
             continue
         prompt_id = str(row.get("id", f"{Path(source).stem}-{line_number}"))
         if prompt_id in seen_ids:
-            raise PromptPoolError(
-                f"{source}:{line_number}: duplicate id {prompt_id!r} (first on line {seen_ids[prompt_id]})"
-            )
+            bad("duplicate_id", f"{source}:{line_number}: duplicate id {prompt_id!r} (first on line {seen_ids[prompt_id]})")
+            drops["duplicate_id"] = bad.counts["duplicate_id"]
+            continue
         seen_ids[prompt_id] = line_number
         prompts.append(PromptRecord(id=prompt_id, instruction=instruction.strip(), category=str(row.get("category", ""))))
     if not prompts:

@@ -139,6 +139,33 @@ def sample_next_tokens(
     return order.gather(-1, picks).squeeze(-1)
 
 
+def _prefill_distinct(
+    model: nn.Module, prompts: Sequence[list[int]], pad_id: int
+) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
+    """One forward over the DISTINCT prompts of a batch, then cache and logits copied out to every row.
+
+    Requests that share a prompt (the N judgments of one response, say) differ only in their seeds, so their
+    prompt is encoded once. Returns (last-position logits [rows, V], cache, attention_mask, position_ids).
+    """
+    index: dict[tuple[int, ...], int] = {}
+    owner = [index.setdefault(tuple(prompt), len(index)) for prompt in prompts]
+    distinct = [list(key) for key in index]
+    input_ids, attention_mask, position_ids = left_pad(distinct, pad_id, model_device(model))
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    logits, cache = out.logits[:, -1, :], out.past_key_values
+    if len(distinct) < len(prompts):
+        rows = torch.tensor(owner, device=logits.device)
+        cache.batch_select_indices(rows)
+        logits, attention_mask, position_ids = logits[rows], attention_mask[rows], position_ids[rows]
+    return logits, cache, attention_mask, position_ids[:, -1:]
+
+
 def _decode_batch(
     model: nn.Module,
     prompts: Sequence[list[int]],
@@ -148,36 +175,34 @@ def _decode_batch(
     pad_id: int,
 ) -> list[tuple[list[int], bool]]:
     """(generated ids without eos, finished) per prompt. Rows that emit eos leave the batch and its KV cache."""
-    input_ids, attention_mask, position_ids = left_pad(prompts, pad_id, model_device(model))
+    logits, cache, attention_mask, position_ids = _prefill_distinct(model, prompts, pad_id)
     active = list(range(len(prompts)))  # which prompt each remaining batch row belongs to
     outputs: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
-    cache = None
-    for _ in range(settings.max_new_tokens):
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = out.past_key_values
-        tokens = sample_next_tokens(out.logits[:, -1, :], settings, [generators[i] for i in active])
+    for step in range(settings.max_new_tokens):
+        tokens = sample_next_tokens(logits, settings, [generators[i] for i in active])
         done = tokens == eos_id
         for index, token, stop in zip(active, tokens.tolist(), done.tolist()):
             finished[index] = stop
             if not stop:
                 outputs[index].append(token)
-        if done.all():
+        if done.all() or step == settings.max_new_tokens - 1:
             break
         keep = (~done).nonzero().squeeze(-1)
         if len(keep) < len(active):
             cache.batch_select_indices(keep)
             active = [active[i] for i in keep.tolist()]
-        input_ids = tokens[keep].unsqueeze(-1)
-        position_ids = position_ids[keep, -1:] + 1
-        attention_mask = torch.cat([attention_mask[keep], attention_mask.new_ones((len(keep), 1))], dim=-1)
+            tokens, position_ids, attention_mask = tokens[keep], position_ids[keep], attention_mask[keep]
+        position_ids = position_ids + 1
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=-1)
+        logits = model(
+            input_ids=tokens.unsqueeze(-1),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
     return list(zip(outputs, finished))
 
 

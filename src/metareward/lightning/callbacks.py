@@ -11,7 +11,7 @@ from typing import Any
 
 import lightning as L
 
-from metareward.artifacts import write_json
+from metareward.artifacts import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,19 @@ class IterationSummary(L.Callback):
     Evaluation callbacks put their figures in `pl_module.eval_results[iteration]` before this one runs.
     """
 
-    def __init__(self, path: Path, experiment: str) -> None:
+    def __init__(self, path: Path, experiment: str, resume: bool = False) -> None:
         self.path = Path(path)
         self.experiment = experiment
         self.started = time.perf_counter()
         self.boundary = self.started
         self.train_started = self.started
         self.iterations: list[dict[str, Any]] = []
+        self.earlier_seconds = 0.0  # time spent by the attempts this run resumes from
         self.status = "running"
+        if resume and self.path.is_file():
+            earlier = read_json(self.path)
+            self.iterations = list(earlier.get("iterations", []))
+            self.earlier_seconds = float(earlier.get("seconds", 0.0))
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = self.boundary = time.perf_counter()
@@ -70,7 +75,7 @@ class IterationSummary(L.Callback):
             "stats": {k: v for k, v in stats.items() if not k.startswith("time/")},
         }
         self.boundary = now
-        self.iterations.append(record)
+        self.iterations = [it for it in self.iterations if it["iteration"] < iteration] + [record]
         for logger in trainer.loggers:
             logger.log_metrics({**stats, "iteration": iteration}, step=trainer.global_step)
         log.info("iteration %d done in %.1f s: %s", iteration, record["seconds"], record["train"])
@@ -90,7 +95,7 @@ class IterationSummary(L.Callback):
             {
                 "experiment": self.experiment,
                 "status": self.status,
-                "seconds": time.perf_counter() - self.started,
+                "seconds": self.earlier_seconds + time.perf_counter() - self.started,
                 "peak_rss_mb": peak_rss_mb(),
                 "iterations": self.iterations,
             },
@@ -119,3 +124,19 @@ class AdapterCheckpoint(L.Callback):
         merged.save_pretrained(str(self.directory / "merged_actor"))
         trainer.datamodule.collator.tokenizer.save_pretrained(str(self.directory / "merged_actor"))
         log.info("saved the merged actor model to %s", self.directory / "merged_actor")
+
+
+class ResumeCheckpoint(L.Callback):
+    """After every iteration, a Lightning checkpoint (adapters, optimizer, loop state) at `path`, atomically.
+
+    `python train.py ... hydra.run.dir=<run> resume=true` restarts from it: finished iterations are not redone.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(temporary)
+        temporary.replace(self.path)

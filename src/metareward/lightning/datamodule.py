@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from metareward.artifacts import write_records
+from metareward.artifacts import read_records, write_records
 from metareward.core.seeding import derive_seed
 from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
 from metareward.engine.policy import Policy
@@ -95,6 +95,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
         batch_size: int,
         epochs_per_iteration: int = 1,
         reference_batch_size: int = 8,
+        resume: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -104,17 +105,23 @@ class SelfJudgedDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.epochs_per_iteration = epochs_per_iteration
         self.reference_batch_size = reference_batch_size
+        self.resume = resume
         self.latest: IterationData | None = None
 
     def train_dataloader(self) -> DataLoader:
         iteration = self.trainer.current_epoch + 1
         module = self.trainer.lightning_module
         policy = Policy(module.adapters, self.collator.tokenizer, self.settings.max_prompt_tokens, self.settings.progress)
-        data = make_iteration_data(policy, self.settings, self.pool, iteration, self.run_dir)
+        data = make_iteration_data(policy, self.settings, self.pool, iteration, self.run_dir, reuse=self.resume)
         start = time.perf_counter()
-        data.pairs = self._with_reference(module.adapters, data.pairs, iteration)
+        scored_path = iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl"
+        if self.resume and scored_path.is_file():
+            data.pairs = read_records(scored_path, PairRecord)
+            data.stats["data/stages_reused"] += 1
+        else:
+            data.pairs = self._with_reference(module.adapters, data.pairs, iteration)
+            write_records(scored_path, data.pairs)
         data.stats["time/reference"] = time.perf_counter() - start
-        write_records(iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl", data.pairs)
         self.latest = data
         if not data.pairs:
             log.warning("iteration %d made no preference pairs: training is skipped for this iteration", iteration)

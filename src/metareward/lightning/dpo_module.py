@@ -113,5 +113,15 @@ class DPOModule(L.LightningModule):
         """Pair-weighted means of this epoch-iteration's training metrics."""
         return {name: weighted / count for name, (weighted, count) in self.epoch_metrics.items() if count}
 
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Only the adapters: the base weights never change, so checkpoints stay small (MBs, not GBs)."""
+        return {k: v for k, v in super().state_dict(*args, **kwargs).items() if "lora_" in k}
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        missing = [k for k in super().state_dict() if "lora_" in k and k not in state_dict]
+        if strict and missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} adapter tensors, e.g. {missing[0]}")
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.adapters.adapter_parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)

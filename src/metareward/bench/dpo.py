@@ -1,0 +1,132 @@
+"""DPO training throughput: our reference pass + DPO steps against TRL's DPOTrainer on the same pairs.
+
+Both sides: the same base model, one LoRA adapter (r, alpha, q/k/v/o from conf/model/smollm2_135m.yaml), the same
+pairs, batch size, beta, learning rate and gradient clipping, fp32 on CPU. Our time INCLUDES computing the
+reference log-probs of every timed pair (TRL computes them inside each step with the adapter disabled).
+One warm-up step per side is excluded from timing. Throughput: pairs/s and tokens/s (prompt + completion tokens
+of chosen and rejected rows); ratio = our pairs/s over TRL's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from metareward.bench.common import emit, machine, peak_rss_mb, say, synthetic_pairs
+from metareward.core.logprobs import completion_logprobs
+from metareward.core.losses import DPOLoss
+from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.chat import render_prompt
+from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+from metareward.records import PairRecord
+from metareward.training.collate import PairCollator
+from metareward.training.reference import reference_logprobs
+
+BETA, LR, MAX_PROMPT, MAX_COMPLETION = 0.1, 2e-4, 512, 256
+LORA = AdapterSpec(mode="shared", r=16, alpha=32, dropout=0.0)
+
+
+def batches(pairs: Sequence[PairRecord], size: int) -> list[list[PairRecord]]:
+    return [list(pairs[i : i + size]) for i in range(0, len(pairs), size)]
+
+
+def pair_tokens(collator: PairCollator, pairs: Sequence[PairRecord]) -> int:
+    """Real (unpadded) tokens in the chosen and rejected rows of `pairs`."""
+    return sum(int(collator([pair])["attention_mask"].sum()) for pair in pairs)
+
+
+def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> float:
+    batch = collator(chunk)
+    logps, counts = completion_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    chosen, rejected = logps.chunk(2)
+    ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
+    out = loss(chosen, rejected, ref_chosen, ref_rejected, *counts.chunk(2))
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return float(out.loss.detach())
+
+
+def run_ours(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int) -> float:
+    """Seconds for reference log-probs of `timed` plus one DPO step per batch of it (after one warm-up step)."""
+    model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+    adapters = RoleAdapters(model, LORA)
+    peft = adapters.model
+    collator = PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION)
+    params = adapters.adapter_parameters()
+    optimizer = torch.optim.AdamW(params, lr=LR)
+    loss = DPOLoss(BETA)
+    peft.train()
+    scored = reference_logprobs(peft, collator, warmup, batch_size=batch_size, progress=False)
+    our_step(peft, collator, loss, optimizer, params, scored)
+    start = time.perf_counter()
+    scored = reference_logprobs(peft, collator, timed, batch_size=batch_size, progress=False)
+    for chunk in batches(scored, batch_size):
+        our_step(peft, collator, loss, optimizer, params, chunk)
+    return time.perf_counter() - start
+
+
+def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int) -> float:
+    """Seconds TRL's DPOTrainer spends on the steps after its first (warm-up) step."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+    rows = [
+        {"prompt": render_prompt(tokenizer, p.prompt), "chosen": p.chosen, "rejected": p.rejected}
+        for p in list(warmup) + list(timed)
+    ]
+    marks: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            marks.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        config = DPOConfig(
+            output_dir=out, per_device_train_batch_size=batch_size, max_steps=1 + len(batches(timed, batch_size)),
+            learning_rate=LR, beta=BETA, max_grad_norm=1.0, lr_scheduler_type="constant", warmup_steps=0,
+            max_length=MAX_PROMPT + MAX_COMPLETION, use_cpu=True, bf16=False, fp16=False,
+            gradient_checkpointing=False, report_to=[], save_strategy="no", eval_strategy="no",
+            logging_steps=10_000, disable_tqdm=True, dataloader_num_workers=0, seed=0,
+        )
+        lora = LoraConfig(r=LORA.r, lora_alpha=LORA.alpha, lora_dropout=LORA.dropout,
+                          target_modules=list(LORA.target_modules), task_type="CAUSAL_LM")
+        trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                             processing_class=tokenizer, peft_config=lora, callbacks=[StepClock()])
+        trainer.train()
+    return marks[-1] - marks[0]
+
+
+def main(model_path: str, num_pairs: int, batch_size: int, as_json: bool, rounds: int = 1) -> dict[str, Any]:
+    os.environ.setdefault("WANDB_DISABLED", "true")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    pairs = synthetic_pairs(num_pairs + batch_size)
+    warmup, timed = pairs[:batch_size], pairs[batch_size:]
+    _, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+    tokens = pair_tokens(PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION), timed)
+    say(f"dpo: {len(timed)} timed pairs ({tokens} tokens), batch {batch_size}, LoRA r={LORA.r}, {rounds} round(s)")
+    ours, trl = [], []
+    for r in range(rounds):  # interleaved, so load changes hit both sides
+        ours.append(run_ours(model_path, warmup, timed, batch_size))
+        say(f"  round {r + 1}: ours {ours[-1]:.1f} s")
+        trl.append(run_trl(model_path, warmup, timed, batch_size))
+        say(f"  round {r + 1}: TRL  {trl[-1]:.1f} s")
+    ours_s, trl_s = min(ours), min(trl)
+    return emit({
+        "benchmark": "dpo", "model": model_path, "pairs": len(timed), "batch_size": batch_size, "tokens": tokens,
+        "ours_seconds": ours_s, "anchor_seconds": trl_s,
+        "ours_pairs_per_s": len(timed) / ours_s, "anchor_pairs_per_s": len(timed) / trl_s,
+        "ours_tokens_per_s": tokens / ours_s, "anchor_tokens_per_s": tokens / trl_s,
+        "ratio": trl_s / ours_s, "anchor": "trl.DPOTrainer", "rounds": rounds,
+        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+    }, as_json)

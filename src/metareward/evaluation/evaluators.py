@@ -1,0 +1,183 @@
+"""Evaluators that compare two answers to one instruction: `prefer(instruction, a, b)` is P(answer A is better).
+
+Three kinds share that interface: a local causal LM read by probability (the frozen seed model M0 with its adapters
+off, or any model loaded by path), and any OpenAI-compatible chat-completions endpoint. Position bias is cancelled
+by the caller, which asks for both orders (see `metrics.both_orders`). The comparison prompt is our own wording.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from metareward.generation.choice_probs import choice_distribution
+from metareward.model.chat import render_prompt
+
+log = logging.getLogger(__name__)
+
+COMPARISON_TEMPLATE = (
+    "Two assistants answered the same request. Decide which answer serves the user better: correct, on point, "
+    "complete and clearly written. Do not reward length for its own sake.\n\n"
+    "Request:\n{instruction}\n\n"
+    "Answer A:\n{answer_a}\n\n"
+    "Answer B:\n{answer_b}\n\n"
+    'Reply with one letter only: "A" if Answer A is better, "B" if Answer B is better.'
+)
+COMPARISON_CUE = "Better answer: Answer "
+CHOICES = ("A", "B")
+
+Comparison = tuple[str, str, str]  # (instruction, answer_a, answer_b)
+
+
+class EvaluatorError(RuntimeError):
+    """An evaluator could not be reached or gave an unusable reply."""
+
+
+def render_comparison_prompt(instruction: str, answer_a: str, answer_b: str) -> str:
+    """The user message asking which of two answers is better, answered with a single letter."""
+    return COMPARISON_TEMPLATE.format(
+        instruction=instruction.strip(), answer_a=answer_a.strip(), answer_b=answer_b.strip()
+    )
+
+
+class PreferenceEvaluator:
+    """P(answer A is better than answer B). Subclasses implement `prefer_many`."""
+
+    name = "evaluator"
+    unreadable = 0  # replies that gave no preference (counted as 0.5)
+
+    def prefer(self, instruction: str, answer_a: str, answer_b: str) -> float:
+        return self.prefer_many([(instruction, answer_a, answer_b)])[0]
+
+    def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
+        raise NotImplementedError
+
+
+@dataclass
+class LocalModelEvaluator(PreferenceEvaluator):
+    """Reads P("A") / (P("A") + P("B")) after the rendered comparison prompt and a cue: one forward per comparison.
+
+    `model` is a factory of a context that yields the model to use, so the seed evaluator can switch the policy's
+    adapters off only while it reads.
+    """
+
+    model: Callable[[], AbstractContextManager[nn.Module]]
+    tokenizer: PreTrainedTokenizerBase
+    batch_size: int = 8
+    max_prompt_tokens: int = 2048
+    progress: bool = False
+    name: str = "local"
+
+    def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
+        if not comparisons:
+            return []
+        contexts = [render_prompt(self.tokenizer, render_comparison_prompt(*c)) + COMPARISON_CUE for c in comparisons]
+        with self.model() as model:
+            result = choice_distribution(
+                model, self.tokenizer, contexts, CHOICES, self.batch_size, self.max_prompt_tokens,
+                desc=f"{self.name} evaluator", progress=self.progress,
+            )
+        return [float(p) for p in result.probabilities[:, 0]]
+
+
+@contextmanager
+def _fixed(model: nn.Module) -> Iterator[nn.Module]:
+    yield model
+
+
+@contextmanager
+def adapters_off(peft_model: nn.Module) -> Iterator[nn.Module]:
+    """The PEFT model with every adapter disabled: the frozen seed model M0."""
+    with peft_model.disable_adapter():
+        yield peft_model
+
+
+def seed_evaluator(peft_model: nn.Module, tokenizer: PreTrainedTokenizerBase, **kwargs) -> LocalModelEvaluator:
+    return LocalModelEvaluator(lambda: adapters_off(peft_model), tokenizer, name="seed", **kwargs)
+
+
+def path_evaluator(path: str, dtype: str = "float32", **kwargs) -> LocalModelEvaluator:
+    """Any local directory or hub id the project's loader accepts, kept frozen."""
+    from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(ModelSpec(path=path, dtype=dtype))
+    model.requires_grad_(False)
+    return LocalModelEvaluator(lambda: _fixed(model), tokenizer, name=f"model {path}", **kwargs)
+
+
+_LETTER = re.compile(r"\b([AB])\b")
+
+
+def read_reply(choice: dict) -> float | None:
+    """P(A) from a chat-completions choice: from the first token's top logprobs when the server sent them,
+    else from the first standalone letter A or B of the text (1 or 0); None when neither gives an answer."""
+    content = ((choice.get("logprobs") or {}).get("content")) or []
+    if content:
+        found: dict[str, float] = {}
+        for entry in content[0].get("top_logprobs") or [content[0]]:
+            letter = str(entry.get("token", "")).strip().strip('"').upper()
+            if letter in CHOICES and letter not in found:
+                found[letter] = math.exp(float(entry["logprob"]))
+        if found:
+            return found.get("A", 0.0) / (found.get("A", 0.0) + found.get("B", 0.0))
+    match = _LETTER.search(str((choice.get("message") or {}).get("content") or ""))
+    return None if match is None else float(match.group(1) == "A")
+
+
+@dataclass
+class OpenAIChatEvaluator(PreferenceEvaluator):
+    """Any OpenAI-compatible `/chat/completions` endpoint. The API key is read from the environment variable
+    named `api_key_env` at each call and never stored, logged or shown in this object's repr."""
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    max_tokens: int = 1
+    top_logprobs: int = 5
+    timeout_s: float = 60.0
+    name: str = "openai"
+    unreadable: int = field(default=0)
+
+    def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
+        results = []
+        for comparison in comparisons:
+            value = read_reply(self._complete(render_comparison_prompt(*comparison)))
+            if value is None:
+                self.unreadable += 1
+            results.append(0.5 if value is None else value)
+        return results
+
+    def _complete(self, message: str) -> dict:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": message}],
+            "max_tokens": self.max_tokens,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": self.top_logprobs,
+        }
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                reply = json.loads(response.read().decode())
+        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as error:
+            raise EvaluatorError(f"The evaluator endpoint {url} failed ({type(error).__name__}: {error}).") from None
+        if not reply.get("choices"):
+            raise EvaluatorError(f"The evaluator endpoint {url} returned no choices.")
+        return reply["choices"][0]

@@ -1,0 +1,140 @@
+"""Evaluation steps that need a model but no Lightning: answer the held-out prompts, compare with the baseline in
+both orders, score labelled pairs with the judge. The callbacks in `metareward.lightning.eval_callbacks` wire them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from metareward.core.prompts import SCORE_CHOICES, SCORE_CUE, render_judge_prompt
+from metareward.core.seeding import derive_seed
+from metareward.evaluation.data import EvalPrompt, LabelledPair
+from metareward.evaluation.evaluators import PreferenceEvaluator
+from metareward.evaluation.metrics import (
+    arena_score,
+    average_length,
+    both_orders,
+    judge_agreement,
+    lc_win_rate,
+    win_rate,
+)
+from metareward.generation.choice_probs import choice_distribution, expected_score
+from metareward.generation.sampler import GenerationRequest, SamplingSettings, generate
+from metareward.model.chat import render_prompt
+
+
+@dataclass(frozen=True)
+class ArenaSettings:
+    tie_margin: float = 0.05
+    num_bootstrap: int = 200
+    confidence: float = 0.95
+    seed: int = 0
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def answer_prompts(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[EvalPrompt],
+    sampling: SamplingSettings,
+    batch_size: int,
+    max_prompt_tokens: int,
+    seed: int,
+    desc: str = "evaluation answers",
+) -> list[str]:
+    """One answer per prompt, each request seeded from (seed, prompt id) so reruns answer alike."""
+    requests = [
+        GenerationRequest(p.id, render_prompt(tokenizer, p.instruction), derive_seed(seed, "eval", p.id))
+        for p in prompts
+    ]
+    generations = generate(model, tokenizer, requests, sampling, batch_size, max_prompt_tokens, desc, progress=False)
+    return [g.text for g in generations]
+
+
+def win_rate_report(
+    prompts: Sequence[EvalPrompt],
+    answers: Sequence[str],
+    baseline: Sequence[str],
+    evaluator: PreferenceEvaluator,
+    arena: ArenaSettings,
+) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
+    """Figures (win_rate, lc_win_rate, arena_score with its interval, lengths) and one annotation row per prompt.
+
+    The evaluator judges both orders; p_model_first = P(A) with the model's answer as A, p_baseline_first = P(A)
+    with the baseline's answer as A, and the prompt's preference is their position-debiased mean.
+    """
+    forward = [(p.instruction, a, b) for p, a, b in zip(prompts, answers, baseline)]
+    backward = [(p.instruction, b, a) for p, a, b in zip(prompts, answers, baseline)]
+    unreadable_before = evaluator.unreadable
+    probabilities = evaluator.prefer_many(forward + backward)
+    first, second = probabilities[: len(forward)], probabilities[len(forward) :]
+    preferences = both_orders(first, second)
+    score = arena_score(first, second, arena.tie_margin, arena.num_bootstrap, arena.confidence, arena.seed)
+    figures = {
+        "win_rate": win_rate(preferences),
+        "lc_win_rate": lc_win_rate(preferences, [len(a) for a in answers], [len(b) for b in baseline]),
+        "arena_score": score.score,
+        "arena_ci_low": score.low,
+        "arena_ci_high": score.high,
+        "avg_length": average_length(answers),
+        "baseline_avg_length": average_length(baseline),
+        "eval_prompts": float(len(prompts)),
+        # share of preference mass on the first-shown answer, over both orders (0.5 = no position bias)
+        "evaluator_prefers_first": float(np.mean(probabilities)) if probabilities else math.nan,
+        "evaluator_unreadable": float(evaluator.unreadable - unreadable_before),
+    }
+    rows = [
+        {"prompt_id": p.id, "instruction": p.instruction, "answer": a, "baseline": b,
+         "p_model_first": x, "p_baseline_first": y, "preference": float(z)}
+        for p, a, b, x, y, z in zip(prompts, answers, baseline, first, second, preferences)
+    ]
+    return {k: finite_or_none(v) for k, v in figures.items()}, rows
+
+
+def judge_score_contexts(tokenizer: PreTrainedTokenizerBase, items: Sequence[tuple[str, str]]) -> list[str]:
+    """The rendered judge prompt of each (instruction, answer), followed at once by the cue "Score: "."""
+    return [render_prompt(tokenizer, render_judge_prompt(i, a)) + SCORE_CUE + " " for i, a in items]
+
+
+def read_judge_scores(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    items: Sequence[tuple[str, str]],
+    batch_size: int,
+    max_prompt_tokens: int,
+) -> np.ndarray:
+    """E[score] = sum_k k * P(k | judge prompt, "Score: ") for k in 0..5, one forward pass per item."""
+    if not items:
+        return np.zeros(0)
+    result = choice_distribution(
+        model, tokenizer, judge_score_contexts(tokenizer, items), SCORE_CHOICES, batch_size, max_prompt_tokens,
+        desc="judge quality", progress=False,
+    )
+    return expected_score(result.probabilities, [float(c) for c in SCORE_CHOICES])
+
+
+def judge_quality_report(
+    pairs: Sequence[LabelledPair], good_scores: Sequence[float], poor_scores: Sequence[float], tie_tolerance: float
+) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
+    figures: dict[str, float | None] = dict(
+        judge_agreement(
+            good_scores, poor_scores, [p.good_score for p in pairs], [p.poor_score for p in pairs], tie_tolerance
+        )
+    )
+    figures["judge_good_mean"] = float(np.mean(good_scores)) if len(pairs) else None
+    figures["judge_poor_mean"] = float(np.mean(poor_scores)) if len(pairs) else None
+    rows = [
+        {"pair_id": p.id, "good_label": p.good_score, "poor_label": p.poor_score, "good_score": float(g),
+         "poor_score": float(s)}
+        for p, g, s in zip(pairs, good_scores, poor_scores)
+    ]
+    return figures, rows

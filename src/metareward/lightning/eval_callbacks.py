@@ -1,0 +1,236 @@
+"""Evaluation after every iteration: win rates against a baseline, judge quality on labelled pairs, dashboards.
+
+Each callback puts its figures for iteration t (= current_epoch + 1) into `pl_module.eval_results[t]` (written to
+summary.json by IterationSummary, which runs after them) and logs them as `eval/<name>` to every logger. Files go
+to run_dir/eval/ (baseline cache, per-iteration annotations) and run_dir/plots/ (PNG files).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+
+from metareward.artifacts import write_json
+from metareward.evaluation.data import (
+    BaselineAnswer,
+    cached_baseline,
+    load_eval_prompts,
+    load_labelled_pairs,
+    save_baseline,
+)
+from metareward.evaluation.evaluators import PreferenceEvaluator, adapters_off
+from metareward.evaluation.metrics import score_distribution
+from metareward.evaluation.runner import (
+    ArenaSettings,
+    answer_prompts,
+    judge_quality_report,
+    read_judge_scores,
+    win_rate_report,
+)
+from metareward.evaluation.settings import EvaluatorSpec, build_evaluator
+from metareward.generation.sampler import SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+def record_figures(trainer: L.Trainer, pl_module: L.LightningModule, figures: Mapping[str, Any]) -> None:
+    """Store figures for this iteration and log the numeric ones as eval/<name>."""
+    iteration = trainer.current_epoch + 1
+    pl_module.eval_results.setdefault(iteration, {}).update(figures)
+    numeric = {
+        f"eval/{k}": float(v) for k, v in figures.items() if isinstance(v, (int, float)) and math.isfinite(v)
+    }
+    for logger in trainer.loggers:
+        logger.log_metrics({**numeric, "iteration": iteration}, step=trainer.global_step)
+
+
+def eval_dir(trainer: L.Trainer, iteration: int | None = None) -> Path:
+    root = Path(trainer.datamodule.run_dir) / "eval"
+    return root if iteration is None else root / f"iter_{iteration:02d}"
+
+
+class WinRateCallback(L.Callback):
+    """Answers held-out prompts with the current actor and compares each answer with a baseline answer.
+
+    The baseline is the reference answer in the data (`reference_field`) or else the seed model M0's answer
+    (adapters off), made once per run and cached in run_dir/eval/baseline_answers.jsonl.
+    """
+
+    def __init__(
+        self,
+        data_path: str,
+        num_prompts: int = 16,
+        max_new_tokens: int = 96,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        batch_size: int = 16,
+        max_prompt_tokens: int = 1024,
+        instruction_field: str = "instruction",
+        reference_field: str | None = None,
+        evaluator: Mapping[str, Any] | None = None,
+        arena: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.prompts = load_eval_prompts(data_path, num_prompts, instruction_field, reference_field)
+        self.sampling = SamplingSettings(temperature, top_p, max_new_tokens)
+        self.batch_size, self.max_prompt_tokens, self.seed = batch_size, max_prompt_tokens, seed
+        self.spec = EvaluatorSpec(**dict(evaluator or {}))
+        problems = self.spec.problems()
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+        self.arena = ArenaSettings(**dict(arena or {}), seed=seed)
+        self.evaluator: PreferenceEvaluator | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        started = time.perf_counter()
+        iteration = trainer.current_epoch + 1
+        tokenizer = trainer.datamodule.collator.tokenizer
+        baseline = self._baseline(trainer, pl_module, tokenizer)
+        with pl_module.adapters.role("actor") as model:
+            answers = answer_prompts(
+                model, tokenizer, self.prompts, self.sampling, self.batch_size, self.max_prompt_tokens, self.seed,
+                desc=f"iteration {iteration}: evaluation answers",
+            )
+        if self.evaluator is None:
+            self.evaluator = build_evaluator(self.spec, pl_module.adapters.model, tokenizer)
+        figures, rows = win_rate_report(self.prompts, answers, [b.text for b in baseline], self.evaluator, self.arena)
+        write_json(eval_dir(trainer, iteration) / "win_rate.json", {"figures": figures, "annotations": rows})
+        figures["seconds_win_rate"] = time.perf_counter() - started
+        record_figures(trainer, pl_module, figures)
+        log.info("iteration %d: win rate %s, LC %s against %s", iteration, figures["win_rate"],
+                 figures["lc_win_rate"], baseline[0].source if baseline else "nothing")
+
+    def _baseline(self, trainer: L.Trainer, pl_module: L.LightningModule, tokenizer) -> list[BaselineAnswer]:
+        if all(p.reference is not None for p in self.prompts):
+            return [BaselineAnswer(p.id, str(p.reference), "reference") for p in self.prompts]
+        path = eval_dir(trainer) / "baseline_answers.jsonl"
+        cached = cached_baseline(path, self.prompts)
+        if cached is not None:
+            return cached
+        with adapters_off(pl_module.adapters.model) as model:
+            texts = answer_prompts(
+                model, tokenizer, self.prompts, self.sampling, self.batch_size, self.max_prompt_tokens, self.seed,
+                desc="seed model answers",
+            )
+        answers = [BaselineAnswer(p.id, t, "seed") for p, t in zip(self.prompts, texts)]
+        save_baseline(path, answers)
+        return answers
+
+
+class JudgeQualityCallback(L.Callback):
+    """Scores both answers of labelled pairs with the current judge (score read by probability after "Score: ")
+    and reports agreement with the labels; also the distribution of the iteration's judge scores."""
+
+    def __init__(
+        self,
+        data_path: str,
+        num_pairs: int = 24,
+        batch_size: int = 8,
+        max_prompt_tokens: int = 1536,
+        tie_tolerance: float = 0.0,
+    ) -> None:
+        self.pairs = load_labelled_pairs(data_path, num_pairs)
+        self.batch_size, self.max_prompt_tokens, self.tie_tolerance = batch_size, max_prompt_tokens, tie_tolerance
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        started = time.perf_counter()
+        iteration = trainer.current_epoch + 1
+        tokenizer = trainer.datamodule.collator.tokenizer
+        items = [(p.instruction, p.good) for p in self.pairs] + [(p.instruction, p.poor) for p in self.pairs]
+        with pl_module.adapters.role("judge") as model:
+            scores = read_judge_scores(model, tokenizer, items, self.batch_size, self.max_prompt_tokens)
+        n = len(self.pairs)
+        figures, rows = judge_quality_report(self.pairs, scores[:n], scores[n:], self.tie_tolerance)
+        write_json(eval_dir(trainer, iteration) / "judge_quality.json", {"figures": figures, "pairs": rows})
+        figures.update(self._score_distribution(trainer, iteration))
+        figures["seconds_judge_quality"] = time.perf_counter() - started
+        record_figures(trainer, pl_module, figures)
+
+    @staticmethod
+    def _score_distribution(trainer: L.Trainer, iteration: int) -> dict[str, float]:
+        from metareward.evaluation.plots import judge_scores
+
+        scores = judge_scores(trainer.datamodule.run_dir).get(iteration, [])
+        return {f"judge_score_{k}": v for k, v in score_distribution(scores).items()}
+
+
+def _jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
+    import json
+
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in lines[:limit]]
+
+
+def sample_tables(run_dir: Path, iteration: int, limit: int) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """Name -> (columns, rows) of the iteration's first `limit` responses, judgments and meta-judgments, with the
+    prompt text joined in, and of the evaluation answers against the baseline."""
+    from metareward.engine.iteration import iteration_dir
+
+    folder = iteration_dir(run_dir, iteration)
+    prompts = {p["id"]: p["instruction"] for p in _jsonl(folder / "prompts.jsonl", 10**6)}
+    layouts = {
+        "responses": ("responses.jsonl", ["prompt_id", "index", "text", "num_tokens", "finished"]),
+        "judgments": ("judgments.jsonl", ["prompt_id", "response_index", "index", "text", "score", "score_source"]),
+        "meta_judgments": (
+            "meta_judgments.jsonl", ["prompt_id", "response_index", "first", "second", "text", "verdict"]
+        ),
+    }
+    tables = {}
+    for name, (file, columns) in layouts.items():
+        rows = _jsonl(folder / file, limit)
+        if rows:
+            tables[name] = (["instruction", *columns], [[prompts.get(r.get("prompt_id"), "")] + [r.get(c) for c in columns] for r in rows])
+    win_rate = run_dir / "eval" / f"iter_{iteration:02d}" / "win_rate.json"
+    if win_rate.is_file():
+        import json
+
+        columns = ["prompt_id", "instruction", "answer", "baseline", "preference"]
+        rows = json.loads(win_rate.read_text(encoding="utf-8"))["annotations"][:limit]
+        tables["eval_answers"] = (columns, [[r[c] for c in columns] for r in rows])
+    return tables
+
+
+class DashboardCallback(L.Callback):
+    """Per iteration: PNG plots in `plots_dir` (win rates, lengths, judge quality, judge score histogram) and, for
+    wandb loggers, the same plots as images plus Tables of sample responses, judgments, meta-judgments and
+    evaluation answers. Runs after the evaluation callbacks so their figures are in."""
+
+    def __init__(self, plots_dir: str, num_table_rows: int = 8, run_name: str = "run") -> None:
+        self.plots_dir = Path(plots_dir)
+        self.num_table_rows = num_table_rows
+        self.run_name = run_name
+        self.records: list[dict[str, Any]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from metareward.evaluation.plots import judge_scores, report_figures, save_figures
+
+        iteration = trainer.current_epoch + 1
+        data = trainer.datamodule.latest
+        stats = dict(data.stats) if data is not None else {}
+        self.records.append(
+            {"iteration": iteration, "eval": dict(pl_module.eval_results.get(iteration, {})), "stats": stats}
+        )
+        run_dir = Path(trainer.datamodule.run_dir)
+        paths = save_figures(report_figures({self.run_name: self.records}, judge_scores(run_dir)), self.plots_dir)
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if wandb_loggers:
+            self._log_wandb(wandb_loggers, paths, sample_tables(run_dir, iteration, self.num_table_rows), iteration)
+
+    @staticmethod
+    def _log_wandb(loggers: list, paths: list[Path], tables: Mapping[str, tuple], iteration: int) -> None:
+        import wandb
+
+        payload: dict[str, Any] = {f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}
+        payload.update({f"samples/{name}": wandb.Table(columns=c, data=r) for name, (c, r) in tables.items()})
+        payload["iteration"] = iteration
+        for logger in loggers:
+            logger.experiment.log(payload)

@@ -1,0 +1,108 @@
+"""IFT and EFT rows as supervised examples: (user message, target completion).
+
+- IFT row `{"instruction", "response"}` -> (instruction, response): the actor role.
+- EFT row `{"instruction", "response", "judgment", "score"}` -> (render_judge_prompt(instruction, response),
+  judgment): the judge role, with exactly the prompt the judge sees during the loop. A judgment without a
+  readable `Score: N` line gets `Score: <score>` appended, so the model always learns to end with one.
+
+The Self-Rewarding paper keeps only EFT examples whose scores agree with human rankings (Sec. 3.1). The shipped
+sample has no rankings; a user file may carry the optional boolean field `agrees_with_ranking`, and rows where it
+is false are dropped and counted as `disagrees_with_ranking`. Rows whose `score` is not in [0, 5], or whose
+judgment's last `Score:` line says something else, are dropped as `bad_score` / `score_mismatch`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metareward.core.parsing import parse_score
+from metareward.core.prompts import SCORE_CUE, render_judge_prompt
+
+AGREEMENT_FIELD = "agrees_with_ranking"
+KINDS = ("ift", "eft")
+
+
+class SFTDataError(ValueError):
+    """An IFT/EFT file cannot be used; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """`prompt` is the user message (the chat template is applied when batching); `completion` the target text."""
+
+    prompt: str
+    completion: str
+    kind: str
+
+
+@dataclass
+class SFTData:
+    examples: list[SFTExample]
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+def ift_example(row: dict) -> SFTExample:
+    return SFTExample(prompt=row["instruction"].strip(), completion=row["response"].strip(), kind="ift")
+
+
+def eft_example(row: dict) -> SFTExample | str:
+    """The judge example for one EFT row, or the reason it is dropped."""
+    if row.get(AGREEMENT_FIELD) is False:
+        return "disagrees_with_ranking"
+    score = row.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 5:
+        return "bad_score"
+    judgment = row["judgment"].strip()
+    written = parse_score(judgment)
+    if written is None:
+        judgment = f"{judgment}\n{SCORE_CUE} {score:g}"
+    elif written != float(score):
+        return "score_mismatch"
+    return SFTExample(prompt=render_judge_prompt(row["instruction"], row["response"]), completion=judgment, kind="eft")
+
+
+REQUIRED = {"ift": ("instruction", "response"), "eft": ("instruction", "response", "judgment")}
+
+
+def load_sft_file(path: str | Path, kind: str) -> SFTData:
+    """Examples of `kind` ('ift' or 'eft') from a JSONL file; blank lines skipped, drops counted by reason."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise SFTDataError(f"warm_start.{kind}_path={str(path)!r} does not exist; point it at a JSONL file")
+    examples: list[SFTExample] = []
+    drops: Counter[str] = Counter()
+    with source.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            row = _parse_row(source, number, line, kind)
+            if any(not row[name].strip() for name in REQUIRED[kind]):
+                drops["empty_field"] += 1
+                continue
+            example = ift_example(row) if kind == "ift" else eft_example(row)
+            if isinstance(example, str):
+                drops[example] += 1
+            else:
+                examples.append(example)
+    if not examples:
+        raise SFTDataError(f"{source}: no usable {kind.upper()} examples (dropped: {dict(drops)})")
+    return SFTData(examples=examples, drops=dict(drops))
+
+
+def _parse_row(source: Path, number: int, line: str, kind: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise SFTDataError(f"{source}:{number}: not valid JSON ({error.msg})") from None
+    if not isinstance(row, dict):
+        raise SFTDataError(f"{source}:{number}: expected a JSON object, found {type(row).__name__}")
+    for name in REQUIRED[kind]:
+        if not isinstance(row.get(name), str):
+            fields = ", ".join(REQUIRED[kind])
+            raise SFTDataError(f"{source}:{number}: missing the text field {name!r} ({kind.upper()} rows need {fields})")
+    return row

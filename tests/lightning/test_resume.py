@@ -1,0 +1,93 @@
+"""Crash-safety: a run killed with SIGKILL at several points resumes and ends with the pairs of an unbroken run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO_ROOT
+
+STAGE_FILES = ("prompts.jsonl", "responses.jsonl", "judgments.jsonl", "pairs.jsonl")
+
+
+def command(prompt_file: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", f"data.path={prompt_file}",
+        f"hydra.run.dir={run_dir}", *extra,
+    ]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def run_to_end(args: list[str]) -> None:
+    done = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def kill_when(args: list[str], marker: Path, timeout: float = 300) -> None:
+    """Start the run and SIGKILL it as soon as `marker` exists (or fail if it ends first)."""
+    process = subprocess.Popen(args, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None, f"the run ended before {marker.name} appeared"
+        assert time.monotonic() < deadline, f"{marker} never appeared"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def stage_texts(run_dir: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(run_dir)): path.read_text()
+        for path in sorted((run_dir / "iterations").rglob("*.jsonl"))
+        if path.name in STAGE_FILES or path.name == "meta_judgments.jsonl"
+    }
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_without_redoing_finished_stages(prompt_file: Path, tmp_path: Path) -> None:
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    run_to_end(command(prompt_file, unbroken))
+
+    first = broken / "iterations" / "iter_01"
+    # 1: killed right after iteration 1's responses were written (mid data making).
+    kill_when(command(prompt_file, broken), first / "responses.jsonl")
+    responses_written = (first / "responses.jsonl").stat().st_mtime_ns
+    # 2: resumed, then killed once iteration 1 is trained and checkpointed (during iteration 2).
+    kill_when(command(prompt_file, broken, "resume=true"), broken / "checkpoints" / "last.ckpt")
+    assert (first / "responses.jsonl").stat().st_mtime_ns == responses_written, "a finished stage was recomputed"
+    trained_first = (first / "train_pairs.jsonl").stat().st_mtime_ns
+    # 3: resumed to the end.
+    run_to_end(command(prompt_file, broken, "resume=true"))
+    assert (first / "train_pairs.jsonl").stat().st_mtime_ns == trained_first, "iteration 1 was made again"
+
+    assert stage_texts(broken) == stage_texts(unbroken)
+    summary = json.loads((broken / "summary.json").read_text())
+    assert summary["status"] == "finished" and [it["iteration"] for it in summary["iterations"]] == [1, 2]
+    reference = json.loads((unbroken / "summary.json").read_text())
+    assert [it["actor_pairs"] for it in summary["iterations"]] == [it["actor_pairs"] for it in reference["iterations"]]
+
+
+def test_resume_refuses_a_changed_config(prompt_file: Path, tmp_path: Path) -> None:
+    run_to_end(command(prompt_file, tmp_path, "num_iterations=1"))
+    done = subprocess.run(
+        command(prompt_file, tmp_path, "num_iterations=1", "resume=true", "pairs.rho=0.1"),
+        env=environment(), capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 2 and "pairs.rho (was 0.4, now 0.1)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_resume_needs_an_earlier_run(prompt_file: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        command(prompt_file, tmp_path / "new", "resume=true"), env=environment(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 2 and "holds no run to resume" in done.stderr
