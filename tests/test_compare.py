@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metareward.compare import find_summaries, final_metric, format_table, main, run_row, varying_keys
+from metareward.compare import final_metric, find_summaries, format_table, main, run_row, varying_keys
 
 
 def _fake_run(directory: Path, overrides: list[str], loss: float, lc: float | None) -> None:
@@ -16,8 +16,15 @@ def _fake_run(directory: Path, overrides: list[str], loss: float, lc: float | No
     evals = {} if lc is None else {"lc_win_rate": lc}
     iterations = [
         {"iteration": 1, "actor_pairs": 1, "judge_pairs": 0, "train": {"loss": 9.0}, "eval": {}, "seconds": 1.0},
-        {"iteration": 2, "actor_pairs": 3, "judge_pairs": 1, "train": {"loss": loss, "reward_accuracy": 0.5},
-         "eval": evals, "seconds": 2.5, "stats": {"judge/mean_score": 3.25}},
+        {
+            "iteration": 2,
+            "actor_pairs": 3,
+            "judge_pairs": 1,
+            "train": {"loss": loss, "reward_accuracy": 0.5},
+            "eval": evals,
+            "seconds": 2.5,
+            "stats": {"judge/mean_score": 3.25},
+        },
     ]
     summary = {"experiment": "smoke", "status": "finished", "seconds": 4.0, "iterations": iterations}
     (directory / "summary.json").write_text(json.dumps(summary))

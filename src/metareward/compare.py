@@ -19,7 +19,12 @@ from typing import Any
 import yaml
 
 DEFAULT_METRICS = (
-    "actor_pairs", "judge_pairs", "train.loss", "train.reward_accuracy", "eval.lc_win_rate", "eval.win_rate",
+    "actor_pairs",
+    "judge_pairs",
+    "train.loss",
+    "train.reward_accuracy",
+    "eval.lc_win_rate",
+    "eval.win_rate",
     "seconds",
 )
 
@@ -115,8 +120,13 @@ def format_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
     keys = varying_keys(rows)
     header = ["run", *keys, "status", "iters", *metrics]
     body = [
-        [Path(row["run"]).name, *(row["overrides"].get(k, "-") for k in keys), _cell(row["status"]),
-         str(row["iterations"]), *(_cell(row.get(m)) for m in metrics)]
+        [
+            Path(row["run"]).name,
+            *(row["overrides"].get(k, "-") for k in keys),
+            _cell(row["status"]),
+            str(row["iterations"]),
+            *(_cell(row.get(m)) for m in metrics),
+        ]
         for row in rows
     ]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
@@ -155,14 +165,22 @@ def plot_runs(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metareward.compare", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="multirun directories, run directories or summary.json files")
-    parser.add_argument("--metrics", nargs="+", default=None,
-                        help="default: those of " + ", ".join(DEFAULT_METRICS) + " that some run has; any dotted name from a summary iteration, e.g. stats.judge/mean_score")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        help="default: those of "
+        + ", ".join(DEFAULT_METRICS)
+        + " that some run has; any dotted name from a summary iteration, e.g. stats.judge/mean_score",
+    )
     parser.add_argument("--plot", type=Path, help="also save a bar chart per metric to this PNG file")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = parser.parse_args(argv)
     summaries = find_summaries(args.paths)
     if not summaries:
-        print(f"error: no summary.json under {', '.join(args.paths)}; pass a multirun or run directory", file=sys.stderr)
+        print(
+            f"error: no summary.json under {', '.join(args.paths)}; pass a multirun or run directory", file=sys.stderr
+        )
         return 2
     rows = [run_row(path) for path in summaries]
     if args.metrics is None:

@@ -90,6 +90,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         drop_duplicate_responses=bool(cfg.actor.drop_duplicates),
         score_mode=str(cfg.judge.score_mode),
         verdict_mode=str(cfg.meta_judge.verdict_mode),
+        calibrate_position=bool(cfg.meta_judge.calibrate_position),
         pair_strategy=str(cfg.pairs.strategy),
         rho=float(cfg.pairs.rho),
         rho_schedule=_optional_tuple(cfg.pairs.rho_schedule),

@@ -45,3 +45,13 @@ def test_verdicts_from_text_and_from_probabilities() -> None:
     assert [r.value for r in readings] == [1.0, -1.0, -1.0, 0.0]
     assert readings[1].text == "Hmm\nWinner: Judgment B"
     assert [r.value for r in read_verdicts(texts, "parse", {})] == [1.0, None, -1.0, None]
+
+
+def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None:
+    # The meta-judge favours A everywhere, but less so in verdicts 1 and 3: after calibration those go to B.
+    p = {0: np.array([0.85, 0.15]), 1: np.array([0.75, 0.25]), 2: np.array([0.8, 0.2]), 3: np.array([0.7, 0.3]),
+         4: np.array([0.9, 0.1])}
+    texts = ["x"] * 5
+    assert [r.value for r in read_verdicts(texts, "probability", p)] == [1.0] * 5
+    calibrated = [r.value for r in read_verdicts(texts, "probability", p, calibrate=True)]
+    assert calibrated == [1.0, -1.0, 0.0, -1.0, 1.0]  # the median verdict sits exactly at the centre: a tie

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT
+
 from metareward.evaluation.data import (
     BaselineAnswer,
     EvalPrompt,

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT, compose
+
 from metareward.run import train
 
 SMALL_EVAL = (

@@ -26,6 +26,7 @@ def test_two_iterations_train_the_adapters_and_leave_the_base_alone(prompt_file:
         assert it["actor_pairs"] > 0
         assert math.isfinite(it["train"]["loss"]) and 0 <= it["train"]["reward_accuracy"] <= 1
         assert {"generate", "judge", "reference", "train"} <= set(it["phases"])
+        assert it["weights"]["base_unchanged"] is True and it["weights"]["adapter_norms"]["actor"] > 0
     assert "meta_judge" in summary["iterations"][0]["phases"]
     assert "meta_judge" not in summary["iterations"][1]["phases"]  # judge training only in iteration 1
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from metareward.selfinstruct.fewshot import answer_prefix, build_fewshot_message, choose_examples
-from metareward.selfinstruct.filters import DROP_REASONS, FilterSettings, clean_candidate, drop_reason, filter_candidates
+from metareward.selfinstruct.filters import (
+    DROP_REASONS,
+    FilterSettings,
+    clean_candidate,
+    drop_reason,
+    filter_candidates,
+)
 
 SETTINGS = FilterSettings(max_rouge_l=0.7, min_words=3, max_words=12, banned_keywords=("image", "file"))
 
@@ -56,10 +62,21 @@ def test_filter_candidates_counts_every_reason() -> None:
         "Plan a three-day trip to Lisbon on a budget.",  # kept
     ]
     result = filter_candidates(candidates, existing, SETTINGS)
-    assert result.kept == ["Give three tips for learning a new language.", "Plan a three-day trip to Lisbon on a budget."]
+    assert result.kept == [
+        "Give three tips for learning a new language.",
+        "Plan a three-day trip to Lisbon on a budget.",
+    ]
     assert set(result.drops) == set(DROP_REASONS)
-    assert result.drops == {"empty": 1, "too_short": 1, "too_long": 0, "unprintable": 0, "keyword": 1,
-                            "bad_start": 0, "duplicate": 2, "similar": 1}
+    assert result.drops == {
+        "empty": 1,
+        "too_short": 1,
+        "too_long": 0,
+        "unprintable": 0,
+        "keyword": 1,
+        "bad_start": 0,
+        "duplicate": 2,
+        "similar": 1,
+    }
     assert len(result.kept) + sum(result.drops.values()) == len(candidates)
 
 

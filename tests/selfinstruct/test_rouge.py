@@ -8,7 +8,15 @@ from metareward.selfinstruct.rouge import lcs_length, max_rouge_l, rouge_l, roug
 
 
 def test_tokens_lowercase_and_split_on_non_alphanumerics() -> None:
-    assert rouge_tokens("Write a HAIKU, about rain!  (2 lines)") == ["write", "a", "haiku", "about", "rain", "2", "lines"]
+    assert rouge_tokens("Write a HAIKU, about rain!  (2 lines)") == [
+        "write",
+        "a",
+        "haiku",
+        "about",
+        "rain",
+        "2",
+        "lines",
+    ]
 
 
 def test_lcs_hand_worked() -> None:

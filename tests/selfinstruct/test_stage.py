@@ -8,17 +8,22 @@ from pathlib import Path
 import pytest
 
 from metareward.artifacts import read_records
-from metareward.generation.sampler import Generation, SamplingSettings
+from metareward.generation.sampler import Generation
 from metareward.records import PromptRecord
 from metareward.selfinstruct import stage
 from metareward.selfinstruct.__main__ import main as cli_main
 from metareward.selfinstruct.stage import SelfInstructSettings, self_instruct, write_augmented_pool
 
-POOL = [PromptRecord(id=f"seed-{i}", instruction=text) for i, text in enumerate([
-    "Write a haiku about the first frost of autumn.",
-    "Explain how a rainbow forms.",
-    "Give three tips for sleeping well.",
-])]
+POOL = [
+    PromptRecord(id=f"seed-{i}", instruction=text)
+    for i, text in enumerate(
+        [
+            "Write a haiku about the first frost of autumn.",
+            "Explain how a rainbow forms.",
+            "Give three tips for sleeping well.",
+        ]
+    )
+]
 
 
 def _scripted(outputs: list[str]):
@@ -34,13 +39,24 @@ def _scripted(outputs: list[str]):
 def test_rounds_until_enough_prompts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from metareward.model.tiny import build_tiny_tokenizer
 
-    monkeypatch.setattr(stage, "generate", _scripted([
-        "Plan a picnic for six people.", "Explain how a rainbow forms.",  # round 1: 1 kept, 1 duplicate
-        "Hi", "Name four birds that cannot fly.",  # round 2: 1 too short, 1 kept
-    ]))
+    monkeypatch.setattr(
+        stage,
+        "generate",
+        _scripted(
+            [
+                "Plan a picnic for six people.",
+                "Explain how a rainbow forms.",  # round 1: 1 kept, 1 duplicate
+                "Hi",
+                "Name four birds that cannot fly.",  # round 2: 1 too short, 1 kept
+            ]
+        ),
+    )
     settings = SelfInstructSettings(num_prompts=2, num_examples=3, requests_per_round=2, max_rounds=5, progress=False)
     result = self_instruct(None, build_tiny_tokenizer(), POOL, settings)
-    assert [p.instruction for p in result.new_prompts] == ["Plan a picnic for six people.", "Name four birds that cannot fly."]
+    assert [p.instruction for p in result.new_prompts] == [
+        "Plan a picnic for six people.",
+        "Name four birds that cannot fly.",
+    ]
     assert [p.id for p in result.new_prompts] == ["si-00001", "si-00002"]
     assert (result.rounds, result.generated) == (2, 4)
     assert result.drops["duplicate"] == 1 and result.drops["too_short"] == 1 and result.drops["surplus"] == 0
@@ -67,9 +83,25 @@ def _check_output(output: Path, pool_size: int, printed: str) -> list[PromptReco
 
 def test_cli_on_tiny_model(prompt_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "pool.jsonl"
-    args = ["--input", str(prompt_file), "--output", str(output), "--model", "builtin:tiny", "--count", "2",
-            "--requests-per-round", "3", "--max-rounds", "1", "--max-new-tokens", "12", "--num-examples", "3",
-            "--no-progress"]
+    args = [
+        "--input",
+        str(prompt_file),
+        "--output",
+        str(output),
+        "--model",
+        "builtin:tiny",
+        "--count",
+        "2",
+        "--requests-per-round",
+        "3",
+        "--max-rounds",
+        "1",
+        "--max-new-tokens",
+        "12",
+        "--num-examples",
+        "3",
+        "--no-progress",
+    ]
     assert cli_main(args) == 0
     first = _check_output(output, 6, capsys.readouterr().out)
     assert cli_main(args) == 0  # same seed, same prompts
@@ -77,16 +109,28 @@ def test_cli_on_tiny_model(prompt_file: Path, tmp_path: Path, capsys: pytest.Cap
 
 
 def test_cli_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli_main(["--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o.jsonl"),
-                     "--model", "builtin:tiny"])
+    code = cli_main(
+        ["--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o.jsonl"), "--model", "builtin:tiny"]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_cli_on_embedded_default(embedded_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "pool.jsonl"
-    args = ["--output", str(output), "--count", "4", "--requests-per-round", "4", "--max-rounds", "1",
-            "--max-new-tokens", "48", "--no-progress"]
+    args = [
+        "--output",
+        str(output),
+        "--count",
+        "4",
+        "--requests-per-round",
+        "4",
+        "--max-rounds",
+        "1",
+        "--max-new-tokens",
+        "48",
+        "--no-progress",
+    ]
     assert cli_main(args) == 0
     records = _check_output(output, 324, capsys.readouterr().out)
     for record in records[324:]:

@@ -81,4 +81,6 @@ def test_collator_masks_only_completion_tokens() -> None:
         prompt = encode_text(tokenizer, render_prompt(tokenizer, example.prompt))
         assert batch["completion_mask"][row].sum() == len(completion)
         assert batch["attention_mask"][row].sum() == len(prompt) + len(completion)
-        assert batch["input_ids"][row, -len(completion):].tolist() == completion  # left padding: completion ends the row
+        assert (
+            batch["input_ids"][row, -len(completion) :].tolist() == completion
+        )  # left padding: completion ends the row

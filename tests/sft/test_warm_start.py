@@ -61,10 +61,26 @@ def _write(path: Path, rows: list[dict]) -> str:
 
 def test_warm_start_split_and_shared(tmp_path: Path) -> None:
     ift = _write(tmp_path / "ift.jsonl", [{"instruction": e.prompt, "response": e.completion} for e in EXAMPLES])
-    eft = _write(tmp_path / "eft.jsonl", [{"instruction": "Say hi.", "response": "Hi!", "score": 3,
-                                          "judgment": "Friendly and on topic but minimal.\nScore: 3"}])
-    section = {"enabled": True, "ift_path": ift, "eft_path": eft, "max_steps": 1, "lr": 1e-3,
-               "max_prompt_tokens": 64, "max_completion_tokens": 32}
+    eft = _write(
+        tmp_path / "eft.jsonl",
+        [
+            {
+                "instruction": "Say hi.",
+                "response": "Hi!",
+                "score": 3,
+                "judgment": "Friendly and on topic but minimal.\nScore: 3",
+            }
+        ],
+    )
+    section = {
+        "enabled": True,
+        "ift_path": ift,
+        "eft_path": eft,
+        "max_steps": 1,
+        "lr": 1e-3,
+        "max_prompt_tokens": 64,
+        "max_completion_tokens": 32,
+    }
     settings = warm_start_settings(section, seed=1)
     adapters, tokenizer = _tiny_adapters("split")
     before = _snapshot(adapters)
@@ -86,7 +102,8 @@ def test_disabled_and_invalid_settings() -> None:
     assert warm_start_settings(None) == WarmStartSettings()
     assert WarmStartSettings(enabled=True).problems()
     with pytest.raises(ValueError, match="warm_start.lr"):
-        warm_start(None, None, warm_start_settings({"enabled": True, "ift_path": "x.jsonl", "lr": 0}))  # type: ignore[arg-type]
+        bad = warm_start_settings({"enabled": True, "ift_path": "x.jsonl", "lr": 0})
+        warm_start(None, None, bad)  # type: ignore[arg-type]
 
 
 def test_config_group_composes() -> None:
@@ -107,8 +124,12 @@ def test_warm_start_on_embedded_default(embedded_checkpoint: Path) -> None:
     adapters = RoleAdapters(model, AdapterSpec())
     before = _snapshot(adapters)
     settings = WarmStartSettings(
-        enabled=True, ift_path=str(REPO / "data/ift/sample.jsonl"), eft_path=str(REPO / "data/eft/sample.jsonl"),
-        optim=SFTOptim(lr=2e-4, batch_size=1, max_steps=2), max_prompt_tokens=320, max_completion_tokens=64,
+        enabled=True,
+        ift_path=str(REPO / "data/ift/sample.jsonl"),
+        eft_path=str(REPO / "data/eft/sample.jsonl"),
+        optim=SFTOptim(lr=2e-4, batch_size=1, max_steps=2),
+        max_prompt_tokens=320,
+        max_completion_tokens=64,
     )
     stats = warm_start(adapters, tokenizer, settings)
     for name in ("actor", "judge"):

@@ -80,14 +80,31 @@ def read_scores(texts: Sequence[str], mode: str, probabilities: dict[int, np.nda
     return readings
 
 
-def read_verdicts(texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray]) -> list[Reading]:
+def position_offsets(probabilities: dict[int, np.ndarray], calibrate: bool) -> dict[int, float]:
+    """Log-odds of "A" over "B" per verdict, minus their median over the iteration when `calibrate` is on.
+
+    A small meta-judge often says "A" whatever it reads (SmolLM2-135M: P(A) ~ 0.8 for every pair), which carries
+    no information and, through the positional weights, empties the battle matrix. Contextual calibration
+    (Zhao et al. 2021, arXiv 2102.09690) removes that prior: a verdict goes to A when the model favours A more
+    than it usually does. This is our addition, not the paper's; it applies only to probability reads.
+    """
+    log_odds = {i: float(np.log(p[0] + 1e-12) - np.log(p[1] + 1e-12)) for i, p in probabilities.items()}
+    if calibrate and log_odds:
+        centre = float(np.median(list(log_odds.values())))
+        log_odds = {i: value - centre for i, value in log_odds.items()}
+    return log_odds
+
+
+def read_verdicts(
+    texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray], calibrate: bool = False
+) -> list[Reading]:
     """Verdict +1 when judgment A (shown first) wins, -1 when B wins, 0 for a tie or nothing readable."""
+    log_odds = position_offsets(probabilities, calibrate)
     readings = []
     for i, text in enumerate(texts):
         if i in probabilities:
-            p_a, p_b = probabilities[i][0], probabilities[i][1]
-            verdict = 0 if abs(p_a - p_b) <= VERDICT_TIE_MARGIN else (1 if p_a > p_b else -1)
-            label = WINNER_CHOICES[0] if p_a >= p_b else WINNER_CHOICES[1]
+            verdict = 0 if abs(log_odds[i]) <= VERDICT_TIE_MARGIN else (1 if log_odds[i] > 0 else -1)
+            label = WINNER_CHOICES[0] if verdict >= 0 else WINNER_CHOICES[1]
             body = explanation_part(text, _WINNER_TAIL)
             readings.append(Reading(f"{body}\n{WINNER_CUE} {label}".lstrip(), float(verdict), "probability"))
         else:

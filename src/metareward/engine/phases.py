@@ -150,7 +150,9 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
         "meta_judge", list(contexts.values()), WINNER_CHOICES, settings.meta_judge.batch_size,
         f"iteration {iteration}: verdicts",
     )
-    readings = read_verdicts(texts, settings.verdict_mode, dict(zip(contexts, probabilities)))
+    readings = read_verdicts(
+        texts, settings.verdict_mode, dict(zip(contexts, probabilities)), settings.calibrate_position
+    )
     records = [
         MetaJudgmentRecord(
             t.prompt.id, t.response.index, t.judgments[m].index, t.judgments[n].index,

@@ -38,6 +38,7 @@ class EngineSettings:
     drop_duplicate_responses: bool = True
     score_mode: str = "hybrid"
     verdict_mode: str = "hybrid"
+    calibrate_position: bool = False
     pair_strategy: str = "length_controlled"
     rho: float = 0.4
     rho_schedule: tuple[float, ...] | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 from metareward.artifacts import read_json, write_json
 
@@ -19,6 +20,22 @@ log = logging.getLogger(__name__)
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def adapter_norms(adapters: Any) -> dict[str, float]:
+    """L2 norm of each adapter's LoRA B matrices: zero at the start (B is initialised to 0), so > 0 means trained."""
+    norms: dict[str, float] = {}
+    for name, parameter in adapters.model.named_parameters():
+        for adapter in adapters.adapter_names:
+            if f"lora_B.{adapter}." in name:
+                norms[adapter] = norms.get(adapter, 0.0) + float(parameter.detach().double().pow(2).sum())
+    return {adapter: math.sqrt(total) for adapter, total in norms.items()}
+
+
+def base_fingerprint(adapters: Any) -> torch.Tensor:
+    """Per-tensor sums of the frozen base weights; any change to a base weight changes it."""
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum() for _, p in adapters.base_parameters()]).cpu()
 
 
 def _finite(value: float) -> float | None:
@@ -40,6 +57,7 @@ class IterationSummary(L.Callback):
         self.train_started = self.started
         self.iterations: list[dict[str, Any]] = []
         self.earlier_seconds = 0.0  # time spent by the attempts this run resumes from
+        self.base_fingerprint: torch.Tensor | None = None
         self.status = "running"
         if resume and self.path.is_file():
             earlier = read_json(self.path)
@@ -48,6 +66,7 @@ class IterationSummary(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = self.boundary = time.perf_counter()
+        self.base_fingerprint = base_fingerprint(pl_module.adapters)
         self._write()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -70,6 +89,10 @@ class IterationSummary(L.Callback):
                 **{k.split("/", 1)[1]: v for k, v in train.items() if k not in ("train/loss", "train/reward_accuracy")},
             },
             "eval": dict(getattr(pl_module, "eval_results", {}).get(iteration, {})),
+            "weights": {
+                "adapter_norms": adapter_norms(pl_module.adapters),
+                "base_unchanged": bool(torch.equal(base_fingerprint(pl_module.adapters), self.base_fingerprint)),
+            },
             "seconds": now - self.boundary,
             "phases": {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("time/")},
             "stats": {k: v for k, v in stats.items() if not k.startswith("time/")},

@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_report(summary: dict, written: int, output: str) -> str:
-    lines = [f"generated {summary['generated']} candidates in {summary['rounds']} rounds; "
-             f"added {summary['new_prompts']} new prompts; wrote {written} prompts to {output}",
-             "removed by filter:"]
+    head = (
+        f"generated {summary['generated']} candidates in {summary['rounds']} rounds; "
+        f"added {summary['new_prompts']} new prompts; wrote {written} prompts to {output}"
+    )
+    lines = [head, "removed by filter:"]
     lines += [f"  {reason:<12} {count}" for reason, count in summary["drops"].items()]
     return "\n".join(lines)
 

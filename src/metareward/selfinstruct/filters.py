@@ -24,8 +24,24 @@ from metareward.selfinstruct.rouge import max_rouge_l, rouge_tokens
 
 # Requests a text-only assistant cannot satisfy; whole words, case-insensitive.
 DEFAULT_BANNED_KEYWORDS = (
-    "image", "images", "picture", "pictures", "photo", "photos", "graph", "chart", "diagram", "draw",
-    "video", "audio", "file", "files", "attached", "attachment", "link", "url",
+    "image",
+    "images",
+    "picture",
+    "pictures",
+    "photo",
+    "photos",
+    "graph",
+    "chart",
+    "diagram",
+    "draw",
+    "video",
+    "audio",
+    "file",
+    "files",
+    "attached",
+    "attachment",
+    "link",
+    "url",
 )
 DROP_REASONS = ("empty", "too_short", "too_long", "unprintable", "keyword", "bad_start", "duplicate", "similar")
 
@@ -87,9 +103,7 @@ def drop_reason(text: str, settings: FilterSettings) -> str | None:
     return None
 
 
-def filter_candidates(
-    candidates: Sequence[str], existing: Sequence[str], settings: FilterSettings
-) -> FilterResult:
+def filter_candidates(candidates: Sequence[str], existing: Sequence[str], settings: FilterSettings) -> FilterResult:
     """Keep the cleaned candidates that pass every filter; each kept one joins the set later ones are compared to.
 
     Returns the kept texts in input order and a count for every reason in `DROP_REASONS` (zeros included).

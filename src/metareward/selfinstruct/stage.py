@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -35,8 +35,8 @@ class SelfInstructSettings:
     """`num_prompts` new prompts are wanted; at most `max_rounds` rounds of `requests_per_round` generations."""
 
     num_prompts: int
-    sampling: SamplingSettings = SamplingSettings(temperature=0.6, top_p=0.9, max_new_tokens=64)
-    filters: FilterSettings = FilterSettings()
+    sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(0.6, 0.9, 64))  # paper: T=0.6, p=0.9
+    filters: FilterSettings = field(default_factory=FilterSettings)
     num_examples: int = 6
     requests_per_round: int = 16
     max_rounds: int = 10
@@ -62,8 +62,12 @@ class SelfInstructResult:
     rounds: int
 
     def summary(self) -> dict[str, object]:
-        return {"new_prompts": len(self.new_prompts), "generated": self.generated, "rounds": self.rounds,
-                "drops": dict(self.drops)}
+        return {
+            "new_prompts": len(self.new_prompts),
+            "generated": self.generated,
+            "rounds": self.rounds,
+            "drops": dict(self.drops),
+        }
 
 
 def fewshot_requests(
@@ -72,7 +76,9 @@ def fewshot_requests(
     """One round's requests: rendered few-shot prompts, each followed by the `Task <k+1>:` answer prefix."""
     requests = []
     for index in range(settings.requests_per_round):
-        examples = choose_examples(pool, settings.num_examples, derive_seed(settings.seed, "si-examples", round_index, index))
+        examples = choose_examples(
+            pool, settings.num_examples, derive_seed(settings.seed, "si-examples", round_index, index)
+        )
         prompt = render_prompt(tokenizer, build_fewshot_message(examples)) + answer_prefix(len(examples))
         seed = derive_seed(settings.seed, "si-sample", round_index, index)
         requests.append(GenerationRequest(key=(round_index, index), prompt=prompt, seed=seed))
@@ -93,15 +99,23 @@ def self_instruct(
     while len(kept) < settings.num_prompts and rounds < settings.max_rounds:
         requests = fewshot_requests(tokenizer, texts + kept, settings, rounds)
         generations = generate(
-            model, tokenizer, requests, settings.sampling, settings.batch_size, settings.max_prompt_tokens,
-            desc=f"self-instruct round {rounds + 1}", progress=settings.progress,
+            model,
+            tokenizer,
+            requests,
+            settings.sampling,
+            settings.batch_size,
+            settings.max_prompt_tokens,
+            desc=f"self-instruct round {rounds + 1}",
+            progress=settings.progress,
         )
         result = filter_candidates([g.text for g in generations], texts + kept, settings.filters)
         drops.update(result.drops)
         kept.extend(result.kept)
         generated += len(generations)
         rounds += 1
-        log.info("self-instruct round %d: kept %d of %d (total %d)", rounds, len(result.kept), len(generations), len(kept))
+        log.info(
+            "self-instruct round %d: kept %d of %d (total %d)", rounds, len(result.kept), len(generations), len(kept)
+        )
     surplus = max(0, len(kept) - settings.num_prompts)
     drops["surplus"] += surplus  # kept by the filters but beyond the number asked for
     new = [
@@ -111,9 +125,7 @@ def self_instruct(
     return SelfInstructResult(new_prompts=new, drops=dict(drops), generated=generated, rounds=rounds)
 
 
-def write_augmented_pool(
-    path: Path, pool: Sequence[PromptRecord], result: SelfInstructResult
-) -> int:
+def write_augmented_pool(path: Path, pool: Sequence[PromptRecord], result: SelfInstructResult) -> int:
     """Seed pool then new prompts as JSONL at `path` (atomically), and the counts beside it as `<name>.stats.json`."""
     taken = {prompt.id for prompt in pool}
     clashes = [prompt.id for prompt in result.new_prompts if prompt.id in taken]

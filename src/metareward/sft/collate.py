@@ -20,7 +20,9 @@ class SFTCollator:
     completions their first `max_completion_tokens`.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int = 768, max_completion_tokens: int = 256):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int = 768, max_completion_tokens: int = 256
+    ):
         if max_prompt_tokens < 1 or max_completion_tokens < 1:
             raise ValueError("max_prompt_tokens and max_completion_tokens must be at least 1.")
         if tokenizer.eos_token_id is None:
@@ -36,7 +38,9 @@ class SFTCollator:
             raise ValueError("SFTCollator got an empty list of examples; a batch needs at least one.")
         rows = []
         for example in examples:
-            prompt = encode_text(self.tokenizer, render_prompt(self.tokenizer, example.prompt))[-self.max_prompt_tokens :]
+            prompt = encode_text(self.tokenizer, render_prompt(self.tokenizer, example.prompt))[
+                -self.max_prompt_tokens :
+            ]
             completion = (encode_text(self.tokenizer, example.completion) + [self.eos_id])[: self.max_completion_tokens]
             rows.append((prompt, completion))
         length = max(len(p) + len(c) for p, c in rows)

@@ -104,5 +104,7 @@ def _parse_row(source: Path, number: int, line: str, kind: str) -> dict:
     for name in REQUIRED[kind]:
         if not isinstance(row.get(name), str):
             fields = ", ".join(REQUIRED[kind])
-            raise SFTDataError(f"{source}:{number}: missing the text field {name!r} ({kind.upper()} rows need {fields})")
+            raise SFTDataError(
+                f"{source}:{number}: missing the text field {name!r} ({kind.upper()} rows need {fields})"
+            )
     return row

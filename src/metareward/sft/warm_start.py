@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
@@ -29,7 +29,7 @@ class WarmStartSettings:
     enabled: bool = False
     ift_path: str | None = None
     eft_path: str | None = None
-    optim: SFTOptim = SFTOptim()
+    optim: SFTOptim = field(default_factory=SFTOptim)
     max_prompt_tokens: int = 768
     max_completion_tokens: int = 256
 
@@ -50,7 +50,7 @@ def warm_start_settings(section: Mapping[str, Any] | None, seed: int = 0) -> War
     """Typed settings from the `warm_start` config section (a DictConfig or dict); None gives the disabled default."""
     if section is None:
         return WarmStartSettings()
-    optional = (lambda value: None if value in (None, "") else str(value))  # noqa: E731
+    optional = lambda value: None if value in (None, "") else str(value)
     max_steps = section.get("max_steps")
     return WarmStartSettings(
         enabled=bool(section.get("enabled", False)),
