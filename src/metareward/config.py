@@ -12,7 +12,7 @@ from metareward.generation.sampler import SamplingSettings
 from metareward.lightning.dpo_module import OptimSettings
 from metareward.model.adapters import AdapterSpec
 from metareward.model.loading import ModelSpec
-from metareward.validation import environment_problems
+from metareward.validation import environment_problems, evaluation_problems
 
 
 class ConfigError(ValueError):
@@ -64,7 +64,7 @@ def build_settings(cfg: DictConfig) -> RunSettings:
     except (TypeError, ValueError) as error:  # a value of the wrong type, e.g. actor.num_responses=many
         raise ConfigError(f"invalid config value: {error}") from None
     problems += settings.model.problems() + settings.adapters.problems() + settings.engine.problems()
-    problems += settings.optim.problems() + environment_problems(cfg)
+    problems += settings.optim.problems() + environment_problems(cfg) + evaluation_problems(cfg)
     if settings.num_iterations < 1:
         problems.append(f"num_iterations={settings.num_iterations} must be at least 1")
     if not settings.beta > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,25 @@ def _comparable(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if not any(k == key or k.startswith(key + ".") for key in VOLATILE)}
 
 
+def is_launched_worker() -> bool:
+    """True in the extra processes a multi-process strategy starts (they re-run the entry point)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
 def prepare_run_dir(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
     """Check the run directory against `resume`; returns the checkpoint to resume from, if any.
 
-    A new run writes its resolved config as `run_config.yaml`; a resumed run must match it.
+    A new run writes its resolved config as `run_config.yaml`; a resumed run must match it. A directory counts
+    as holding a run once training started in it (summary.json exists), so a start that failed early can simply
+    be retried. Worker processes of
+    a multi-process run leave the checks to rank 0, whose snapshot they would otherwise mistake for an old run.
     """
     snapshot = run_dir / SNAPSHOT
+    if is_launched_worker():
+        checkpoint = run_dir / CHECKPOINT
+        return checkpoint if resume and checkpoint.is_file() else None
     if not resume:
-        if snapshot.exists():
+        if (run_dir / "summary.json").exists():
             raise ConfigError(
                 f"{run_dir} already holds a run; continue it with resume=true or choose another hydra.run.dir"
             )

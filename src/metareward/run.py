@@ -9,18 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from metareward.config import ConfigError, RunSettings, build_settings
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
+from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
 from metareward.resume import CHECKPOINT, prepare_run_dir
 
 log = logging.getLogger("metareward")
 
-USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError)
+USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError, EvaluationDataError)
 
 
 @dataclass
@@ -52,7 +54,11 @@ def train(cfg: DictConfig) -> TrainResult:
         cfg.data.max_prompt_chars,
         str(cfg.data.get("on_bad_line", "fail")),
     )
+    callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     checkpoint = prepare_run_dir(cfg, run_dir, resume)
+    callbacks.append(IterationSummary(run_dir / "summary.json", settings.experiment, resume=resume))
+    callbacks.append(ResumeCheckpoint(run_dir / CHECKPOINT))
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, tokenizer = load_model_and_tokenizer(settings.model)
@@ -63,15 +69,21 @@ def train(cfg: DictConfig) -> TrainResult:
     datamodule = SelfJudgedDataModule(
         settings.engine, pool, collator, run_dir, settings.batch_size, settings.epochs_per_iteration, resume=resume
     )
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks.append(IterationSummary(run_dir / "summary.json", settings.experiment, resume=resume))
-    callbacks.append(ResumeCheckpoint(run_dir / CHECKPOINT))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_epochs=settings.num_iterations)
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     return TrainResult(run_dir, module, interrupted=bool(trainer.interrupted))
+
+
+def _instantiate(node: Any) -> Any:
+    """Hydra's instantiate, with a user mistake inside a constructor surfacing as itself rather than wrapped."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, USER_ERRORS):
+            raise error.__cause__ from None
+        raise
 
 
 def main(cfg: DictConfig) -> None:

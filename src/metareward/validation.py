@@ -49,3 +49,26 @@ def _hardware_problems(cfg: DictConfig) -> list[str]:
     if quantization and (not cuda or importlib.util.find_spec("bitsandbytes") is None):
         found.append(f"model.quantization={quantization} needs bitsandbytes and CUDA: {GPU_EXTRA}, or set it to null")
     return found
+
+
+def evaluation_problems(cfg: DictConfig) -> list[str]:
+    """The evaluator settings and the evaluation files, when the evaluation callbacks are switched on."""
+    from omegaconf import OmegaConf
+
+    from metareward.evaluation.settings import EvaluatorSpec
+
+    callbacks = cfg.get("callbacks") or {}
+    evaluation = cfg.get("evaluation")
+    if evaluation is None:
+        return []
+    found = []
+    if callbacks.get("win_rate") is not None:
+        spec = EvaluatorSpec(**OmegaConf.to_container(evaluation.evaluator, resolve=True))  # type: ignore[arg-type]
+        found += spec.problems()
+        if not Path(str(evaluation.data_path)).expanduser().is_file():
+            found.append(f"evaluation.data_path={str(evaluation.data_path)!r} does not exist")
+    if callbacks.get("judge_quality") is not None:
+        labelled = Path(str(evaluation.judge_quality.data_path)).expanduser()
+        if not labelled.is_file():
+            found.append(f"evaluation.judge_quality.data_path={str(labelled)!r} does not exist")
+    return found

@@ -14,6 +14,7 @@ from metareward.selfinstruct import stage
 from metareward.selfinstruct.__main__ import main as cli_main
 from metareward.selfinstruct.stage import SelfInstructSettings, self_instruct, write_augmented_pool
 
+SEED_POOL = Path(__file__).resolve().parents[2] / "data" / "prompts" / "seed.jsonl"
 POOL = [
     PromptRecord(id=f"seed-{i}", instruction=text)
     for i, text in enumerate(
@@ -119,6 +120,8 @@ def test_cli_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_cli_on_embedded_default(embedded_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "pool.jsonl"
     args = [
+        "--input",
+        str(SEED_POOL),
         "--output",
         str(output),
         "--count",
@@ -129,6 +132,8 @@ def test_cli_on_embedded_default(embedded_checkpoint: Path, tmp_path: Path, caps
         "1",
         "--max-new-tokens",
         "48",
+        "--num-examples",
+        "3",
         "--no-progress",
     ]
     assert cli_main(args) == 0

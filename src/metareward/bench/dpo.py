@@ -93,16 +93,42 @@ def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], 
 
     with tempfile.TemporaryDirectory() as out:
         config = DPOConfig(
-            output_dir=out, per_device_train_batch_size=batch_size, max_steps=1 + len(batches(timed, batch_size)),
-            learning_rate=LR, beta=BETA, max_grad_norm=1.0, lr_scheduler_type="constant", warmup_steps=0,
-            max_length=MAX_PROMPT + MAX_COMPLETION, use_cpu=True, bf16=False, fp16=False,
-            gradient_checkpointing=False, report_to=[], save_strategy="no", eval_strategy="no",
-            logging_steps=10_000, disable_tqdm=True, dataloader_num_workers=0, seed=0,
+            output_dir=out,
+            per_device_train_batch_size=batch_size,
+            max_steps=1 + len(batches(timed, batch_size)),
+            learning_rate=LR,
+            beta=BETA,
+            max_grad_norm=1.0,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_length=MAX_PROMPT + MAX_COMPLETION,
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            gradient_checkpointing=False,
+            report_to=[],
+            save_strategy="no",
+            eval_strategy="no",
+            logging_steps=10_000,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            seed=0,
         )
-        lora = LoraConfig(r=LORA.r, lora_alpha=LORA.alpha, lora_dropout=LORA.dropout,
-                          target_modules=list(LORA.target_modules), task_type="CAUSAL_LM")
-        trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                             processing_class=tokenizer, peft_config=lora, callbacks=[StepClock()])
+        lora = LoraConfig(
+            r=LORA.r,
+            lora_alpha=LORA.alpha,
+            lora_dropout=LORA.dropout,
+            target_modules=list(LORA.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        trainer = DPOTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[StepClock()],
+        )
         trainer.train()
     return marks[-1] - marks[0]
 
@@ -122,11 +148,24 @@ def main(model_path: str, num_pairs: int, batch_size: int, as_json: bool, rounds
         trl.append(run_trl(model_path, warmup, timed, batch_size))
         say(f"  round {r + 1}: TRL  {trl[-1]:.1f} s")
     ours_s, trl_s = min(ours), min(trl)
-    return emit({
-        "benchmark": "dpo", "model": model_path, "pairs": len(timed), "batch_size": batch_size, "tokens": tokens,
-        "ours_seconds": ours_s, "anchor_seconds": trl_s,
-        "ours_pairs_per_s": len(timed) / ours_s, "anchor_pairs_per_s": len(timed) / trl_s,
-        "ours_tokens_per_s": tokens / ours_s, "anchor_tokens_per_s": tokens / trl_s,
-        "ratio": trl_s / ours_s, "anchor": "trl.DPOTrainer", "rounds": rounds,
-        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
-    }, as_json)
+    return emit(
+        {
+            "benchmark": "dpo",
+            "model": model_path,
+            "pairs": len(timed),
+            "batch_size": batch_size,
+            "tokens": tokens,
+            "ours_seconds": ours_s,
+            "anchor_seconds": trl_s,
+            "ours_pairs_per_s": len(timed) / ours_s,
+            "anchor_pairs_per_s": len(timed) / trl_s,
+            "ours_tokens_per_s": tokens / ours_s,
+            "anchor_tokens_per_s": tokens / trl_s,
+            "ratio": trl_s / ours_s,
+            "anchor": "trl.DPOTrainer",
+            "rounds": rounds,
+            "peak_rss_mb": peak_rss_mb(),
+            "machine": machine(),
+        },
+        as_json,
+    )

@@ -43,12 +43,22 @@ class RecordingPolicy(Policy):
         return results
 
 
-def engine_settings(num_responses: int, num_judgments: int, max_new: Sequence[int], batch: Sequence[int]) -> EngineSettings:
+def engine_settings(
+    num_responses: int, num_judgments: int, max_new: Sequence[int], batch: Sequence[int]
+) -> EngineSettings:
     def role(i: int) -> RoleSettings:
         return RoleSettings(SamplingSettings(0.8, 0.95, max_new[i]), batch[i])
 
-    return EngineSettings(seed=0, prompts_per_iteration=1, num_responses=num_responses, num_judgments=num_judgments,
-                          actor=role(0), judge=role(1), meta_judge=role(2), progress=False)
+    return EngineSettings(
+        seed=0,
+        prompts_per_iteration=1,
+        num_responses=num_responses,
+        num_judgments=num_judgments,
+        actor=role(0),
+        judge=role(1),
+        meta_judge=role(2),
+        progress=False,
+    )
 
 
 def run_ours(policy: RecordingPolicy, settings: EngineSettings, prompts) -> dict[str, float]:
@@ -70,9 +80,16 @@ def anchor_request(model, tokenizer, prompt: str, sampling: SamplingSettings, se
     torch.manual_seed(seed)
     start = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                             temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
-                             max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=0,
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     seconds = time.perf_counter() - start
     new = out[0, ids.shape[1] :]
     return seconds, int((new != tokenizer.eos_token_id).sum())
@@ -98,32 +115,62 @@ def run_anchor(adapters: RoleAdapters, tokenizer, log, per_role: int) -> dict[st
     return {"seconds": total, "sampled": sampled, "tokens_estimate": tokens, "per_request": per_role_seconds}
 
 
-def main(model_path: str, num_prompts: int, num_responses: int, num_judgments: int, max_new: Sequence[int],
-         batch: Sequence[int], anchor_per_role: int, as_json: bool) -> dict[str, Any]:
+def main(
+    model_path: str,
+    num_prompts: int,
+    num_responses: int,
+    num_judgments: int,
+    max_new: Sequence[int],
+    batch: Sequence[int],
+    anchor_per_role: int,
+    as_json: bool,
+) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
     adapters = RoleAdapters(model, AdapterSpec())
     settings = engine_settings(num_responses, num_judgments, max_new, batch)
     prompts = load_prompts(num_prompts)
     policy = RecordingPolicy(adapters, tokenizer, progress=False)
-    say(f"generate: {num_prompts} prompts, K={num_responses}, N={num_judgments}, max_new_tokens={list(max_new)}, "
-        f"batch sizes={list(batch)}")
+    say(
+        f"generate: {num_prompts} prompts, K={num_responses}, N={num_judgments}, max_new_tokens={list(max_new)}, "
+        f"batch sizes={list(batch)}"
+    )
     phase_seconds = run_ours(policy, settings, prompts)
     ours = sum(phase_seconds.values())
     requests = len(policy.log)
     say(f"  ours: {requests} requests, {policy.generated_tokens} tokens in {ours:.1f} s {phase_seconds}")
     anchor = run_anchor(adapters, tokenizer, policy.log, anchor_per_role)
     say(f"  anchor: {anchor['sampled']} sampled requests, estimated {anchor['seconds']:.1f} s for all {requests}")
-    return emit({
-        "benchmark": "generate", "model": model_path, "requests": requests,
-        "requests_by_role": {role: sum(r == role for r, _, _ in policy.log) for role in ("actor", "judge", "meta_judge")},
-        "ours_seconds": ours, "ours_phase_seconds": phase_seconds, "ours_requests_per_s": requests / ours,
-        "ours_tokens": policy.generated_tokens, "ours_tokens_per_s": policy.generated_tokens / ours,
-        "anchor_seconds": anchor["seconds"], "anchor_requests_per_s": requests / anchor["seconds"],
-        "anchor_tokens_per_s": anchor["tokens_estimate"] / anchor["seconds"],
-        "anchor_sampled_requests": anchor["sampled"], "anchor_seconds_per_request": anchor["per_request"],
-        "ratio": anchor["seconds"] / ours, "anchor": "transformers generate, batch 1, one call per request",
-        "settings": {"prompts": num_prompts, "K": num_responses, "N": num_judgments, "max_new_tokens": list(max_new),
-                     "batch_sizes": list(batch), "score_mode": settings.score_mode},
-        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
-    }, as_json)
+    return emit(
+        {
+            "benchmark": "generate",
+            "model": model_path,
+            "requests": requests,
+            "requests_by_role": {
+                role: sum(r == role for r, _, _ in policy.log) for role in ("actor", "judge", "meta_judge")
+            },
+            "ours_seconds": ours,
+            "ours_phase_seconds": phase_seconds,
+            "ours_requests_per_s": requests / ours,
+            "ours_tokens": policy.generated_tokens,
+            "ours_tokens_per_s": policy.generated_tokens / ours,
+            "anchor_seconds": anchor["seconds"],
+            "anchor_requests_per_s": requests / anchor["seconds"],
+            "anchor_tokens_per_s": anchor["tokens_estimate"] / anchor["seconds"],
+            "anchor_sampled_requests": anchor["sampled"],
+            "anchor_seconds_per_request": anchor["per_request"],
+            "ratio": anchor["seconds"] / ours,
+            "anchor": "transformers generate, batch 1, one call per request",
+            "settings": {
+                "prompts": num_prompts,
+                "K": num_responses,
+                "N": num_judgments,
+                "max_new_tokens": list(max_new),
+                "batch_sizes": list(batch),
+                "score_mode": settings.score_mode,
+            },
+            "peak_rss_mb": peak_rss_mb(),
+            "machine": machine(),
+        },
+        as_json,
+    )

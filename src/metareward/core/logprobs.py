@@ -39,6 +39,9 @@ def completion_logprobs(
             "completion_mask has completion tokens outside the last positions of their row (or at position 0); "
             "left-pad the batch so each completion ends the row and follows at least one prompt token."
         )
+    shared = paired_prompts(input_ids, attention_mask, completion_mask)
+    if shared is not None:
+        return shared_prompt_logprobs(model, *shared, pad_id=int(input_ids[0, 0]))
     position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
     outputs = model(
         input_ids=input_ids,
@@ -52,6 +55,67 @@ def completion_logprobs(
     token_logps = token_logprobs(logits, targets)
     summed = torch.where(target_mask, token_logps, torch.zeros_like(token_logps)).sum(dim=1)
     return summed, counts
+
+
+def paired_prompts(
+    input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor
+) -> tuple[list[list[int]], list[list[int]]] | None:
+    """(B prompts, 2B completions) when rows i and B + i share their prompt (a DPO batch), else None."""
+    rows = input_ids.shape[0]
+    if rows < 2 or rows % 2:
+        return None
+    real, completion = attention_mask.bool(), completion_mask.bool()
+    prompts = [input_ids[r][real[r] & ~completion[r]].tolist() for r in range(rows)]
+    half = rows // 2
+    if any(not prompts[i] or prompts[i] != prompts[half + i] for i in range(half)):
+        return None
+    return prompts[:half], [input_ids[r][completion[r]].tolist() for r in range(rows)]
+
+
+def shared_prompt_logprobs(
+    model: nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int
+) -> tuple[Tensor, Tensor]:
+    """`completion_logprobs` for a DPO batch, each shared prompt encoded ONCE for its chosen and rejected rows.
+
+    Pass 1 runs the B left-padded prompts with a KV cache and keeps the logit of their last position (it predicts
+    the first completion token). The cache is copied to the 2B rows (row r uses prompt r mod B) and pass 2 runs
+    the right-padded completions, all but their last token, on top of it; logit j of pass 2 predicts completion
+    token j + 1. Gradients flow through the cache into the prompt positions, so the result (and its gradient) is
+    the same as scoring each prompt + completion row alone, at the cost of P + 2C tokens instead of 2(P + C).
+    """
+    device = next(model.parameters()).device
+    half, rows = len(prompts), len(completions)
+    width = max(len(p) for p in prompts)
+    p_ids = torch.full((half, width), pad_id, dtype=torch.long)
+    p_mask = torch.zeros((half, width), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        p_ids[i, width - len(prompt) :] = torch.tensor(prompt)
+        p_mask[i, width - len(prompt) :] = 1
+    p_ids, p_mask = p_ids.to(device), p_mask.to(device)
+    p_pos = (p_mask.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True, logits_to_keep=1)
+    owner = torch.arange(half, device=device).repeat(2)
+    first = out.logits[:, -1:][owner]
+    length = max(len(c) for c in completions)
+    c_ids = torch.full((rows, length), pad_id, dtype=torch.long)
+    c_mask = torch.zeros((rows, length), dtype=torch.long)
+    for r, completion in enumerate(completions):
+        c_ids[r, : len(completion)] = torch.tensor(completion)
+        c_mask[r, : len(completion)] = 1
+    c_ids, c_mask = c_ids.to(device), c_mask.to(device)
+    logits = first
+    if length > 1:
+        cache = out.past_key_values
+        cache.batch_select_indices(owner)
+        c_pos = p_mask.sum(dim=1)[owner, None] + torch.arange(length - 1, device=device)
+        mask = torch.cat([p_mask[owner], c_mask[:, :-1]], dim=1)
+        rest = model(
+            input_ids=c_ids[:, :-1], attention_mask=mask, position_ids=c_pos, past_key_values=cache, use_cache=True
+        ).logits
+        logits = torch.cat([first, rest], dim=1)
+    token_logps = token_logprobs(logits, c_ids)
+    summed = torch.where(c_mask.bool(), token_logps, torch.zeros_like(token_logps)).sum(dim=1)
+    return summed, c_mask.sum(dim=1)
 
 
 def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, s
 from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
+from metareward.engine.sharding import Shard
 from metareward.engine.stages import StageStore
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, ResponseRecord
 
@@ -32,6 +33,7 @@ class IterationData:
     iteration: int
     pairs: list[PairRecord]
     stats: dict[str, float] = field(default_factory=dict)
+    digest: str = ""  # of the pairs' texts, equal on every rank
 
 
 def iteration_dir(run_dir: Path, iteration: int) -> Path:
@@ -52,29 +54,46 @@ class _Clock:
 
 
 def make_iteration_data(
-    policy: Policy, settings: EngineSettings, pool: PromptPool, iteration: int, run_dir: Path, reuse: bool = False
+    policy: Policy,
+    settings: EngineSettings,
+    pool: PromptPool,
+    iteration: int,
+    run_dir: Path,
+    reuse: bool = False,
+    shard: Shard = Shard(),
 ) -> IterationData:
     """Make iteration t's pairs with the policy as it is now (M_t).
 
     With `reuse`, stages whose files a previous (interrupted) attempt finished are read back instead of redone;
     per-request seeds make a redone stage identical to the one an uninterrupted run would have written.
+    With several processes, each makes its `shard` of every phase and all of them end with the same records.
     """
     out = iteration_dir(run_dir, iteration)
-    store = StageStore(out, reuse)
+    store = StageStore(out, reuse, write=shard.writes)
     clock = _Clock()
     prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
     prompts_by_id = {p.id: p for p in prompts}
-    write_records(out / "prompts.jsonl", prompts)
+    position = {p.id: i for i, p in enumerate(prompts)}
+    if shard.writes:
+        write_records(out / "prompts.jsonl", prompts)
 
     with clock.phase("generate"):
         responded = store.run(
-            "responses", ResponseRecord, lambda: phases.respond(policy, settings, iteration, prompts)
+            "responses",
+            ResponseRecord,
+            lambda: shard.gather(
+                phases.respond(policy, settings, iteration, shard.take(prompts)),
+                lambda r: (position[r.prompt_id], r.index),
+            ),
         )
     with clock.phase("judge"):
         judged = store.run(
             "judgments",
             JudgmentRecord,
-            lambda: phases.judge(policy, settings, iteration, prompts_by_id, responded.records),
+            lambda: shard.gather(
+                phases.judge(policy, settings, iteration, prompts_by_id, shard.take(responded.records)),
+                lambda j: (position[j.prompt_id], j.response_index, j.index),
+            ),
         )
 
     rho = settings.rho_for(iteration)
@@ -87,7 +106,12 @@ def make_iteration_data(
         with clock.phase("meta_judge"):
             targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
             verdicts = store.run(
-                "meta_judgments", MetaJudgmentRecord, lambda: phases.meta_judge(policy, settings, iteration, targets)
+                "meta_judgments",
+                MetaJudgmentRecord,
+                lambda: shard.gather(
+                    phases.meta_judge(policy, settings, iteration, shard.take(targets)),
+                    lambda v: (position[v.prompt_id], v.first, v.second),
+                ),
             )
         judge, (w1, w2) = judge_pairs(
             targets, verdicts.records, settings.judgment_cap_for(iteration), settings.elo_l2
@@ -98,10 +122,11 @@ def make_iteration_data(
     else:
         stats["pairs/judge_count"] = 0.0
 
-    write_records(out / "pairs.jsonl", pairs)
     stats.update({f"time/{name}": seconds for name, seconds in clock.seconds.items()})
     stats["data/stages_reused"] = float(len(store.reused))
-    write_json(out / "stats.json", stats)
+    if shard.writes:
+        write_records(out / "pairs.jsonl", pairs)
+        write_json(out / "stats.json", stats)
     log.info(
         "iteration %d: %d actor pairs, %d judge pairs (dropped: %s)",
         iteration,

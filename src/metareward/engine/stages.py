@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 class StageStore:
     directory: Path
     reuse: bool = False
+    write: bool = True
     reused: list[str] = field(default_factory=list)
 
     def records_path(self, name: str) -> Path:
@@ -35,6 +36,7 @@ class StageStore:
             log.info("reusing the finished stage %s", records_path)
             return PhaseResult(read_records(records_path, record_type), counts["drops"], counts["parse_failures"])
         result = compute()
-        write_json(counts_path, {"drops": result.drops, "parse_failures": result.parse_failures})
-        write_records(records_path, result.records)
+        if self.write:
+            write_json(counts_path, {"drops": result.drops, "parse_failures": result.parse_failures})
+            write_records(records_path, result.records)
         return result

@@ -26,9 +26,9 @@ from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.sampler import (
     inference_session,
-    left_pad,
     length_sorted_batches,
     model_device,
+    prefill,
     truncate_left,
 )
 from metareward.model.chat import encode_text
@@ -130,12 +130,10 @@ def choice_distribution(
 
 
 def _choice_log_probs(model: nn.Module, rows: list[list[int]], index: torch.Tensor, pad_id: int) -> np.ndarray:
-    """log softmax over the full vocabulary at each row's last position, taken at the choice tokens."""
-    input_ids, attention_mask, position_ids = left_pad(rows, pad_id, model_device(model))
-    logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
-        logits_to_keep=1,
-    ).logits[:, -1, :]
+    """log softmax over the full vocabulary at each row's last position, taken at the choice tokens.
+
+    The rows' common prefix (chat header, rubric) is encoded once (see `prefill`)."""
+    logits = prefill(model, rows, pad_id, use_cache=False)[0]
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, index).double().cpu().numpy()
 
 

@@ -139,31 +139,62 @@ def sample_next_tokens(
     return order.gather(-1, picks).squeeze(-1)
 
 
-def _prefill_distinct(
-    model: nn.Module, prompts: Sequence[list[int]], pad_id: int
-) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
-    """One forward over the DISTINCT prompts of a batch, then cache and logits copied out to every row.
+def common_prefix_length(rows: Sequence[list[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own."""
+    limit = min(len(row) for row in rows) - 1
+    first, length = rows[0], 0
+    while length < limit and all(row[length] == first[length] for row in rows):
+        length += 1
+    return length
 
-    Requests that share a prompt (the N judgments of one response, say) differ only in their seeds, so their
-    prompt is encoded once. Returns (last-position logits [rows, V], cache, attention_mask, position_ids).
+
+def prefill(
+    model: nn.Module, rows: Sequence[list[int]], pad_id: int, use_cache: bool = True, min_shared: int = 16
+) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
+    """Encode `rows`; returns (last-position logits [rows, V], cache, attention_mask, position ids of the last token).
+
+    When the rows start with the same L >= `min_shared` tokens (the chat header and the judge rubric, say), that
+    prefix is encoded once and its cache copied to every row; the rest of each row is left-padded after it, so
+    the padding sits between the shared prefix and the row's own tokens (masked out; positions skip it).
     """
-    index: dict[tuple[int, ...], int] = {}
-    owner = [index.setdefault(tuple(prompt), len(index)) for prompt in prompts]
-    distinct = [list(key) for key in index]
-    input_ids, attention_mask, position_ids = left_pad(distinct, pad_id, model_device(model))
+    device = model_device(model)
+    shared = common_prefix_length(rows) if len(rows) > 1 else 0
+    cache = None
+    if shared >= min_shared:
+        prefix = torch.tensor([rows[0][:shared]], device=device)
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=device))
+    else:
+        shared = 0
+    input_ids, suffix_mask, position_ids = left_pad([row[shared:] for row in rows], pad_id, device)
+    attention_mask = torch.cat([suffix_mask.new_ones((len(rows), shared)), suffix_mask], dim=-1)
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=True,
+        position_ids=position_ids + shared,
+        past_key_values=cache,
+        use_cache=use_cache or cache is not None,
         logits_to_keep=1,
     )
-    logits, cache = out.logits[:, -1, :], out.past_key_values
-    if len(distinct) < len(prompts):
+    return out.logits[:, -1, :], out.past_key_values, attention_mask, position_ids[:, -1:] + shared
+
+
+def _prefill_distinct(
+    model: nn.Module, prompts: Sequence[list[int]], pad_id: int
+) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
+    """`prefill` over the DISTINCT prompts of a batch, then cache and logits copied out to every row.
+
+    Requests that share a prompt (the N judgments of one response, say) differ only in their seeds, so their
+    prompt is encoded once.
+    """
+    index: dict[tuple[int, ...], int] = {}
+    owner = [index.setdefault(tuple(prompt), len(index)) for prompt in prompts]
+    logits, cache, attention_mask, position_ids = prefill(model, [list(key) for key in index], pad_id)
+    if len(index) < len(prompts):
         rows = torch.tensor(owner, device=logits.device)
         cache.batch_select_indices(rows)
         logits, attention_mask, position_ids = logits[rows], attention_mask[rows], position_ids[rows]
-    return logits, cache, attention_mask, position_ids[:, -1:]
+    return logits, cache, attention_mask, position_ids
 
 
 def _decode_batch(
@@ -230,8 +261,9 @@ def generate(
     pad_id = eos_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
     prompts, truncated = _encode_prompts(tokenizer, requests, max_prompt_tokens)
     if any(truncated):
-        log.warning("%s: %d of %d prompts cut to their last %d tokens.", desc, sum(truncated), len(requests),
-                    max_prompt_tokens)
+        log.warning(
+            "%s: %d of %d prompts cut to their last %d tokens.", desc, sum(truncated), len(requests), max_prompt_tokens
+        )
     device = model_device(model)
     results: list[Generation | None] = [None] * len(requests)
     with inference_session(model), tqdm(total=len(requests), desc=desc, disable=not progress) as bar:

@@ -58,6 +58,7 @@ class IterationSummary(L.Callback):
         self.iterations: list[dict[str, Any]] = []
         self.earlier_seconds = 0.0  # time spent by the attempts this run resumes from
         self.base_fingerprint: torch.Tensor | None = None
+        self.global_zero = True
         self.status = "running"
         if resume and self.path.is_file():
             earlier = read_json(self.path)
@@ -65,6 +66,7 @@ class IterationSummary(L.Callback):
             self.earlier_seconds = float(earlier.get("seconds", 0.0))
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.global_zero = trainer.is_global_zero
         self.started = self.boundary = time.perf_counter()
         self.base_fingerprint = base_fingerprint(pl_module.adapters)
         self._write()
@@ -83,6 +85,7 @@ class IterationSummary(L.Callback):
             "iteration": iteration,
             "actor_pairs": int(stats.get("pairs/actor_count", 0)),
             "judge_pairs": int(stats.get("pairs/judge_count", 0)),
+            "pairs_digest": data.digest if data is not None else "",
             "train": {
                 "loss": _finite(train.get("train/loss", math.nan)),
                 "reward_accuracy": _finite(train.get("train/reward_accuracy", math.nan)),
@@ -99,6 +102,7 @@ class IterationSummary(L.Callback):
         }
         self.boundary = now
         self.iterations = [it for it in self.iterations if it["iteration"] < iteration] + [record]
+        self.global_zero = trainer.is_global_zero
         for logger in trainer.loggers:
             logger.log_metrics({**stats, "iteration": iteration}, step=trainer.global_step)
         log.info("iteration %d done in %.1f s: %s", iteration, record["seconds"], record["train"])
@@ -113,6 +117,8 @@ class IterationSummary(L.Callback):
         self._write()
 
     def _write(self) -> None:
+        if not self.global_zero:
+            return
         write_json(
             self.path,
             {
@@ -133,13 +139,15 @@ class AdapterCheckpoint(L.Callback):
         self.save_merged = save_merged
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         target = self.directory / f"iter_{trainer.current_epoch + 1:02d}"
         model = pl_module.adapters.model
         model.save_pretrained(str(target), selected_adapters=list(pl_module.adapters.adapter_names))
         log.info("saved adapters to %s", target)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.save_merged:
+        if not self.save_merged or not trainer.is_global_zero:
             return
         adapters = pl_module.adapters
         adapters.activate("actor")
@@ -161,5 +169,7 @@ class ResumeCheckpoint(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(temporary)
-        temporary.replace(self.path)
+        trainer.save_checkpoint(temporary)  # collective; only global rank 0 writes the file
+        trainer.strategy.barrier("resume-checkpoint")
+        if trainer.is_global_zero:
+            temporary.replace(self.path)

@@ -7,6 +7,8 @@ in batches of a single kind (actor or judge), since each kind trains its own ada
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import time
@@ -24,12 +26,22 @@ from metareward.engine.iteration import IterationData, iteration_dir, make_itera
 from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
+from metareward.engine.sharding import Shard
 from metareward.model.adapters import PAIR_KIND_ROLE
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
 
 log = logging.getLogger(__name__)
+
+
+def agreed_digest(pairs: Sequence[PairRecord], shard: Shard) -> str:
+    """A digest of the pairs' texts, checked to be the same on every rank (they must all train on one data set)."""
+    canonical = json.dumps([(p.kind, p.prompt_id, p.prompt, p.chosen, p.rejected) for p in pairs])
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    if shard.world_size > 1 and len(set(shard.exchange(digest))) > 1:
+        raise RuntimeError("the ranks of this run made different preference pairs; please report this as a bug")
+    return digest
 
 
 class PairDataset(Dataset):
@@ -44,11 +56,20 @@ class PairDataset(Dataset):
 
 
 class SingleKindBatches(Sampler[list[int]]):
-    """Shuffled batches that never mix actor and judge pairs, over `passes` passes of the data."""
+    """Shuffled batches that never mix actor and judge pairs, over `passes` passes of the data.
 
-    def __init__(self, kinds: Sequence[str], batch_size: int, passes: int, seed: int) -> None:
+    With several processes, rank r takes every world_size-th batch of one shared plan; the plan is first
+    extended by repeating its opening batches so that every rank takes the same number of steps.
+    """
+
+    def __init__(
+        self, kinds: Sequence[str], batch_size: int, passes: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.kinds, self.batch_size, self.passes, self.seed = list(kinds), batch_size, passes, seed
-        self.batches = self._plan()
+        plan = self._plan()
+        repeats = (-len(plan)) % world_size if plan else 0
+        plan += plan[:repeats]
+        self.batches = plan[rank::world_size]
 
     def _plan(self) -> list[list[int]]:
         rng = random.Random(self.seed)
@@ -111,17 +132,23 @@ class SelfJudgedDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         iteration = self.trainer.current_epoch + 1
         module = self.trainer.lightning_module
+        shard = Shard(self.trainer.global_rank, self.trainer.world_size)
         policy = Policy(module.adapters, self.collator.tokenizer, self.settings.max_prompt_tokens, self.settings.progress)
-        data = make_iteration_data(policy, self.settings, self.pool, iteration, self.run_dir, reuse=self.resume)
+        data = make_iteration_data(
+            policy, self.settings, self.pool, iteration, self.run_dir, reuse=self.resume, shard=shard
+        )
         start = time.perf_counter()
         scored_path = iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl"
         if self.resume and scored_path.is_file():
             data.pairs = read_records(scored_path, PairRecord)
             data.stats["data/stages_reused"] += 1
         else:
-            data.pairs = self._with_reference(module.adapters, data.pairs, iteration)
-            write_records(scored_path, data.pairs)
+            data.pairs = self._with_reference(module.adapters, data.pairs, iteration, shard)
+            if shard.writes:
+                write_records(scored_path, data.pairs)
         data.stats["time/reference"] = time.perf_counter() - start
+        data.stats["data/world_size"] = float(shard.world_size)
+        data.digest = agreed_digest(data.pairs, shard)
         self.latest = data
         if not data.pairs:
             log.warning("iteration %d made no preference pairs: training is skipped for this iteration", iteration)
@@ -131,14 +158,16 @@ class SelfJudgedDataModule(L.LightningDataModule):
             self.batch_size,
             self.epochs_per_iteration,
             derive_seed(self.settings.seed, "batches", iteration),
+            shard.rank,
+            shard.world_size,
         )
         return DataLoader(PairDataset(data.pairs), batch_sampler=sampler, collate_fn=KindCollator(self.collator))
 
-    def _with_reference(self, adapters, pairs: list[PairRecord], iteration: int) -> list[PairRecord]:
-        """Reference log-probs from M_t, each kind scored with the adapter that kind trains."""
+    def _with_reference(self, adapters, pairs: list[PairRecord], iteration: int, shard: Shard) -> list[PairRecord]:
+        """Reference log-probs from M_t, each kind scored with the adapter that kind trains (sharded by rank)."""
         scored: dict[int, PairRecord] = {}
         for kind, role in PAIR_KIND_ROLE.items():
-            positions = [i for i, p in enumerate(pairs) if p.kind == kind]
+            positions = shard.take([i for i, p in enumerate(pairs) if p.kind == kind])
             if not positions:
                 continue
             with adapters.role(role) as model:
@@ -151,4 +180,5 @@ class SelfJudgedDataModule(L.LightningDataModule):
                     progress=self.settings.progress,
                 )
             scored.update(zip(positions, done))
-        return [scored[i] for i in range(len(pairs))]
+        everything = shard.gather_list(sorted(scored.items()), order=lambda item: item[0])
+        return [pair for _, pair in everything]

@@ -60,14 +60,26 @@ class RoleAdapters:
         for name in names[1:]:
             self.model.add_adapter(name, config)
         self.adapter_names = tuple(names)
-        self.activate("actor")
+        self.model.set_adapter(names[0])
+        for parameter in self.adapter_parameters():
+            parameter.requires_grad_(True)
 
     def activate(self, role: str) -> str:
-        """Make `role`'s adapter the active (and only trainable) one; returns the adapter's name."""
+        """Make `role`'s adapter the active one; returns the adapter's name.
+
+        Every adapter stays `requires_grad`: an inactive adapter takes no part in the forward pass, so it gets no
+        gradient anyway, and DDP must see all adapter parameters as trainable from the start (PEFT's
+        set_adapter would freeze the inactive ones, and DDP would then never synchronise them).
+        """
         name = self.adapter_for_role[role]
+        self._switch(name)
+        return name
+
+    def _switch(self, name: str) -> None:
         if self.model.active_adapter != name:
             self.model.set_adapter(name)
-        return name
+            for parameter in self.adapter_parameters():
+                parameter.requires_grad_(True)
 
     @contextmanager
     def role(self, role: str) -> Iterator[PeftModel]:
@@ -76,7 +88,7 @@ class RoleAdapters:
         try:
             yield self.model
         finally:
-            self.model.set_adapter(previous)
+            self._switch(previous)
 
     def adapter_parameters(self) -> list[torch.nn.Parameter]:
         """Every LoRA parameter of every adapter (inactive ones included: the optimizer must know them all)."""

@@ -1,0 +1,99 @@
+"""`python -m metareward.bench {dpo,generate,e2e,all} [--json] [--quick]`; see metareward.bench for the design."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from metareward.bench.common import emit, machine, set_threads
+
+NAMES = ("dpo", "generate", "e2e")
+DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m metareward.bench", description=__doc__)
+    p.add_argument("name", choices=(*NAMES, "all"))
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object, the last line")
+    p.add_argument("--quick", action="store_true", help="smoke-size inputs (seconds, not minutes)")
+    p.add_argument("--model", default=None, help=f"model path (default {DEFAULT_MODEL}; builtin:tiny for tests)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--pairs", type=int, default=8, help="dpo: timed pairs")
+    p.add_argument("--batch-size", type=int, default=4, help="dpo: pairs per optimizer step (both sides)")
+    p.add_argument("--rounds", type=int, default=1, help="dpo: interleaved ours/TRL rounds (best of each kept)")
+    p.add_argument("--prompts", type=int, default=4, help="generate: prompts")
+    p.add_argument("--responses", type=int, default=4, help="generate: K responses per prompt")
+    p.add_argument("--judgments", type=int, default=3, help="generate: N judgments per response")
+    p.add_argument("--max-new-tokens", type=int, nargs=3, default=[96, 64, 48], metavar=("ACTOR", "JUDGE", "META"))
+    p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 32, 32], metavar=("ACTOR", "JUDGE", "META"))
+    p.add_argument("--anchor-per-role", type=int, default=3, help="generate: anchor requests timed per role")
+    p.add_argument("--override", action="append", default=[], help="e2e: extra Hydra override (repeatable)")
+    return p
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    quick, model = args.quick, args.model or DEFAULT_MODEL
+    if args.name == "dpo":
+        from metareward.bench import dpo
+
+        pairs, batch = (2, 2) if quick else (args.pairs, args.batch_size)
+        return dpo.main(model, pairs, batch, args.json, args.rounds)
+    if args.name == "generate":
+        from metareward.bench import generate
+
+        if quick:
+            return generate.main(model, 1, 2, 2, (4, 4, 4), args.gen_batch_sizes, 1, args.json)
+        return generate.main(
+            model,
+            args.prompts,
+            args.responses,
+            args.judgments,
+            args.max_new_tokens,
+            args.gen_batch_sizes,
+            args.anchor_per_role,
+            args.json,
+        )
+    from metareward.bench import e2e
+
+    extra = ([f"model.path={args.model}"] if args.model else []) + list(args.override)
+    return e2e.main(e2e.QUICK if quick else e2e.DEMO, extra, args.json)
+
+
+def run_all(argv: list[str], as_json: bool) -> dict:
+    """Each benchmark in its own process (clean peak memory); their outputs pass through, then one combined line."""
+    results = {}
+    for name in NAMES:
+        rest = [a for a in argv if a != "all"]
+        command = [sys.executable, "-m", "metareward.bench", name, "--json", *[a for a in rest if a != "--json"]]
+        done = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
+        lines = done.stdout.strip().splitlines()
+        print("\n".join(lines[:-1]), flush=True)
+        try:
+            results[name] = json.loads(lines[-1]) if done.returncode == 0 and lines else {"error": done.returncode}
+        except json.JSONDecodeError:
+            results[name] = {"error": "no JSON line"}
+        print(json.dumps(results[name], sort_keys=True), flush=True)
+    summary = {
+        "benchmark": "all",
+        "results": results,
+        "machine": machine(),
+        "ratios": {name: r.get("ratio") for name, r in results.items() if "ratio" in r},
+    }
+    return emit(summary, as_json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    set_threads(args.threads)
+    if args.name == "all":
+        result = run_all(argv, args.json)
+        return 0 if all("error" not in r for r in result["results"].values()) else 1
+    run_one(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

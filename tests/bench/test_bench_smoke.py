@@ -1,0 +1,33 @@
+"""Each benchmark runs end to end at smoke size on the tiny model and ends with one JSON line of figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from metareward.bench.__main__ import main
+
+EXPECTED = {
+    "dpo": ("ours_pairs_per_s", "anchor_pairs_per_s", "ours_tokens_per_s", "anchor_tokens_per_s", "ratio"),
+    "generate": (
+        "ours_requests_per_s",
+        "anchor_requests_per_s",
+        "ours_tokens_per_s",
+        "anchor_sampled_requests",
+        "ratio",
+    ),
+    "e2e": ("wall_seconds", "peak_rss_mb"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_quick_benchmark_ends_with_json(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([name, "--quick", "--json", "--model", "builtin:tiny"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    figures = json.loads(last)
+    assert figures["benchmark"] == name
+    for key in EXPECTED[name]:
+        assert figures[key] > 0, key
+    if name == "e2e":
+        assert figures["phase_seconds"] and all(v >= 0 for v in figures["phase_seconds"].values())
