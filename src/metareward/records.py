@@ -58,6 +58,7 @@ class MetaJudgmentRecord:
     text: str
     verdict: int
     verdict_source: ScoreSource
+    log_odds: float | None = None  # log P(A) - log P(B) where the verdict was read by probability
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,16 @@ def test_verdicts_from_text_and_from_probabilities() -> None:
 
 
 def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None:
+    from metareward.engine.judging import calibrate_verdicts
+    from metareward.records import MetaJudgmentRecord
+
     # The meta-judge favours A everywhere, but less so in verdicts 1 and 3: after calibration those go to B.
     p = {0: np.array([0.85, 0.15]), 1: np.array([0.75, 0.25]), 2: np.array([0.8, 0.2]), 3: np.array([0.7, 0.3]),
          4: np.array([0.9, 0.1])}
-    texts = ["x"] * 5
-    assert [r.value for r in read_verdicts(texts, "probability", p)] == [1.0] * 5
-    calibrated = [r.value for r in read_verdicts(texts, "probability", p, calibrate=True)]
-    assert calibrated == [1.0, -1.0, 0.0, -1.0, 1.0]  # the median verdict sits exactly at the centre: a tie
+    readings = read_verdicts(["x"] * 5, "probability", p)
+    assert [r.value for r in readings] == [1.0] * 5
+    records = [MetaJudgmentRecord("p", 0, i, 9, r.text, int(r.value), "probability", r.log_odds) for i, r in enumerate(readings)]
+    records.append(MetaJudgmentRecord("p", 0, 7, 8, "Winner: Judgment B", -1, "parsed"))  # parsed verdicts stay
+    calibrated = calibrate_verdicts(records)
+    assert [r.verdict for r in calibrated] == [1, -1, 0, -1, 1, -1]  # the median verdict sits at the centre: a tie
+    assert calibrated[1].text == "x\nWinner: Judgment B" and calibrated[0].text == "x\nWinner: Judgment A"

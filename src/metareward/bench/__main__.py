@@ -39,7 +39,7 @@ def run_one(args: argparse.Namespace) -> dict:
         from metareward.bench import dpo
 
         pairs, batch = (2, 2) if quick else (args.pairs, args.batch_size)
-        return dpo.main(model, pairs, batch, args.json, args.rounds)
+        return dpo.main(model, pairs, batch, args.json, args.rounds, quick)
     if args.name == "generate":
         from metareward.bench import generate
 

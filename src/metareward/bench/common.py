@@ -113,7 +113,9 @@ def canned_answer(index: int, sentences: int) -> str:
     return " ".join(_SENTENCES[(index * 3 + j) % len(_SENTENCES)] for j in range(sentences))
 
 
-def synthetic_pairs(count: int, completion_sentences: tuple[int, int] = (5, 9)) -> list[PairRecord]:
+def synthetic_pairs(
+    count: int, completion_sentences: tuple[int, int] = (5, 9), judge_pairs: bool = True
+) -> list[PairRecord]:
     """Preference pairs like the engine makes: half actor pairs (instruction prompt), half judge pairs (the judge
     prompt around an answer, ~150-250 tokens); completions of ~100-200 tokens, chosen shorter than rejected."""
     low, high = completion_sentences
@@ -121,7 +123,7 @@ def synthetic_pairs(count: int, completion_sentences: tuple[int, int] = (5, 9)) 
     for i, prompt in enumerate(load_prompts(count)):
         chosen = canned_answer(i, low + i % 2)
         rejected = canned_answer(i + 1, high - i % 2)
-        if i % 2:
+        if judge_pairs and i % 2:
             text = render_judge_prompt(prompt.instruction, canned_answer(i + 2, 4))
             chosen = chosen + "\nScore: 4"
             rejected = rejected + "\nScore: 2"

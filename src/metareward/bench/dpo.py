@@ -133,10 +133,12 @@ def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], 
     return marks[-1] - marks[0]
 
 
-def main(model_path: str, num_pairs: int, batch_size: int, as_json: bool, rounds: int = 1) -> dict[str, Any]:
+def main(
+    model_path: str, num_pairs: int, batch_size: int, as_json: bool, rounds: int = 1, quick: bool = False
+) -> dict[str, Any]:
     os.environ.setdefault("WANDB_DISABLED", "true")
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    pairs = synthetic_pairs(num_pairs + batch_size)
+    pairs = synthetic_pairs(num_pairs + batch_size, (1, 2) if quick else (5, 9), judge_pairs=not quick)
     warmup, timed = pairs[:batch_size], pairs[batch_size:]
     _, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
     tokens = pair_tokens(PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION), timed)

@@ -22,7 +22,14 @@ from typing import Any
 from metareward.bench.common import REPO_ROOT, emit, machine, peak_rss_mb, say
 
 DEMO = ("+experiment=meta_reward",)
-QUICK = ("+experiment=smoke", "logger=none")
+# Smoke size: the tiny model, no evaluation callbacks.
+QUICK = (
+    "+experiment=smoke",
+    "callbacks.win_rate=null",
+    "callbacks.judge_quality=null",
+    "callbacks.dashboard=null",
+    "callbacks.adapter_checkpoint=null",
+)
 
 
 def compose(overrides: Sequence[str], output_dir: Path):

@@ -18,6 +18,7 @@ import numpy as np
 from metareward.artifacts import write_json, write_records
 from metareward.engine import phases
 from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, scored_responses
+from metareward.engine.judging import calibrate_verdicts
 from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
@@ -108,9 +109,12 @@ def make_iteration_data(
             verdicts = store.run(
                 "meta_judgments",
                 MetaJudgmentRecord,
-                lambda: shard.gather(
-                    phases.meta_judge(policy, settings, iteration, shard.take(targets)),
-                    lambda v: (position[v.prompt_id], v.first, v.second),
+                lambda: calibrated(
+                    shard.gather(
+                        phases.meta_judge(policy, settings, iteration, shard.take(targets)),
+                        lambda v: (position[v.prompt_id], v.first, v.second),
+                    ),
+                    settings.calibrate_position,
                 ),
             )
         judge, (w1, w2) = judge_pairs(
@@ -135,6 +139,13 @@ def make_iteration_data(
         {k.split("/", 1)[1]: int(v) for k, v in stats.items() if "dropped/" in k} or "none",
     )
     return IterationData(iteration, pairs, stats)
+
+
+def calibrated(verdicts: phases.PhaseResult, calibrate: bool) -> phases.PhaseResult:
+    """Position calibration over the whole iteration's verdicts (after gathering every rank's share)."""
+    if not calibrate:
+        return verdicts
+    return phases.PhaseResult(calibrate_verdicts(verdicts.records), verdicts.drops, verdicts.parse_failures)
 
 
 def _base_stats(prompts, responded, judged, actor, rho: float) -> dict[str, float]:

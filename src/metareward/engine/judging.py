@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from metareward.core.parsing import parse_score, parse_winner
 from metareward.core.prompts import SCORE_CHOICES, SCORE_CUE, WINNER_CHOICES, WINNER_CUE
+from metareward.records import MetaJudgmentRecord
 
 # Two winner probabilities closer than this are a tie (verdict 0).
 VERDICT_TIE_MARGIN = 1e-6
@@ -32,6 +33,7 @@ class Reading:
     text: str
     value: float | None
     source: str  # parsed | probability | none
+    log_odds: float | None = None  # of "A" over "B", for probability-read verdicts
 
 
 def explanation_part(text: str, tail: re.Pattern[str]) -> str:
@@ -80,35 +82,50 @@ def read_scores(texts: Sequence[str], mode: str, probabilities: dict[int, np.nda
     return readings
 
 
-def position_offsets(probabilities: dict[int, np.ndarray], calibrate: bool) -> dict[int, float]:
-    """Log-odds of "A" over "B" per verdict, minus their median over the iteration when `calibrate` is on.
+def read_verdicts(texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray]) -> list[Reading]:
+    """Verdict +1 when judgment A (shown first) wins, -1 when B wins, 0 for a tie or nothing readable.
 
-    A small meta-judge often says "A" whatever it reads (SmolLM2-135M: P(A) ~ 0.8 for every pair), which carries
-    no information and, through the positional weights, empties the battle matrix. Contextual calibration
-    (Zhao et al. 2021, arXiv 2102.09690) removes that prior: a verdict goes to A when the model favours A more
-    than it usually does. This is our addition, not the paper's; it applies only to probability reads.
+    A probability read also keeps its log-odds of "A" over "B", for `calibrate_verdicts`.
     """
-    log_odds = {i: float(np.log(p[0] + 1e-12) - np.log(p[1] + 1e-12)) for i, p in probabilities.items()}
-    if calibrate and log_odds:
-        centre = float(np.median(list(log_odds.values())))
-        log_odds = {i: value - centre for i, value in log_odds.items()}
-    return log_odds
-
-
-def read_verdicts(
-    texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray], calibrate: bool = False
-) -> list[Reading]:
-    """Verdict +1 when judgment A (shown first) wins, -1 when B wins, 0 for a tie or nothing readable."""
-    log_odds = position_offsets(probabilities, calibrate)
     readings = []
     for i, text in enumerate(texts):
         if i in probabilities:
-            verdict = 0 if abs(log_odds[i]) <= VERDICT_TIE_MARGIN else (1 if log_odds[i] > 0 else -1)
-            label = WINNER_CHOICES[0] if verdict >= 0 else WINNER_CHOICES[1]
-            body = explanation_part(text, _WINNER_TAIL)
-            readings.append(Reading(f"{body}\n{WINNER_CUE} {label}".lstrip(), float(verdict), "probability"))
+            log_odds = float(np.log(probabilities[i][0] + 1e-12) - np.log(probabilities[i][1] + 1e-12))
+            verdict = _verdict(log_odds)
+            readings.append(Reading(_with_winner(text, verdict), float(verdict), "probability", log_odds))
         else:
             winner = parse_winner(text) if mode != "probability" else None
             verdict = {"A": 1.0, "B": -1.0}.get(winner or "", None)
             readings.append(Reading(text.strip(), verdict, "parsed" if verdict is not None else "none"))
     return readings
+
+
+def _verdict(log_odds: float) -> int:
+    return 0 if abs(log_odds) <= VERDICT_TIE_MARGIN else (1 if log_odds > 0 else -1)
+
+
+def _with_winner(text: str, verdict: int) -> str:
+    label = WINNER_CHOICES[0] if verdict >= 0 else WINNER_CHOICES[1]
+    return f"{explanation_part(text, _WINNER_TAIL)}\n{WINNER_CUE} {label}".lstrip()
+
+
+def calibrate_verdicts(records: Sequence[MetaJudgmentRecord]) -> list[MetaJudgmentRecord]:
+    """Probability-read verdicts decided against the meta-judge's usual preference for one slot.
+
+    A small meta-judge often says "A" whatever it reads (SmolLM2-135M: P(A) ~ 0.8 for every pair), which carries
+    no information and, through the positional weights, empties the battle matrix. Contextual calibration
+    (Zhao et al. 2021, arXiv 2102.09690) removes that prior: each log-odds of "A" over "B" is compared with their
+    median over the whole iteration, so a verdict goes to A when the model favours A more than it usually does.
+    Our addition, not the paper's; parsed verdicts are left as they are.
+    """
+    read = [r.log_odds for r in records if r.verdict_source == "probability" and r.log_odds is not None]
+    if not read:
+        return list(records)
+    centre = float(np.median(read))
+    calibrated = []
+    for record in records:
+        if record.verdict_source == "probability" and record.log_odds is not None:
+            verdict = _verdict(record.log_odds - centre)
+            record = replace(record, verdict=verdict, text=_with_winner(record.text, verdict))
+        calibrated.append(record)
+    return calibrated

@@ -150,13 +150,11 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
         "meta_judge", list(contexts.values()), WINNER_CHOICES, settings.meta_judge.batch_size,
         f"iteration {iteration}: verdicts",
     )
-    readings = read_verdicts(
-        texts, settings.verdict_mode, dict(zip(contexts, probabilities)), settings.calibrate_position
-    )
+    readings = read_verdicts(texts, settings.verdict_mode, dict(zip(contexts, probabilities)))
     records = [
         MetaJudgmentRecord(
             t.prompt.id, t.response.index, t.judgments[m].index, t.judgments[n].index,
-            reading.text, int(reading.value or 0), reading.source,  # type: ignore[arg-type]
+            reading.text, int(reading.value or 0), reading.source, reading.log_odds,  # type: ignore[arg-type]
         )
         for (t, m, n), reading in zip(keyed, readings)
     ]
