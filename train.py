@@ -11,10 +11,10 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     from metareward.run import main as run
 
-    run(cfg)
+    return run(cfg)
 
 
 if __name__ == "__main__":

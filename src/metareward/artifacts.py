@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -29,8 +30,19 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def finite_json(data: Any) -> Any:
+    """The same data with NaN and infinities as null: strict JSON has no such numbers, and readers reject them."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(value) for value in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(finite_json(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_records(path: Path, records: Iterable[Any]) -> int:

@@ -13,16 +13,18 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from metareward.compare import final_metric
 from metareward.config import ConfigError, RunSettings, build_settings
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.evaluation.data import EvaluationDataError
+from metareward.sft.formatting import SFTDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
 from metareward.resume import CHECKPOINT, prepare_run_dir
 
 log = logging.getLogger("metareward")
 
-USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError, EvaluationDataError)
+USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError, EvaluationDataError, SFTDataError)
 
 
 @dataclass
@@ -42,9 +44,15 @@ def train(cfg: DictConfig) -> TrainResult:
     from metareward.lightning.dpo_module import DPOModule
     from metareward.model.adapters import RoleAdapters
     from metareward.model.loading import load_model_and_tokenizer
+    from metareward.sft.warm_start import load_warm_start_data, warm_start, warm_start_settings
     from metareward.training.collate import PairCollator
 
     settings = build_settings(cfg)
+    warm = warm_start_settings(cfg.get("warm_start"), seed=settings.seed)
+    if warm.problems():
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(warm.problems()))
+    if warm.enabled:
+        load_warm_start_data(warm)  # a bad IFT/EFT file fails here, before any model is loaded
     run_dir = Path(cfg.paths.output_dir)
     resume = bool(cfg.get("resume", False))
     pool = load_prompt_pool(
@@ -57,12 +65,15 @@ def train(cfg: DictConfig) -> TrainResult:
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     checkpoint = prepare_run_dir(cfg, run_dir, resume)
-    callbacks.append(IterationSummary(run_dir / "summary.json", settings.experiment, resume=resume))
+    summary = IterationSummary(run_dir / "summary.json", settings.experiment, resume=resume)
+    callbacks.append(summary)
     callbacks.append(ResumeCheckpoint(run_dir / CHECKPOINT))
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, tokenizer = load_model_and_tokenizer(settings.model)
     adapters = RoleAdapters(model, settings.adapters)
+    if warm.enabled and checkpoint is None:
+        summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm)  # iteration 0: M_0 for the loop
     loss = build_preference_loss(settings.loss, settings.beta, settings.nll_weight, settings.label_smoothing)
     module = DPOModule(adapters, loss, settings.optim)
     collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
@@ -86,8 +97,12 @@ def _instantiate(node: Any) -> Any:
         raise
 
 
-def main(cfg: DictConfig) -> None:
-    """Entry point behind train.py: user mistakes end in one clear message, not a traceback."""
+def main(cfg: DictConfig) -> float | None:
+    """Entry point behind train.py: user mistakes end in one clear message, not a traceback.
+
+    Returns the last iteration's `optimize_metric` (e.g. eval.lc_win_rate) when one is configured: a Hydra
+    sweeper such as Optuna maximises it.
+    """
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     if _wandb_offline(cfg):
         os.environ.setdefault("WANDB_MODE", "offline")
@@ -102,6 +117,8 @@ def main(cfg: DictConfig) -> None:
         print(f"interrupted; finished stages are kept. Resume with:\n  {resume_command(result.run_dir)}", file=sys.stderr)
         sys.exit(130)
     print(f"run directory: {result.run_dir}\nsummary: {result.run_dir / 'summary.json'}")
+    metric = cfg.get("optimize_metric")
+    return final_metric(result.run_dir / "summary.json", str(metric)) if metric else None
 
 
 def resume_command(run_dir: Path) -> str:

@@ -59,10 +59,12 @@ class IterationSummary(L.Callback):
         self.earlier_seconds = 0.0  # time spent by the attempts this run resumes from
         self.base_fingerprint: torch.Tensor | None = None
         self.global_zero = True
+        self.extra: dict[str, Any] = {}  # run-level records written beside the iterations (e.g. warm_start)
         self.status = "running"
         if resume and self.path.is_file():
             earlier = read_json(self.path)
             self.iterations = list(earlier.get("iterations", []))
+            self.extra = {key: earlier[key] for key in ("warm_start",) if key in earlier}
             self.earlier_seconds = float(earlier.get("seconds", 0.0))
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -126,6 +128,7 @@ class IterationSummary(L.Callback):
                 "status": self.status,
                 "seconds": self.earlier_seconds + time.perf_counter() - self.started,
                 "peak_rss_mb": peak_rss_mb(),
+                **self.extra,
                 "iterations": self.iterations,
             },
         )
