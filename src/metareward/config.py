@@ -111,6 +111,8 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
             dtype=str(cfg.model.dtype),
             trust_remote_code=bool(cfg.model.trust_remote_code),
             attn_implementation=cfg.model.attn_implementation,
+            quantization=cfg.model.get("quantization"),
+            gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing", False)),
         ),
         adapters=AdapterSpec(
             mode=str(adapters.mode),

@@ -17,6 +17,7 @@ from metareward.model.tiny import build_tiny
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = (EMBEDDED_NAME, "tiny")
+QUANTIZATIONS = (None, "4bit", "8bit")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -30,9 +31,13 @@ class ModelSpec:
     dtype: str = "float32"
     trust_remote_code: bool = False
     attn_implementation: str | None = None
+    quantization: str | None = None  # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
+    gradient_checkpointing: bool = False
 
     def problems(self) -> list[str]:
         found = []
+        if self.quantization not in QUANTIZATIONS:
+            found.append(f"model.quantization={self.quantization!r} is not one of {list(QUANTIZATIONS)}")
         if self.dtype not in DTYPES:
             found.append(f"model.dtype={self.dtype!r} is not one of {sorted(DTYPES)}")
         if self.path.startswith(BUILTIN_PREFIX) and self.path[len(BUILTIN_PREFIX) :] not in BUILTIN_MODELS:
@@ -56,7 +61,9 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrain
         if spec.path == BUILTIN_PREFIX + EMBEDDED_NAME
         else str(Path(spec.path).expanduser())
     )
-    extra = {"attn_implementation": spec.attn_implementation} if spec.attn_implementation else {}
+    extra: dict = {"attn_implementation": spec.attn_implementation} if spec.attn_implementation else {}
+    if spec.quantization:
+        extra["quantization_config"] = _bitsandbytes_config(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=spec.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -67,4 +74,25 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrain
         raise ModelLoadError(f"could not load model.path={spec.path!r}: {first_line}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if spec.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    elif spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()  # LoRA over frozen weights: checkpointed blocks need a grad-carrying input
     return model, tokenizer
+
+
+def _bitsandbytes_config(spec: ModelSpec):
+    """NF4 with double quantization for QLoRA (Dettmers et al. 2023), or LLM.int8(); compute in model.dtype."""
+    from transformers import BitsAndBytesConfig
+
+    if spec.quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=DTYPES[spec.dtype],
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)

@@ -1,0 +1,47 @@
+"""Model loading: built-in models, clear errors, gradient checkpointing with LoRA, the role adapters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metareward.core.logprobs import completion_logprobs
+from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.loading import ModelLoadError, ModelSpec, load_model_and_tokenizer
+
+
+def test_a_directory_without_a_model_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match=r"could not load model.path="):
+        load_model_and_tokenizer(ModelSpec(str(tmp_path)))
+
+
+def test_spec_problems_name_the_key() -> None:
+    assert ModelSpec("builtin:tiny", dtype="float8").problems() == [
+        "model.dtype='float8' is not one of ['bfloat16', 'float16', 'float32']"
+    ]
+    assert "model.quantization='2bit'" in ModelSpec("builtin:tiny", quantization="2bit").problems()[0]
+
+
+def test_gradient_checkpointing_still_trains_the_adapters() -> None:
+    model, tokenizer = load_model_and_tokenizer(ModelSpec("builtin:tiny", gradient_checkpointing=True))
+    adapters = RoleAdapters(model, AdapterSpec(r=4, alpha=8))
+    adapters.model.train()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    logps, _ = completion_logprobs(adapters.model, ids, torch.ones_like(ids), torch.tensor([[0, 0, 0, 1, 1, 1]]))
+    logps.sum().backward()
+    grads = [p.grad for n, p in adapters.model.named_parameters() if "lora_B.actor" in n]  # B starts at 0, A does not: B gets the first gradient
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for n, p in adapters.model.named_parameters() if "lora_" not in n)
+
+
+def test_role_adapters_switch_and_keep_every_adapter_trainable() -> None:
+    model, _ = load_model_and_tokenizer(ModelSpec("builtin:tiny"))
+    adapters = RoleAdapters(model, AdapterSpec(r=4, alpha=8))
+    assert adapters.adapter_names == ("actor", "judge")
+    with adapters.role("meta_judge"):
+        assert adapters.model.active_adapter == "judge"
+    assert adapters.model.active_adapter == "actor"
+    assert all(p.requires_grad for p in adapters.adapter_parameters())
+    assert not any(p.requires_grad for _, p in adapters.base_parameters())
+    shared = RoleAdapters(load_model_and_tokenizer(ModelSpec("builtin:tiny"))[0], AdapterSpec(mode="shared", r=4))
+    assert shared.adapter_names == ("policy",) and shared.activate("judge") == "policy"
