@@ -1,12 +1,28 @@
-"""Shared fixtures: the tiny in-process model, the embedded checkpoint (slow tests), Hydra composition."""
+"""Shared fixtures: the tiny in-process model, the embedded checkpoint (slow tests), thread settings."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+# Tiny models gain nothing from intra-op threads and lose a lot when two processes fight over two cores, so tests
+# (and the training runs they start as subprocesses, which inherit this) use one thread; tests of the embedded
+# model (marked slow) get the machine's threads back through the fixture below. Set before torch is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_the_model_size(request: pytest.FixtureRequest):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads((os.cpu_count() or 1) if request.node.get_closest_marker("slow") else 1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, get_peft_model
 
-from metareward.core.logprobs import completion_logprobs, paired_prompts
+from metareward.core.logprobs import completion_logprobs, paired_prompts, shared_prompt_logprobs
 from metareward.model.tiny import build_tiny
 
 # (prompt length, chosen length, rejected length) per pair.
@@ -33,8 +33,9 @@ def test_shared_prompt_path_matches_rows_alone_with_gradients():
         base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     )
     ids, mask, completion = _batch(base.config.vocab_size, tokenizer.pad_token_id or 0)
-    assert paired_prompts(ids, mask, completion) is not None
-    shared, counts = completion_logprobs(model, ids, mask, completion)
+    split = paired_prompts(ids, mask, completion)
+    assert split is not None
+    shared, counts = shared_prompt_logprobs(model, *split, pad_id=tokenizer.pad_token_id or 0)
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     shared_grads = torch.autograd.grad(shared.sum(), params)
     alone = torch.cat(

@@ -64,3 +64,16 @@ def test_cli_reports_a_bad_config_in_plain_sentences(tmp_path: Path) -> None:
 def test_cli_reports_a_missing_prompt_file(tmp_path: Path) -> None:
     run = run_cli("+experiment=smoke", f"data.path={tmp_path}/none.jsonl", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr and "does not exist" in run.stderr
+
+
+def test_warm_start_runs_as_iteration_zero(prompt_file: Path, tmp_path: Path) -> None:
+    cfg = compose(
+        "+experiment=smoke", f"data.path={prompt_file}", "num_iterations=1", "warm_start=eft", "warm_start.max_steps=2",
+        "callbacks.win_rate=null", "callbacks.judge_quality=null", "callbacks.dashboard=null", output_dir=tmp_path,
+    )
+    train(cfg)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    warm = summary["warm_start"]
+    assert warm["data"]["ift"]["examples"] == 42 and warm["data"]["eft"]["examples"] == 43
+    assert warm["adapters"]["actor"]["steps"] == 2 and warm["adapters"]["judge"]["steps"] == 2
+    assert summary["iterations"][0]["weights"]["adapter_norms"]["judge"] > 0  # the warm start trained it

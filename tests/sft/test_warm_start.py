@@ -109,11 +109,11 @@ def test_disabled_and_invalid_settings() -> None:
 def test_config_group_composes() -> None:
     from helpers import compose
 
-    cfg = compose("+warm_start=eft")
+    cfg = compose("warm_start=eft")
     settings = warm_start_settings(cfg.warm_start, seed=int(cfg.seed))
     assert settings.enabled and settings.optim.epochs == 2
     assert Path(settings.ift_path).is_file() and Path(settings.eft_path).is_file()
-    assert not warm_start_settings(compose("+warm_start=default").warm_start).enabled
+    assert not warm_start_settings(compose().warm_start).enabled
 
 
 @pytest.mark.slow

@@ -39,9 +39,6 @@ def completion_logprobs(
             "completion_mask has completion tokens outside the last positions of their row (or at position 0); "
             "left-pad the batch so each completion ends the row and follows at least one prompt token."
         )
-    shared = paired_prompts(input_ids, attention_mask, completion_mask)
-    if shared is not None:
-        return shared_prompt_logprobs(model, *shared, pad_id=int(input_ids[0, 0]))
     position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
     outputs = model(
         input_ids=input_ids,
@@ -76,6 +73,10 @@ def shared_prompt_logprobs(
     model: nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int
 ) -> tuple[Tensor, Tensor]:
     """`completion_logprobs` for a DPO batch, each shared prompt encoded ONCE for its chosen and rejected rows.
+
+    Not wired into completion_logprobs: on the loaded 2-core machine it was not measurably faster (issue 5).
+    Use: `shared = paired_prompts(ids, mask, completion_mask)`; if not None, `shared_prompt_logprobs(model, *shared,
+    pad_id=...)` returns what `completion_logprobs` would.
 
     Pass 1 runs the B left-padded prompts with a KV cache and keeps the logit of their last position (it predicts
     the first completion token). The cache is copied to the 2B rows (row r uses prompt r mod B) and pass 2 runs
