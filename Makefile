@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch; an unpinned torch would pull several GB of CUDA packages.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup model test test-fast train clean
+.PHONY: setup model test test-fast train bench clean
 
 setup: $(STAMP) model
 
@@ -31,6 +31,9 @@ test-fast: setup
 
 train: setup
 	$(PY) train.py +experiment=meta_reward
+
+bench: setup
+	$(PY) -m metareward.bench all --json
 
 clean:
 	rm -rf $(VENV) outputs multirun

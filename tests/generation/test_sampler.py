@@ -38,18 +38,6 @@ def sharpen(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-@pytest.fixture(autouse=True)
-def single_thread(request):
-    """The tiny model's ops take microseconds, so on a busy 2-core machine thread hand-offs dominate (10x)."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     model, tokenizer = build_tiny()
