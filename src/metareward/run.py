@@ -83,7 +83,11 @@ def train(cfg: DictConfig) -> TrainResult:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_epochs=settings.num_iterations)
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+    except SystemExit:
+        if not trainer.interrupted:  # Lightning exits after a graceful shutdown on Ctrl-C; anything else goes on
+            raise
     return TrainResult(run_dir, module, interrupted=bool(trainer.interrupted))
 
 

@@ -91,3 +91,22 @@ def test_resume_needs_an_earlier_run(prompt_file: Path, tmp_path: Path) -> None:
         command(prompt_file, tmp_path / "new", "resume=true"), env=environment(), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 2 and "holds no run to resume" in done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_keeps_artifacts_and_says_how_to_resume(prompt_file: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = command(prompt_file, run_dir)
+    process = subprocess.Popen(args, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker = run_dir / "iterations" / "iter_01" / "responses.jsonl"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "resume=true" in stderr and f"hydra.run.dir={run_dir}" in stderr
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    run_to_end(command(prompt_file, run_dir, "resume=true"))
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
