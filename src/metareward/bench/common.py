@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
-import resource
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +17,7 @@ import torch
 
 from metareward.core.prompts import render_judge_prompt
 from metareward.records import PairRecord, PromptRecord
+from metareward.timing import Stopwatch, peak_rss_mb  # noqa: F401  (the benchmarks import them from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SEED_PROMPTS = REPO_ROOT / "data" / "prompts" / "seed.jsonl"
@@ -63,26 +60,6 @@ def _load_average() -> float:
         return float(Path("/proc/loadavg").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return -1.0
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Stopwatch:
-    """Accumulates wall time per named section: `with watch("name"): ...`."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def say(message: str) -> None:

@@ -76,7 +76,6 @@ def run_ours(model_path: str, warmup: list[PairRecord], timed: list[PairRecord],
 def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int) -> float:
     """Seconds TRL's DPOTrainer spends on the steps after its first (warm-up) step."""
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
@@ -114,13 +113,7 @@ def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], 
             dataloader_num_workers=0,
             seed=0,
         )
-        lora = LoraConfig(
-            r=LORA.r,
-            lora_alpha=LORA.alpha,
-            lora_dropout=LORA.dropout,
-            target_modules=list(LORA.target_modules),
-            task_type="CAUSAL_LM",
-        )
+        lora = LORA.lora_config()
         trainer = DPOTrainer(
             model=model,
             args=config,

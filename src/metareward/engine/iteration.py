@@ -7,9 +7,6 @@ can be inspected stage by stage. Returns the pairs and flat, namespaced statisti
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,14 +14,15 @@ import numpy as np
 
 from metareward.artifacts import write_json, write_records
 from metareward.engine import phases
-from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, scored_responses
 from metareward.engine.judging import calibrate_verdicts
+from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, scored_responses
 from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
 from metareward.engine.stages import StageStore
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, ResponseRecord
+from metareward.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +37,6 @@ class IterationData:
 
 def iteration_dir(run_dir: Path, iteration: int) -> Path:
     return run_dir / "iterations" / f"iter_{iteration:02d}"
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def make_iteration_data(
@@ -71,14 +56,14 @@ def make_iteration_data(
     """
     out = iteration_dir(run_dir, iteration)
     store = StageStore(out, reuse, write=shard.writes)
-    clock = _Clock()
+    clock = Stopwatch()
     prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
     prompts_by_id = {p.id: p for p in prompts}
     position = {p.id: i for i, p in enumerate(prompts)}
     if shard.writes:
         write_records(out / "prompts.jsonl", prompts)
 
-    with clock.phase("generate"):
+    with clock("generate"):
         responded = store.run(
             "responses",
             ResponseRecord,
@@ -87,7 +72,7 @@ def make_iteration_data(
                 lambda r: (position[r.prompt_id], r.index),
             ),
         )
-    with clock.phase("judge"):
+    with clock("judge"):
         judged = store.run(
             "judgments",
             JudgmentRecord,
@@ -104,7 +89,7 @@ def make_iteration_data(
 
     pairs = list(actor.items)
     if settings.trains_judge(iteration):
-        with clock.phase("meta_judge"):
+        with clock("meta_judge"):
             targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
             verdicts = store.run(
                 "meta_judgments",

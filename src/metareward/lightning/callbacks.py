@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,9 @@ import lightning as L
 import torch
 
 from metareward.artifacts import read_json, write_json
+from metareward.timing import peak_rss_mb
 
 log = logging.getLogger(__name__)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def adapter_norms(adapters: Any) -> dict[str, float]:

@@ -31,6 +31,15 @@ class AdapterSpec:
     dropout: float = 0.0
     target_modules: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj", "o_proj"))
 
+    def lora_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+        )
+
     def problems(self) -> list[str]:
         found = []
         if self.mode not in ADAPTERS_BY_MODE:
@@ -49,13 +58,7 @@ class RoleAdapters:
         self.spec = spec
         self.adapter_for_role = ADAPTERS_BY_MODE[spec.mode]
         names = list(dict.fromkeys(self.adapter_for_role.values()))
-        config = LoraConfig(
-            r=spec.r,
-            lora_alpha=spec.alpha,
-            lora_dropout=spec.dropout,
-            target_modules=list(spec.target_modules),
-            task_type="CAUSAL_LM",
-        )
+        config = spec.lora_config()
         self.model: PeftModel = get_peft_model(base_model, config, adapter_name=names[0])
         for name in names[1:]:
             self.model.add_adapter(name, config)
