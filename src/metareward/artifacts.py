@@ -6,7 +6,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,11 +67,3 @@ def read_records(path: Path, record_type: type[Record]) -> list[Record]:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def records_by(records: Sequence[Any], key: str) -> dict[Any, list[Any]]:
-    """Group records by one attribute, keeping their order."""
-    groups: dict[Any, list[Any]] = {}
-    for record in records:
-        groups.setdefault(getattr(record, key), []).append(record)
-    return groups

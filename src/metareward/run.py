@@ -14,13 +14,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from metareward.compare import final_metric
-from metareward.config import ConfigError, RunSettings, build_settings
+from metareward.config import ConfigError, build_settings
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.evaluation.data import EvaluationDataError
-from metareward.sft.formatting import SFTDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
 from metareward.resume import CHECKPOINT, prepare_run_dir
+from metareward.sft.formatting import SFTDataError
 
 log = logging.getLogger("metareward")
 
@@ -139,8 +139,3 @@ def resume_command(run_dir: Path) -> str:
 def _wandb_offline(cfg: DictConfig) -> bool:
     wandb = (cfg.get("logger") or {}).get("wandb")
     return bool(wandb is not None and wandb.get("offline", True))
-
-
-def check_settings(cfg: DictConfig) -> RunSettings:
-    """Validate a config without loading anything (used by tests and `train.py --cfg`-style checks)."""
-    return build_settings(cfg)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +17,9 @@ from metareward.generation.sampler import Generation, GenerationRequest, generat
 
 
 class RoleSwitch(Protocol):
-    def role(self, role: str) -> contextmanager: ...  # type: ignore[valid-type]
+    """Anything that lends the model with a role's adapter active (RoleAdapters)."""
+
+    def role(self, role: str) -> AbstractContextManager[torch.nn.Module]: ...
 
 
 @dataclass
@@ -29,15 +31,10 @@ class Policy:
     max_prompt_tokens: int = 1536
     progress: bool = True
 
-    @contextmanager
-    def _model(self, role: str) -> Iterator[torch.nn.Module]:
-        with self.switch.role(role) as model:
-            yield model
-
     def generate(
         self, role: str, requests: Sequence[GenerationRequest], settings: RoleSettings, desc: str
     ) -> list[Generation]:
-        with self._model(role) as model:
+        with self.switch.role(role) as model:
             return generate(
                 model,
                 self.tokenizer,
@@ -53,7 +50,7 @@ class Policy:
         """Probabilities over `choices` as the next token after each context: shape [len(contexts), len(choices)]."""
         if not contexts:
             return np.zeros((0, len(choices)))
-        with self._model(role) as model:
+        with self.switch.role(role) as model:
             result = choice_probabilities(
                 model,
                 self.tokenizer,

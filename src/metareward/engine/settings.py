@@ -92,14 +92,5 @@ class EngineSettings:
 
 
 def _role_problems(name: str, role: RoleSettings) -> list[str]:
-    found = []
-    sampling = role.sampling
-    if sampling.temperature < 0:
-        found.append(f"{name}.temperature={sampling.temperature} must be >= 0")
-    if not 0.0 < sampling.top_p <= 1.0:
-        found.append(f"{name}.top_p={sampling.top_p} must be in (0, 1]")
-    if sampling.max_new_tokens < 1:
-        found.append(f"{name}.max_new_tokens={sampling.max_new_tokens} must be at least 1")
-    if role.batch_size < 1:
-        found.append(f"{name}.batch_size={role.batch_size} must be at least 1")
-    return found
+    # Sampling values are checked by SamplingSettings itself (config._role reports them); the batch size is not.
+    return [f"{name}.batch_size={role.batch_size} must be at least 1"] if role.batch_size < 1 else []

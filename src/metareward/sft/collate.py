@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_text, render_prompt
 from metareward.sft.formatting import SFTExample
+from metareward.training.collate import left_pad_rows
 
 
 class SFTCollator:
@@ -43,13 +43,4 @@ class SFTCollator:
             ]
             completion = (encode_text(self.tokenizer, example.completion) + [self.eos_id])[: self.max_completion_tokens]
             rows.append((prompt, completion))
-        length = max(len(p) + len(c) for p, c in rows)
-        input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        completion_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for row, (prompt, completion) in enumerate(rows):
-            ids = prompt + completion
-            input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, length - len(ids) :] = 1
-            completion_mask[row, length - len(completion) :] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+        return left_pad_rows([p for p, _ in rows], [c for _, c in rows], self.pad_id)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_text, render_prompt
@@ -63,22 +64,23 @@ class PairCollator:
                 completion_ids = encode_text(self.tokenizer, text) + [self.eos_id]
                 truncated_completions += len(completion_ids) > self.max_completion_tokens
                 rows.append(completion_ids[: self.max_completion_tokens])
-        batch = self._pad(prompts + prompts, chosen + rejected)
+        batch = left_pad_rows(prompts + prompts, chosen + rejected, self.pad_id)
         refs = [pair.ref_chosen_logp for pair in pairs] + [pair.ref_rejected_logp for pair in pairs]
         batch["ref_logps"] = torch.tensor([math.nan if ref is None else ref for ref in refs], dtype=torch.float32)
         batch["truncated_prompts"] = truncated_prompts
         batch["truncated_completions"] = truncated_completions
         return batch
 
-    def _pad(self, prompts: list[list[int]], completions: list[list[int]]) -> dict[str, Any]:
-        """Left-pad each prompt + completion row to the longest row."""
-        length = max(len(prompt) + len(completion) for prompt, completion in zip(prompts, completions))
-        input_ids = torch.full((len(prompts), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        completion_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for row, (prompt, completion) in enumerate(zip(prompts, completions)):
-            ids = prompt + completion
-            input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, length - len(ids) :] = 1
-            completion_mask[row, length - len(completion) :] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+
+def left_pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, Tensor]:
+    """Rows of prompt + completion ids, left-padded to the longest, with attention and completion masks."""
+    length = max(len(prompt) + len(completion) for prompt, completion in zip(prompts, completions))
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    completion_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        ids = prompt + completion
+        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, length - len(ids) :] = 1
+        completion_mask[row, length - len(completion) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
