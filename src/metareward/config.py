@@ -19,6 +19,13 @@ class ConfigError(ValueError):
     """One or more config values are unusable; the message lists each, naming the key and the fix."""
 
 
+def config_error(problems: list[str]) -> ConfigError:
+    """One problem on one line (`invalid config: ...`), several as a list below it."""
+    if len(problems) == 1:
+        return ConfigError(f"invalid config: {problems[0]}")
+    return ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
 @dataclass(frozen=True)
 class RunSettings:
     experiment: str
@@ -74,8 +81,20 @@ def build_settings(cfg: DictConfig) -> RunSettings:
     if settings.batch_size < 1 or settings.epochs_per_iteration < 1:
         problems.append("dpo.batch_size and dpo.epochs_per_iteration must be at least 1")
     if problems:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+        raise config_error(problems)
     return settings
+
+
+def model_spec(model: DictConfig) -> ModelSpec:
+    """The `model` group as a ModelSpec."""
+    return ModelSpec(
+        path=str(model.path),
+        dtype=str(model.dtype),
+        trust_remote_code=bool(model.trust_remote_code),
+        attn_implementation=model.attn_implementation,
+        quantization=model.get("quantization"),
+        gradient_checkpointing=bool(model.get("gradient_checkpointing", False)),
+    )
 
 
 def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
@@ -106,14 +125,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         experiment=str(cfg.experiment),
         num_iterations=int(cfg.num_iterations),
         seed=int(cfg.seed),
-        model=ModelSpec(
-            path=str(cfg.model.path),
-            dtype=str(cfg.model.dtype),
-            trust_remote_code=bool(cfg.model.trust_remote_code),
-            attn_implementation=cfg.model.attn_implementation,
-            quantization=cfg.model.get("quantization"),
-            gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing", False)),
-        ),
+        model=model_spec(cfg.model),
         adapters=AdapterSpec(
             mode=str(adapters.mode),
             r=int(adapters.r),

@@ -12,7 +12,7 @@ from metareward.artifacts import write_text_atomic
 from metareward.config import ConfigError
 
 SNAPSHOT = "run_config.yaml"
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a file, or under trainer=deepspeed a folder
 # Keys that may change between an interrupted attempt and its resumption.
 VOLATILE = ("resume", "progress", "trainer.enable_progress_bar")
 
@@ -47,7 +47,7 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None
     snapshot = run_dir / SNAPSHOT
     if is_launched_worker():
         checkpoint = run_dir / CHECKPOINT
-        return checkpoint if resume and checkpoint.is_file() else None
+        return checkpoint if resume and checkpoint.exists() else None
     if not resume:
         if (run_dir / "summary.json").exists():
             raise ConfigError(
@@ -63,4 +63,4 @@ def prepare_run_dir(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None
         shown = ", ".join(f"{k} (was {saved.get(k)!r}, now {current.get(k)!r})" for k in changed[:5])
         raise ConfigError(f"resume=true but the config differs from the run's: {shown}; resume with the same settings")
     checkpoint = run_dir / CHECKPOINT
-    return checkpoint if checkpoint.is_file() else None
+    return checkpoint if checkpoint.exists() else None

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from metareward.compare import final_metric
-from metareward.config import ConfigError, build_settings
+from metareward.config import ConfigError, build_settings, config_error
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
@@ -50,7 +50,7 @@ def train(cfg: DictConfig) -> TrainResult:
     settings = build_settings(cfg)
     warm = warm_start_settings(cfg.get("warm_start"), seed=settings.seed)
     if warm.problems():
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(warm.problems()))
+        raise config_error(warm.problems())
     if warm.enabled:
         load_warm_start_data(warm)  # a bad IFT/EFT file fails here, before any model is loaded
     run_dir = Path(cfg.paths.output_dir)

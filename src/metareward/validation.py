@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
 PROMPT_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 GPU_EXTRA = "install the gpu extra (pip install 'metareward[gpu]') on a machine with CUDA"
+# Strategies that shard the model, by how their class or Lightning name starts (FSDPStrategy, "deepspeed_stage_3").
+SHARDED_STRATEGIES = ("fsdp", "deepspeed")
 
 
 def environment_problems(cfg: DictConfig) -> list[str]:
@@ -34,21 +37,69 @@ def _output_problems(cfg: DictConfig) -> list[str]:
 
 
 def _hardware_problems(cfg: DictConfig) -> list[str]:
-    found = []
     cuda = torch.cuda.is_available()
+    sharding = sharded_strategy(cfg.trainer.get("strategy"))
+    if sharding and not cuda:  # one sentence: the strategy is the reason; its accelerator and precision follow it
+        found = [f"trainer={sharding} shards the model over CUDA GPUs and none is visible: {GPU_EXTRA}, "
+                 "or use trainer=cpu"]
+    else:
+        found = _device_problems(cfg, cuda) + _strategy_problems(cfg, sharding)
+    attention = cfg.model.get("attn_implementation")
+    if attention == "flash_attention_2" and (not cuda or not _installed("flash_attn")):
+        found.append(f"model.attn_implementation=flash_attention_2 needs flash-attn and CUDA: {GPU_EXTRA}, or use sdpa")
+    quantization = cfg.model.get("quantization")
+    if quantization and (not cuda or not _installed("bitsandbytes")):
+        found.append(f"model.quantization={quantization} needs bitsandbytes and CUDA: {GPU_EXTRA}, or set it to null")
+    return found
+
+
+def _device_problems(cfg: DictConfig, cuda: bool) -> list[str]:
+    found = []
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda") and not cuda:
         found.append(f"trainer.accelerator={accelerator} needs a CUDA GPU and none is visible; use trainer=cpu here")
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision.startswith("16") and not cuda:
         found.append(f"trainer.precision={precision} needs a CUDA GPU; use 32-true or bf16-mixed on a CPU")
-    attention = cfg.model.get("attn_implementation")
-    if attention == "flash_attention_2" and (not cuda or importlib.util.find_spec("flash_attn") is None):
-        found.append(f"model.attn_implementation=flash_attention_2 needs flash-attn and CUDA: {GPU_EXTRA}, or use sdpa")
-    quantization = cfg.model.get("quantization")
-    if quantization and (not cuda or importlib.util.find_spec("bitsandbytes") is None):
-        found.append(f"model.quantization={quantization} needs bitsandbytes and CUDA: {GPU_EXTRA}, or set it to null")
     return found
+
+
+def sharded_strategy(strategy: Any) -> str | None:
+    """Which sharding strategy trainer.strategy (a `_target_` node or a Lightning strategy name) is: "fsdp",
+    "deepspeed", or None for one that does not shard the model."""
+    if strategy is None:
+        return None
+    name = str(strategy.get("_target_", "")) if isinstance(strategy, DictConfig) else str(strategy)
+    name = name.rsplit(".", 1)[-1].lower()
+    for kind in SHARDED_STRATEGIES:
+        if name.startswith(kind):
+            return kind
+    return None
+
+
+def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
+    if sharding is None:
+        return []
+    found = []
+    if sharding == "deepspeed" and not _installed("deepspeed"):
+        found.append("trainer=deepspeed needs DeepSpeed, which is not installed: pip install deepspeed "
+                     "(or pip install 'metareward[deepspeed]')")
+    if cfg.model.get("quantization"):
+        found.append(
+            f"model.quantization={cfg.model.quantization} does not combine with trainer={sharding}: "
+            "QLoRA runs on one GPU (trainer=gpu) or with trainer=ddp"
+        )
+    checkpoint = (cfg.get("callbacks") or {}).get("adapter_checkpoint")
+    if checkpoint is not None and checkpoint.get("save_merged"):
+        found.append(
+            f"callbacks.adapter_checkpoint.save_merged=true is not supported with trainer={sharding}; "
+            "merge the saved adapters after the run"
+        )
+    return found
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def evaluation_problems(cfg: DictConfig) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from metareward.engine.judging import read_scores, read_verdicts, score_contexts, winner_contexts
 
@@ -61,3 +62,17 @@ def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None
     calibrated = calibrate_verdicts(records)
     assert [r.verdict for r in calibrated] == [1, -1, 0, -1, 1, -1]  # the median verdict sits at the centre: a tie
     assert calibrated[1].text == "x\nWinner: Judgment B" and calibrated[0].text == "x\nWinner: Judgment A"
+
+
+def test_reads_taken_while_generating_are_used_only_where_the_context_is_text_plus_cue() -> None:
+    from metareward.engine.judging import SCORE_TAIL, reads_from_generation
+    from metareward.generation.sampler import Generation
+
+    texts = ["Rambling, no score here", "**Score:** five", "Ends with new lines\n\n", " ", "No read was taken"]
+    logprobs = [tuple(np.log([0.1, 0.1, 0.2, 0.2, 0.2, 0.1]))] * 4 + [None]
+    generations = [Generation(i, t, 3, True, choice_logprobs=lp) for i, (t, lp) in enumerate(zip(texts, logprobs))]
+    contexts = score_contexts(["<p>"] * 5, texts, "hybrid")
+    found = reads_from_generation(contexts, generations, SCORE_TAIL)
+    # A garbled score line (cut before the cue) or a blank text change the context: those need their own pass.
+    assert sorted(found) == [0, 2]
+    assert found[0] == pytest.approx([0.1, 0.1, 0.2, 0.2, 0.2, 0.1] / np.float64(0.9))

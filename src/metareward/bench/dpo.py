@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from metareward.bench.common import emit, machine, peak_rss_mb, say, synthetic_pairs
-from metareward.core.logprobs import completion_logprobs
+from metareward.core.logprobs import pair_logprobs
 from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
@@ -43,7 +43,7 @@ def pair_tokens(collator: PairCollator, pairs: Sequence[PairRecord]) -> int:
 
 def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> float:
     batch = collator(chunk)
-    logps, counts = completion_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    logps, counts = pair_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     chosen, rejected = logps.chunk(2)
     ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
     out = loss(chosen, rejected, ref_chosen, ref_rejected, *counts.chunk(2))

@@ -36,9 +36,9 @@ class RecordingPolicy(Policy):
     log: list[tuple[str, GenerationRequest, SamplingSettings]] = field(default_factory=list)
     generated_tokens: int = 0
 
-    def generate(self, role, requests, settings, desc):
+    def generate(self, role, requests, settings, desc, cue=None):
         self.log.extend((role, request, settings.sampling) for request in requests)
-        results = super().generate(role, requests, settings, desc)
+        results = super().generate(role, requests, settings, desc, cue)
         self.generated_tokens += sum(g.num_tokens for g in results)
         return results
 

@@ -11,19 +11,20 @@ used as a judge-pair target always shows the format the judge is meant to write.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from metareward.core.parsing import parse_score, parse_winner
 from metareward.core.prompts import SCORE_CHOICES, SCORE_CUE, WINNER_CHOICES, WINNER_CUE
+from metareward.generation.sampler import Generation
 from metareward.records import MetaJudgmentRecord
 
 # Two winner probabilities closer than this are a tie (verdict 0).
 VERDICT_TIE_MARGIN = 1e-6
-_SCORE_TAIL = re.compile(r"\**\s*score\s*\**\s*:.*$", re.IGNORECASE | re.DOTALL)
-_WINNER_TAIL = re.compile(r"\**\s*winner\s*\**\s*:.*$", re.IGNORECASE | re.DOTALL)
+SCORE_TAIL = re.compile(r"\**\s*score\s*\**\s*:.*$", re.IGNORECASE | re.DOTALL)
+WINNER_TAIL = re.compile(r"\**\s*winner\s*\**\s*:.*$", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def needs_probability(mode: str, parsed: object | None) -> bool:
 def score_contexts(prompts: Sequence[str], texts: Sequence[str], mode: str) -> dict[int, str]:
     """Index -> context for every judgment whose score must be read from probabilities."""
     return {
-        i: cue_context(prompt, explanation_part(text, _SCORE_TAIL), SCORE_CUE + " ")
+        i: cue_context(prompt, explanation_part(text, SCORE_TAIL), SCORE_CUE + " ")
         for i, (prompt, text) in enumerate(zip(prompts, texts))
         if needs_probability(mode, parse_score(text))
     }
@@ -61,10 +62,32 @@ def score_contexts(prompts: Sequence[str], texts: Sequence[str], mode: str) -> d
 
 def winner_contexts(prompts: Sequence[str], texts: Sequence[str], mode: str) -> dict[int, str]:
     return {
-        i: cue_context(prompt, explanation_part(text, _WINNER_TAIL), WINNER_CUE + " ")
+        i: cue_context(prompt, explanation_part(text, WINNER_TAIL), WINNER_CUE + " ")
         for i, (prompt, text) in enumerate(zip(prompts, texts))
         if needs_probability(mode, parse_winner(text))
     }
+
+
+def reads_from_generation(
+    contexts: Mapping[int, str], generations: Sequence[Generation], tail: re.Pattern[str]
+) -> dict[int, np.ndarray]:
+    """Choice probabilities taken while generating (`Generation.choice_logprobs`, renormalised over the choices)
+    for the contexts that are just the generated text followed by the cue.
+
+    That holds when the text is not blank and has no final (garbled) score or winner line: `cue_context` then
+    appends the cue to the text as written. The model conditioned on the tokens it generated rather than on the
+    re-encoded text, and on any whitespace it wrote at the end (which `cue_context` strips) before the cue's new
+    line. Every other context needs its own forward pass.
+    """
+    found = {}
+    for i in contexts:
+        generation = generations[i]
+        text, logprobs = generation.text, generation.choice_logprobs
+        if logprobs is not None and text.strip() and explanation_part(text, tail) == text.rstrip():
+            values = np.asarray(logprobs, dtype=np.float64)
+            weights = np.exp(values - values.max())
+            found[i] = weights / weights.sum()
+    return found
 
 
 def read_scores(texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray]) -> list[Reading]:
@@ -74,7 +97,7 @@ def read_scores(texts: Sequence[str], mode: str, probabilities: dict[int, np.nda
         if i in probabilities:
             p = probabilities[i]
             best = SCORE_CHOICES[int(np.argmax(p))]
-            body = explanation_part(text, _SCORE_TAIL)
+            body = explanation_part(text, SCORE_TAIL)
             readings.append(Reading(f"{body}\n{SCORE_CUE} {best}".lstrip(), float(p @ values), "probability"))
         else:
             score = parse_score(text) if mode != "probability" else None
@@ -106,7 +129,7 @@ def _verdict(log_odds: float) -> int:
 
 def _with_winner(text: str, verdict: int) -> str:
     label = WINNER_CHOICES[0] if verdict >= 0 else WINNER_CHOICES[1]
-    return f"{explanation_part(text, _WINNER_TAIL)}\n{WINNER_CUE} {label}".lstrip()
+    return f"{explanation_part(text, WINNER_TAIL)}\n{WINNER_CUE} {label}".lstrip()
 
 
 def calibrate_verdicts(records: Sequence[MetaJudgmentRecord]) -> list[MetaJudgmentRecord]:

@@ -12,12 +12,27 @@ from dataclasses import dataclass
 
 from metareward.core.judge_pairs import highest_variance_response, ordered_pairs
 from metareward.core.parsing import parse_score, parse_winner
-from metareward.core.prompts import SCORE_CHOICES, WINNER_CHOICES, render_judge_prompt, render_meta_judge_prompt
+from metareward.core.prompts import (
+    SCORE_CHOICES,
+    SCORE_CUE,
+    WINNER_CHOICES,
+    WINNER_CUE,
+    render_judge_prompt,
+    render_meta_judge_prompt,
+)
 from metareward.core.seeding import derive_seed
-from metareward.engine.judging import read_scores, read_verdicts, score_contexts, winner_contexts
+from metareward.engine.judging import (
+    SCORE_TAIL,
+    WINNER_TAIL,
+    read_scores,
+    read_verdicts,
+    reads_from_generation,
+    score_contexts,
+    winner_contexts,
+)
 from metareward.engine.policy import Policy
-from metareward.engine.settings import EngineSettings
-from metareward.generation.sampler import GenerationRequest
+from metareward.engine.settings import EngineSettings, RoleSettings
+from metareward.generation.sampler import Generation, GenerationRequest
 from metareward.model.chat import render_prompt
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
 
@@ -74,12 +89,22 @@ def judge(
         )
         for i, (text, (r, j)) in enumerate(zip(rendered, keyed))
     ]
-    texts = [g.text for g in policy.generate("judge", requests, settings.judge, desc=f"iteration {iteration}: judge")]
+    reading = settings.score_mode != "parse"
+    cue = policy.cue_read(SCORE_CUE + " ", SCORE_CHOICES) if reading else None
+    generations = policy.generate("judge", requests, settings.judge, f"iteration {iteration}: judge", cue)
+    texts = [g.text for g in generations]
     contexts = score_contexts(rendered, texts, settings.score_mode)
-    probabilities = policy.choose(
-        "judge", list(contexts.values()), SCORE_CHOICES, settings.judge.batch_size, f"iteration {iteration}: scores"
+    probabilities = _choice_reads(
+        policy,
+        "judge",
+        settings.judge,
+        contexts,
+        generations,
+        SCORE_TAIL,
+        SCORE_CHOICES,
+        f"iteration {iteration}: scores",
     )
-    readings = read_scores(texts, settings.score_mode, dict(zip(contexts, probabilities)))
+    readings = read_scores(texts, settings.score_mode, probabilities)
     records = [
         JudgmentRecord(r.prompt_id, r.index, j, reading.text, reading.value, reading.source)  # type: ignore[arg-type]
         for (r, j), reading in zip(keyed, readings)
@@ -87,6 +112,24 @@ def judge(
     invalid = sum(record.score is None for record in records)
     failures = sum(parse_score(text) is None for text in texts)
     return PhaseResult(records, {"no_valid_score": invalid} if invalid else {}, parse_failures=failures)
+
+
+def _choice_reads(
+    policy: Policy,
+    role: str,
+    settings: RoleSettings,
+    contexts: Mapping[int, str],
+    generations: Sequence[Generation],
+    tail,
+    choices: Sequence[str],
+    desc: str,
+) -> dict:
+    """Index -> choice probabilities for every context: read during generation where it could be, the rest with
+    a forward pass over the context."""
+    found = reads_from_generation(contexts, generations, tail)
+    rest = {i: context for i, context in contexts.items() if i not in found}
+    found.update(zip(rest, policy.choose(role, list(rest.values()), choices, settings.batch_size, desc)))
+    return found
 
 
 @dataclass(frozen=True)
@@ -129,9 +172,7 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
     rendered = [
         render_prompt(
             policy.tokenizer,
-            render_meta_judge_prompt(
-                t.prompt.instruction, t.response.text, t.judgments[m].text, t.judgments[n].text
-            ),
+            render_meta_judge_prompt(t.prompt.instruction, t.response.text, t.judgments[m].text, t.judgments[n].text),
         )
         for t, m, n in keyed
     ]
@@ -143,18 +184,31 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
         )
         for i, (text, (t, m, n)) in enumerate(zip(rendered, keyed))
     ]
-    gens = policy.generate("meta_judge", requests, settings.meta_judge, desc=f"iteration {iteration}: meta-judge")
+    cue = policy.cue_read(WINNER_CUE + " ", WINNER_CHOICES) if settings.verdict_mode != "parse" else None
+    gens = policy.generate("meta_judge", requests, settings.meta_judge, f"iteration {iteration}: meta-judge", cue)
     texts = [g.text for g in gens]
     contexts = winner_contexts(rendered, texts, settings.verdict_mode)
-    probabilities = policy.choose(
-        "meta_judge", list(contexts.values()), WINNER_CHOICES, settings.meta_judge.batch_size,
+    probabilities = _choice_reads(
+        policy,
+        "meta_judge",
+        settings.meta_judge,
+        contexts,
+        gens,
+        WINNER_TAIL,
+        WINNER_CHOICES,
         f"iteration {iteration}: verdicts",
     )
-    readings = read_verdicts(texts, settings.verdict_mode, dict(zip(contexts, probabilities)))
+    readings = read_verdicts(texts, settings.verdict_mode, probabilities)
     records = [
         MetaJudgmentRecord(
-            t.prompt.id, t.response.index, t.judgments[m].index, t.judgments[n].index,
-            reading.text, int(reading.value or 0), reading.source, reading.log_odds,  # type: ignore[arg-type]
+            t.prompt.id,
+            t.response.index,
+            t.judgments[m].index,
+            t.judgments[n].index,
+            reading.text,
+            int(reading.value or 0),
+            reading.source,
+            reading.log_odds,  # type: ignore[arg-type]
         )
         for (t, m, n), reading in zip(keyed, readings)
     ]

@@ -12,8 +12,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from metareward.engine.settings import RoleSettings
-from metareward.generation.choice_probs import choice_probabilities
-from metareward.generation.sampler import Generation, GenerationRequest, generate
+from metareward.generation.choice_probs import choice_probabilities, cue_read
+from metareward.generation.sampler import CueRead, Generation, GenerationRequest, generate
 
 
 class RoleSwitch(Protocol):
@@ -32,8 +32,14 @@ class Policy:
     progress: bool = True
 
     def generate(
-        self, role: str, requests: Sequence[GenerationRequest], settings: RoleSettings, desc: str
+        self,
+        role: str,
+        requests: Sequence[GenerationRequest],
+        settings: RoleSettings,
+        desc: str,
+        cue: CueRead | None = None,
     ) -> list[Generation]:
+        """With a `cue`, each generation also reads the cue's choices after its text (see `cue_read`)."""
         with self.switch.role(role) as model:
             return generate(
                 model,
@@ -44,9 +50,15 @@ class Policy:
                 max_prompt_tokens=self.max_prompt_tokens,
                 desc=desc,
                 progress=self.progress,
+                cue=cue,
             )
 
-    def choose(self, role: str, contexts: Sequence[str], choices: Sequence[str], batch_size: int, desc: str) -> np.ndarray:
+    def cue_read(self, cue_text: str, choices: Sequence[str]) -> CueRead:
+        return cue_read(self.tokenizer, cue_text, choices)
+
+    def choose(
+        self, role: str, contexts: Sequence[str], choices: Sequence[str], batch_size: int, desc: str
+    ) -> np.ndarray:
         """Probabilities over `choices` as the next token after each context: shape [len(contexts), len(choices)]."""
         if not contexts:
             return np.zeros((0, len(choices)))

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.sampler import (
+    CueRead,
     inference_session,
     length_sorted_batches,
     model_device,
@@ -88,6 +89,13 @@ def split_off_choices(
 def choice_token_ids(tokenizer: PreTrainedTokenizerBase, cue_text: str, choices: Sequence[str]) -> list[int]:
     """The single token id that each choice becomes right after `cue_text` (e.g. "Score: ")."""
     return split_off_choices(tokenizer, cue_text, choices)[1]
+
+
+def cue_read(tokenizer: PreTrainedTokenizerBase, cue_text: str, choices: Sequence[str]) -> CueRead:
+    """What `generate` feeds after a request's text to read `choices` there: a new line and `cue_text`
+    (e.g. "Score: "), split from the choice tokens as above."""
+    context, token_ids = split_off_choices(tokenizer, "\n" + cue_text, choices)
+    return CueRead(tuple(context), tuple(token_ids))
 
 
 def choice_distribution(

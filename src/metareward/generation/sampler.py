@@ -67,6 +67,7 @@ class Generation:
     num_tokens: int
     finished: bool
     prompt_truncated: bool = False
+    choice_logprobs: tuple[float, ...] | None = None  # with a CueRead: log p(choice) after text + cue
 
 
 def count_truncated(generations: Sequence[Generation]) -> int:
@@ -197,6 +198,29 @@ def _prefill_distinct(
     return logits, cache, attention_mask, position_ids
 
 
+@dataclass(frozen=True)
+class CueRead:
+    """Read a choice after each request ends: feed `cue_ids` (e.g. the tokens of "\nScore: ") on top of what the
+    request generated, and keep the log-probabilities of `choice_ids` as the next token (see choice_probs)."""
+
+    cue_ids: tuple[int, ...]
+    choice_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.cue_ids or not self.choice_ids:
+            raise ValueError("A CueRead needs at least one cue token and one choice token.")
+
+
+@dataclass
+class _Row:
+    """Decoding state of one prompt: its tokens so far, then the cue tokens still to feed (None while sampling)."""
+
+    tokens: list[int]
+    finished: bool = False
+    cue_left: list[int] | None = None
+    read: tuple[float, ...] | None = None
+
+
 def _decode_batch(
     model: nn.Module,
     prompts: Sequence[list[int]],
@@ -204,37 +228,63 @@ def _decode_batch(
     settings: SamplingSettings,
     eos_id: int,
     pad_id: int,
-) -> list[tuple[list[int], bool]]:
-    """(generated ids without eos, finished) per prompt. Rows that emit eos leave the batch and its KV cache."""
+    cue: CueRead | None = None,
+) -> list[_Row]:
+    """Decode every prompt; rows leave the batch (and its KV cache) when done.
+
+    A row samples until eos or `max_new_tokens`. With a `cue`, an ended row then stays for len(cue) more steps,
+    fed its last token (unless eos) and the cue tokens instead of samples, and leaves after reading the choice
+    log-probs at the cue's end: the read costs a few decoding steps instead of encoding prompt + text again.
+    Only sampling rows draw from their generator, so the sampled text does not depend on `cue`.
+    """
     logits, cache, attention_mask, position_ids = _prefill_distinct(model, prompts, pad_id)
+    rows = [_Row([]) for _ in prompts]
     active = list(range(len(prompts)))  # which prompt each remaining batch row belongs to
-    outputs: list[list[int]] = [[] for _ in prompts]
-    finished = [False] * len(prompts)
-    for step in range(settings.max_new_tokens):
-        tokens = sample_next_tokens(logits, settings, [generators[i] for i in active])
-        done = tokens == eos_id
-        for index, token, stop in zip(active, tokens.tolist(), done.tolist()):
-            finished[index] = stop
-            if not stop:
-                outputs[index].append(token)
-        if done.all() or step == settings.max_new_tokens - 1:
-            break
-        keep = (~done).nonzero().squeeze(-1)
-        if len(keep) < len(active):
-            cache.batch_select_indices(keep)
-            active = [active[i] for i in keep.tolist()]
-            tokens, position_ids, attention_mask = tokens[keep], position_ids[keep], attention_mask[keep]
+    while True:
+        feed: list[int] = [pad_id] * len(active)
+        leaving: set[int] = set()
+        reading = [k for k, i in enumerate(active) if rows[i].cue_left == []]
+        if reading:
+            picked = torch.log_softmax(logits[reading].float(), dim=-1)[:, list(cue.choice_ids)]  # type: ignore[union-attr]
+            for k, values in zip(reading, picked.tolist()):
+                rows[active[k]].read = tuple(values)
+            leaving.update(reading)
+        sampling = [k for k, i in enumerate(active) if rows[i].cue_left is None]
+        if sampling:
+            tokens = sample_next_tokens(logits[sampling], settings, [generators[active[k]] for k in sampling])
+            for k, token in zip(sampling, tokens.tolist()):
+                row = rows[active[k]]
+                if token != eos_id:
+                    row.tokens.append(token)
+                if token != eos_id and len(row.tokens) < settings.max_new_tokens:
+                    feed[k] = token
+                    continue
+                row.finished = token == eos_id
+                if cue is None:
+                    leaving.add(k)
+                else:
+                    row.cue_left = ([] if row.finished else [token]) + list(cue.cue_ids)
+        for k, i in enumerate(active):
+            if rows[i].cue_left and k not in leaving:
+                feed[k] = rows[i].cue_left.pop(0)
+        if len(leaving) == len(active):
+            return rows
+        if leaving:
+            keep = [k for k in range(len(active)) if k not in leaving]
+            index = torch.tensor(keep, device=logits.device)
+            cache.batch_select_indices(index)
+            active, feed = [active[k] for k in keep], [feed[k] for k in keep]
+            position_ids, attention_mask = position_ids[index], attention_mask[index]
         position_ids = position_ids + 1
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=-1)
         logits = model(
-            input_ids=tokens.unsqueeze(-1),
+            input_ids=torch.tensor(feed, device=logits.device).unsqueeze(-1),
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1, :]
-    return list(zip(outputs, finished))
 
 
 def generate(
@@ -246,6 +296,7 @@ def generate(
     max_prompt_tokens: int = 1024,
     desc: str = "generate",
     progress: bool = True,
+    cue: CueRead | None = None,
 ) -> list[Generation]:
     """Continue every request's prompt; results come back in request order.
 
@@ -269,10 +320,10 @@ def generate(
     with inference_session(model), tqdm(total=len(requests), desc=desc, disable=not progress) as bar:
         for batch in length_sorted_batches([len(p) for p in prompts], batch_size):
             generators = [torch.Generator(device=device).manual_seed(requests[i].seed) for i in batch]
-            decoded = _decode_batch(model, [prompts[i] for i in batch], generators, settings, eos_id, pad_id)
-            for i, (ids, finished) in zip(batch, decoded):
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                results[i] = Generation(requests[i].key, text, len(ids), finished, truncated[i])
+            decoded = _decode_batch(model, [prompts[i] for i in batch], generators, settings, eos_id, pad_id, cue)
+            for i, row in zip(batch, decoded):
+                text = tokenizer.decode(row.tokens, skip_special_tokens=True)
+                results[i] = Generation(requests[i].key, text, len(row.tokens), row.finished, truncated[i], row.read)
             bar.update(len(batch))
     return results  # type: ignore[return-value]  # every slot was filled above
 

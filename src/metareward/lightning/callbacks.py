@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import lightning as L
 import torch
 
 from metareward.artifacts import read_json, write_json
+from metareward.lightning.strategies import full_weights, plain_name
 from metareward.timing import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,8 @@ class IterationSummary(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.global_zero = trainer.is_global_zero
         self.started = self.boundary = time.perf_counter()
-        self.base_fingerprint = base_fingerprint(pl_module.adapters)
+        with full_weights(trainer):
+            self.base_fingerprint = base_fingerprint(pl_module.adapters)
         self._write()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -78,6 +81,11 @@ class IterationSummary(L.Callback):
         stats = dict(data.stats) if data is not None else {}
         stats["time/train"] = now - self.train_started
         train = pl_module.iteration_means()
+        with full_weights(trainer):
+            weights = {
+                "adapter_norms": adapter_norms(pl_module.adapters),
+                "base_unchanged": bool(torch.equal(base_fingerprint(pl_module.adapters), self.base_fingerprint)),
+            }
         record = {
             "iteration": iteration,
             "actor_pairs": int(stats.get("pairs/actor_count", 0)),
@@ -89,10 +97,7 @@ class IterationSummary(L.Callback):
                 **{k.split("/", 1)[1]: v for k, v in train.items() if k not in ("train/loss", "train/reward_accuracy")},
             },
             "eval": dict(getattr(pl_module, "eval_results", {}).get(iteration, {})),
-            "weights": {
-                "adapter_norms": adapter_norms(pl_module.adapters),
-                "base_unchanged": bool(torch.equal(base_fingerprint(pl_module.adapters), self.base_fingerprint)),
-            },
+            "weights": weights,
             "seconds": now - self.boundary,
             "phases": {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("time/")},
             "stats": {k: v for k, v in stats.items() if not k.startswith("time/")},
@@ -137,11 +142,13 @@ class AdapterCheckpoint(L.Callback):
         self.save_merged = save_merged
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         target = self.directory / f"iter_{trainer.current_epoch + 1:02d}"
-        model = pl_module.adapters.model
-        model.save_pretrained(str(target), selected_adapters=list(pl_module.adapters.adapter_names))
+        adapters = pl_module.adapters
+        with full_weights(trainer):  # every rank gathers; rank 0 writes
+            if not trainer.is_global_zero:
+                return
+            named = adapters.model.named_parameters()
+            adapters.save(target, {plain_name(n): p.detach().cpu() for n, p in named if "lora_" in n})
         log.info("saved adapters to %s", target)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -167,7 +174,13 @@ class ResumeCheckpoint(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(temporary)  # collective; only global rank 0 writes the file
+        trainer.save_checkpoint(temporary)  # collective; only global rank 0 writes the file (DeepSpeed: a folder)
         trainer.strategy.barrier("resume-checkpoint")
         if trainer.is_global_zero:
-            temporary.replace(self.path)
+            if self.path.is_dir() and temporary.is_dir():  # a folder cannot replace a folder in one step
+                previous = self.path.with_name(f".{self.path.name}.old")
+                self.path.replace(previous)
+                temporary.replace(self.path)
+                shutil.rmtree(previous)
+            else:
+                temporary.replace(self.path)

@@ -27,6 +27,7 @@ from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
+from metareward.lightning.strategies import full_weights
 from metareward.model.adapters import PAIR_KIND_ROLE
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
@@ -58,30 +59,31 @@ class PairDataset(Dataset):
 class SingleKindBatches(Sampler[list[int]]):
     """Shuffled batches that never mix actor and judge pairs, over `passes` passes of the data.
 
-    With several processes, rank r takes every world_size-th batch of one shared plan; the plan is first
-    extended by repeating its opening batches so that every rank takes the same number of steps.
+    With several processes, rank r takes every world_size-th batch of one shared plan, made of steps of world_size
+    batches of one kind: at every step all ranks train the same adapter, so an adapter's parameters take part on
+    every rank or on none (FSDP reduces each LoRA matrix's gradients only where it was used). Each kind's batches
+    are first extended by repeating its opening ones to fill its last step.
     """
 
     def __init__(
         self, kinds: Sequence[str], batch_size: int, passes: int, seed: int, rank: int = 0, world_size: int = 1
     ) -> None:
         self.kinds, self.batch_size, self.passes, self.seed = list(kinds), batch_size, passes, seed
-        plan = self._plan()
-        repeats = (-len(plan)) % world_size if plan else 0
-        plan += plan[:repeats]
-        self.batches = plan[rank::world_size]
+        self.batches = self._plan(world_size)[rank::world_size]
 
-    def _plan(self) -> list[list[int]]:
+    def _plan(self, world_size: int) -> list[list[int]]:
         rng = random.Random(self.seed)
         batches: list[list[int]] = []
         for _ in range(self.passes):
-            planned = []
+            steps = []
             for kind in sorted(set(self.kinds)):
                 indices = [i for i, k in enumerate(self.kinds) if k == kind]
                 rng.shuffle(indices)
-                planned += [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-            rng.shuffle(planned)
-            batches += planned
+                planned = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+                planned += [planned[i % len(planned)] for i in range((-len(planned)) % world_size)]
+                steps += [planned[i : i + world_size] for i in range(0, len(planned), world_size)]
+            rng.shuffle(steps)
+            batches += [batch for step in steps for batch in step]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -134,19 +136,20 @@ class SelfJudgedDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module
         shard = Shard(self.trainer.global_rank, self.trainer.world_size)
         policy = Policy(module.adapters, self.collator.tokenizer, self.settings.max_prompt_tokens, self.settings.progress)
-        data = make_iteration_data(
-            policy, self.settings, self.pool, iteration, self.run_dir, reuse=self.resume, shard=shard
-        )
-        start = time.perf_counter()
-        scored_path = iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl"
-        if self.resume and scored_path.is_file():
-            data.pairs = read_records(scored_path, PairRecord)
-            data.stats["data/stages_reused"] += 1
-        else:
-            data.pairs = self._with_reference(module.adapters, data.pairs, iteration, shard)
-            if shard.writes:
-                write_records(scored_path, data.pairs)
-        data.stats["time/reference"] = time.perf_counter() - start
+        with full_weights(self.trainer):  # the model is called outside the strategy's forward: see strategies.py
+            data = make_iteration_data(
+                policy, self.settings, self.pool, iteration, self.run_dir, reuse=self.resume, shard=shard
+            )
+            start = time.perf_counter()
+            scored_path = iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl"
+            if self.resume and scored_path.is_file():
+                data.pairs = read_records(scored_path, PairRecord)
+                data.stats["data/stages_reused"] += 1
+            else:
+                data.pairs = self._with_reference(module.adapters, data.pairs, iteration, shard)
+                if shard.writes:
+                    write_records(scored_path, data.pairs)
+            data.stats["time/reference"] = time.perf_counter() - start
         data.stats["data/world_size"] = float(shard.world_size)
         data.digest = agreed_digest(data.pairs, shard)
         self.latest = data

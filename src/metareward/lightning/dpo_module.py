@@ -13,7 +13,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from metareward.core.logprobs import completion_logprobs
+from metareward.core.logprobs import pair_logprobs
+from metareward.lightning.strategies import fsdp_root
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -62,6 +63,9 @@ class DPOModule(L.LightningModule):
         self.epoch_metrics: dict[str, list[float]] = {}
         # iteration -> evaluation figures; evaluation callbacks fill it, IterationSummary writes it to summary.json
         self.eval_results: dict[int, dict[str, Any]] = {}
+        # Checkpoints hold the adapters only, so the base weights are always absent from them: strategies that load
+        # the weights themselves (FSDP, DeepSpeed) must not ask for every key. load_state_dict checks the adapters.
+        self.strict_loading = False
 
     def on_train_epoch_start(self) -> None:
         self.iteration_step = 0
@@ -85,7 +89,7 @@ class DPOModule(L.LightningModule):
             return None  # an iteration without pairs: nothing to learn, the loop goes on
         kind = batch["kind"]
         self.adapters.activate(PAIR_KIND_ROLE[kind])
-        logps, counts = completion_logprobs(
+        logps, counts = pair_logprobs(
             self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
         )
         policy_chosen, policy_rejected = logps.chunk(2)
@@ -117,11 +121,29 @@ class DPOModule(L.LightningModule):
         """Only the adapters: the base weights never change, so checkpoints stay small (MBs, not GBs)."""
         return {k: v for k, v in super().state_dict(*args, **kwargs).items() if "lora_" in k}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Only the adapters here too: FSDP gathers the wrapped module's whole state dict, not this one's."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if "lora_" in k}
+
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Loads the adapter tensors of a checkpoint, all of which must be there (`strict` is about base weights,
+        which a checkpoint never holds)."""
         missing = [k for k in super().state_dict() if "lora_" in k and k not in state_dict]
-        if strict and missing:
+        if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} adapter tensors, e.g. {missing[0]}")
         return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Under FSDP the norm is clipped by the root module, over every rank's shard (Lightning's own clipping
+        refuses FSDP); elsewhere as Lightning does."""
+        root = fsdp_root(self.trainer)
+        if root is not None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            root.clip_grad_norm_(gradient_clip_val)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.adapters.adapter_parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)

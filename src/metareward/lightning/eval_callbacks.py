@@ -36,6 +36,7 @@ from metareward.evaluation.runner import (
 )
 from metareward.evaluation.settings import EvaluatorSpec, build_evaluator
 from metareward.generation.sampler import SamplingSettings
+from metareward.lightning.strategies import full_weights
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,10 @@ class WinRateCallback(L.Callback):
         self.evaluator: PreferenceEvaluator | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with full_weights(trainer):  # the model is called outside the strategy's forward: see strategies.py
+            self._evaluate(trainer, pl_module)
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         started = time.perf_counter()
         iteration = trainer.current_epoch + 1
         tokenizer = trainer.datamodule.collator.tokenizer
@@ -140,6 +145,10 @@ class JudgeQualityCallback(L.Callback):
         self.batch_size, self.max_prompt_tokens, self.tie_tolerance = batch_size, max_prompt_tokens, tie_tolerance
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with full_weights(trainer):
+            self._evaluate(trainer, pl_module)
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         started = time.perf_counter()
         iteration = trainer.current_epoch + 1
         tokenizer = trainer.datamodule.collator.tokenizer

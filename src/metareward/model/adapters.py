@@ -7,9 +7,10 @@ role, as in the papers (one model plays all roles). Only adapter parameters are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -99,3 +100,20 @@ class RoleAdapters:
 
     def base_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         return ((name, p) for name, p in self.model.named_parameters() if "lora_" not in name)
+
+    def save(self, directory: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Each adapter in PEFT's format (`<directory>/<adapter>/adapter_config.json`, `adapter_model.safetensors`)
+        from `tensors`, LoRA tensors named as in the PEFT model (`...q_proj.lora_A.actor.weight`).
+
+        PEFT's save_pretrained finds an adapter's tensors through the model's module names, which under FSDP carry
+        wrapper prefixes; the tensors given here are named and gathered by the caller.
+        """
+        from safetensors.torch import save_file
+
+        for name in self.adapter_names:
+            marker = f".{name}."
+            own = {key.replace(marker, "."): t.contiguous() for key, t in tensors.items() if marker in key}
+            target = Path(directory) / name
+            target.mkdir(parents=True, exist_ok=True)
+            self.model.peft_config[name].save_pretrained(str(target))
+            save_file(own, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})

@@ -2,10 +2,13 @@
 
 `path` is one of: `builtin:smollm2-135m-instruct` (the embedded default, converted once from its GGUF),
 `builtin:tiny` (a tiny random model for smoke tests), a local checkpoint directory, or a hub id.
+`attn_implementation` is passed to transformers as it is (null: transformers' default), except `auto`.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = (EMBEDDED_NAME, "tiny")
 QUANTIZATIONS = (None, "4bit", "8bit")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTO_ATTENTION = "auto"
 
 
 class ModelLoadError(RuntimeError):
@@ -34,6 +38,14 @@ class ModelSpec:
     quantization: str | None = None  # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
     gradient_checkpointing: bool = False
 
+    def attention(self) -> str | None:
+        """The attention implementation to load with: `auto` is flash_attention_2 where flash-attn is installed, CUDA
+        is visible and the dtype is 16-bit (flash-attn computes in fp16/bf16 only), else sdpa."""
+        if self.attn_implementation != AUTO_ATTENTION:
+            return self.attn_implementation
+        flash = _installed("flash_attn") and torch.cuda.is_available()
+        return "flash_attention_2" if flash and self.dtype in ("bfloat16", "float16") else "sdpa"
+
     def problems(self) -> list[str]:
         found = []
         if self.quantization not in QUANTIZATIONS:
@@ -46,6 +58,10 @@ class ModelSpec:
         elif _looks_local(self.path) and not Path(self.path).expanduser().is_dir():
             found.append(f"model.path={self.path!r} is not an existing directory")
         return found
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def _looks_local(path: str) -> bool:
@@ -61,9 +77,12 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrain
         if spec.path == BUILTIN_PREFIX + EMBEDDED_NAME
         else str(Path(spec.path).expanduser())
     )
-    extra: dict = {"attn_implementation": spec.attn_implementation} if spec.attn_implementation else {}
+    attention = spec.attention()
+    extra: dict = {"attn_implementation": attention} if attention else {}
     if spec.quantization:
         extra["quantization_config"] = _bitsandbytes_config(spec)
+        # Quantized weights are made on the GPU that runs them: this process's, under a multi-process strategy.
+        extra["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=spec.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

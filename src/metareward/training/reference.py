@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metareward.core.logprobs import completion_logprobs
+from metareward.core.logprobs import pair_logprobs
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
 
@@ -24,7 +24,7 @@ def reference_logprobs(
 ) -> list[PairRecord]:
     """Copies of `pairs` with `ref_chosen_logp` / `ref_rejected_logp` set to `model`'s summed completion log-probs.
 
-    The values are exactly what `completion_logprobs` gives on the collator's batches, so the DPO log-ratios
+    The values are exactly what `pair_logprobs` gives on the collator's batches, so the DPO log-ratios
     compare like with like. The model runs in eval mode (no dropout) under `torch.inference_mode()`; its
     training flag is restored afterwards.
     """
@@ -39,7 +39,7 @@ def reference_logprobs(
             for start in range(0, len(pairs), batch_size):
                 chunk = pairs[start : start + batch_size]
                 batch = collator(chunk)
-                logps, _ = completion_logprobs(
+                logps, _ = pair_logprobs(
                     model,
                     batch["input_ids"].to(device),
                     batch["attention_mask"].to(device),
