@@ -18,6 +18,7 @@ EXPECTED = {
         "ratio",
     ),
     "e2e": ("wall_seconds", "peak_rss_mb"),
+    "scale": ("prompt_tokens", "completion_tokens"),
 }
 
 
@@ -29,5 +30,20 @@ def test_quick_benchmark_ends_with_json(name: str, capsys: pytest.CaptureFixture
     assert figures["benchmark"] == name
     for key in EXPECTED[name]:
         assert figures[key] > 0, key
+    if name == "scale":
+        lora = figures["results"]["lora"]
+        assert lora["step_seconds"] > 0 and lora["trainable_parameters"] > 0 and lora["model_tflops_per_step"] > 0
     if name == "e2e":
         assert figures["phase_seconds"] and all(v >= 0 for v in figures["phase_seconds"].values())
+
+
+def test_scale_benchmark_without_a_gpu_says_so_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["scale", "--json"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the scale benchmark needs a CUDA GPU (an 8B model in bf16 takes 16 GB); --quick checks its code path "
+        "on a tiny model anywhere"
+    ]

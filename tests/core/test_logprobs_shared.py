@@ -46,3 +46,24 @@ def test_shared_prompt_path_matches_rows_alone_with_gradients():
     assert counts.tolist() == completion.sum(1).tolist()
     for a, b in zip(shared_grads, alone_grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_pair_logprobs_shares_prompts_and_still_works_with_gradient_checkpointing():
+    from metareward.core.logprobs import pair_logprobs
+
+    base, tokenizer = build_tiny(seed=0)
+    model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    ids, mask, completion = _batch(base.config.vocab_size, tokenizer.pad_token_id or 0)
+    model.train()
+    plain, _ = completion_logprobs(model, ids, mask, completion)
+    shared, _ = pair_logprobs(model, ids, mask, completion)
+    torch.testing.assert_close(shared, plain, rtol=1e-4, atol=1e-4)
+    # Checkpointed training keeps no KV cache, so the prompt cannot be shared; the rows are scored as they are.
+    base.gradient_checkpointing_enable()
+    base.enable_input_require_grads()
+    checkpointed, _ = pair_logprobs(model, ids, mask, completion)
+    checkpointed.sum().backward()
+    torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-4)
+    assert all(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)

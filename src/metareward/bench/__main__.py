@@ -1,4 +1,4 @@
-"""`python -m metareward.bench {dpo,generate,e2e,all} [--json] [--quick]`; see metareward.bench for the design."""
+"""`python -m metareward.bench {dpo,generate,e2e,scale,all} [--json] [--quick]`; see metareward.bench for the design."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import subprocess
 import sys
 
 from metareward.bench.common import emit, machine, set_threads
+from metareward.bench.scale import ScaleBenchError
 
-NAMES = ("dpo", "generate", "e2e")
+NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU and runs alone
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m metareward.bench", description=__doc__)
-    p.add_argument("name", choices=(*NAMES, "all"))
+    p.add_argument("name", choices=(*NAMES, "scale", "all"))
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object, the last line")
     p.add_argument("--quick", action="store_true", help="smoke-size inputs (seconds, not minutes)")
     p.add_argument("--model", default=None, help=f"model path (default {DEFAULT_MODEL}; builtin:tiny for tests)")
@@ -30,6 +31,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 32, 32], metavar=("ACTOR", "JUDGE", "META"))
     p.add_argument("--anchor-per-role", type=int, default=3, help="generate: anchor requests timed per role")
     p.add_argument("--override", action="append", default=[], help="e2e: extra Hydra override (repeatable)")
+    p.add_argument(
+        "--scale-shape",
+        type=int,
+        nargs=3,
+        default=[4, 512, 512],
+        metavar=("PAIRS", "PROMPT", "COMPLETION"),
+        help="scale: pairs per step, prompt and completion tokens",
+    )
+    p.add_argument("--steps", type=int, default=3, help="scale: timed steps per variant")
+    p.add_argument("--no-checkpointing", action="store_true", help="scale: without gradient checkpointing")
     return p
 
 
@@ -55,6 +66,11 @@ def run_one(args: argparse.Namespace) -> dict:
             args.anchor_per_role,
             args.json,
         )
+    if args.name == "scale":
+        from metareward.bench import scale
+
+        shape = scale.StepShape(2, 8, 4) if quick else scale.StepShape(*args.scale_shape)
+        return scale.main(quick, shape, 1 if quick else args.steps, not args.no_checkpointing, args.json)
     from metareward.bench import e2e
 
     extra = ([f"model.path={args.model}"] if args.model else []) + list(args.override)
@@ -91,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "all":
         result = run_all(argv, args.json)
         return 0 if all("error" not in r for r in result["results"].values()) else 1
-    run_one(args)
+    try:
+        run_one(args)
+    except ScaleBenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -61,13 +61,20 @@ def pair_logprobs(
 
     Rows i and B + i of a DPO batch share their prompt; when they do, `shared_prompt_logprobs` scores the batch at
     the cost of P + 2C tokens instead of 2(P + C). Any other batch goes through `completion_logprobs`. Both give
-    the same numbers (up to float rounding) and the same gradients.
+    the same numbers (up to float rounding) and the same gradients. With gradient checkpointing on, a training
+    model keeps no KV cache (transformers switches it off), so the batch is scored row by row as well.
     """
     _check_shapes(input_ids, attention_mask, completion_mask)
-    split = paired_prompts(input_ids, attention_mask, completion_mask)
+    split = None if model.training and _checkpointing(model) else paired_prompts(input_ids, attention_mask, completion_mask)
     if split is None:
         return completion_logprobs(model, input_ids, attention_mask, completion_mask)
     return shared_prompt_logprobs(model, *split)
+
+
+def _checkpointing(model: nn.Module) -> bool:
+    """Whether a Hugging Face model (PEFT-wrapped or not) recomputes activations in its backward pass."""
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return bool(getattr(model, "is_gradient_checkpointing", False) if flag is None else flag)
 
 
 def paired_prompts(
