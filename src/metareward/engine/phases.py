@@ -6,9 +6,12 @@ prompt, sample), so a phase's output does not depend on batch size or on the oth
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from metareward.core.judge_pairs import highest_variance_response, ordered_pairs
 from metareward.core.parsing import parse_score, parse_winner
@@ -120,10 +123,10 @@ def _choice_reads(
     settings: RoleSettings,
     contexts: Mapping[int, str],
     generations: Sequence[Generation],
-    tail,
+    tail: re.Pattern[str],
     choices: Sequence[str],
     desc: str,
-) -> dict:
+) -> dict[int, np.ndarray]:
     """Index -> choice probabilities for every context: read during generation where it could be, the rest with
     a forward pass over the context."""
     found = reads_from_generation(contexts, generations, tail)
