@@ -92,8 +92,7 @@ def judge(
         )
         for i, (text, (r, j)) in enumerate(zip(rendered, keyed))
     ]
-    reading = settings.score_mode != "parse"
-    cue = policy.cue_read(SCORE_CUE + " ", SCORE_CHOICES) if reading else None
+    cue = policy.cue_read(SCORE_CUE + " ", SCORE_CHOICES) if settings.score_mode != "parse" else None
     generations = policy.generate("judge", requests, settings.judge, f"iteration {iteration}: judge", cue)
     texts = [g.text for g in generations]
     contexts = score_contexts(rendered, texts, settings.score_mode)
