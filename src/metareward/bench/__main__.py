@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--pairs", type=int, default=8, help="dpo: timed pairs")
     p.add_argument("--batch-size", type=int, default=4, help="dpo: pairs per optimizer step (both sides)")
-    p.add_argument("--rounds", type=int, default=1, help="dpo: interleaved ours/TRL rounds (best of each kept)")
+    p.add_argument("--rounds", type=int, default=2, help="dpo: interleaved ours/TRL rounds (best of each kept)")
     p.add_argument("--prompts", type=int, default=4, help="generate: prompts")
     p.add_argument("--responses", type=int, default=4, help="generate: K responses per prompt")
     p.add_argument("--judgments", type=int, default=3, help="generate: N judgments per response")
@@ -50,7 +50,7 @@ def run_one(args: argparse.Namespace) -> dict:
         from metareward.bench import dpo
 
         pairs, batch = (2, 2) if quick else (args.pairs, args.batch_size)
-        return dpo.main(model, pairs, batch, args.json, args.rounds, quick)
+        return dpo.main(model, pairs, batch, args.json, 1 if quick else args.rounds, quick)
     if args.name == "generate":
         from metareward.bench import generate
 
