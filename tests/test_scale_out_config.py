@@ -36,7 +36,7 @@ def no_cuda(monkeypatch):
 def cuda(monkeypatch):
     """A machine with CUDA and the gpu extra, but without DeepSpeed."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(validation, "_installed", lambda package: package != "deepspeed")
+    monkeypatch.setattr(loading, "is_installed", lambda package: package != "deepspeed")
 
 
 def problems(*overrides: str) -> list[str]:
@@ -156,7 +156,7 @@ def test_auto_attention_is_flash_only_with_flash_attn_cuda_and_16_bits(monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert spec.attention() == "sdpa"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(loading, "_installed", lambda package: package == "flash_attn")
+    monkeypatch.setattr(loading, "is_installed", lambda package: package == "flash_attn")
     assert spec.attention() == "flash_attention_2"
     assert loading.ModelSpec("some/model", dtype="float32", attn_implementation="auto").attention() == "sdpa"
     assert loading.ModelSpec("some/model").attention() is None  # null: transformers' default

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+
+from metareward.model import loading
 
 PROMPT_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 GPU_EXTRA = "install the gpu extra (pip install 'metareward[gpu]') on a machine with CUDA"
@@ -40,15 +41,16 @@ def _hardware_problems(cfg: DictConfig) -> list[str]:
     cuda = torch.cuda.is_available()
     sharding = sharded_strategy(cfg.trainer.get("strategy"))
     if sharding and not cuda:  # one sentence: the strategy is the reason; its accelerator and precision follow it
-        found = [f"trainer={sharding} shards the model over CUDA GPUs and none is visible: {GPU_EXTRA}, "
-                 "or use trainer=cpu"]
+        found = [
+            f"trainer={sharding} shards the model over CUDA GPUs and none is visible: {GPU_EXTRA}, or use trainer=cpu"
+        ]
     else:
         found = _device_problems(cfg, cuda) + _strategy_problems(cfg, sharding)
     attention = cfg.model.get("attn_implementation")
-    if attention == "flash_attention_2" and (not cuda or not _installed("flash_attn")):
+    if attention == "flash_attention_2" and (not cuda or not loading.is_installed("flash_attn")):
         found.append(f"model.attn_implementation=flash_attention_2 needs flash-attn and CUDA: {GPU_EXTRA}, or use sdpa")
     quantization = cfg.model.get("quantization")
-    if quantization and (not cuda or not _installed("bitsandbytes")):
+    if quantization and (not cuda or not loading.is_installed("bitsandbytes")):
         found.append(f"model.quantization={quantization} needs bitsandbytes and CUDA: {GPU_EXTRA}, or set it to null")
     return found
 
@@ -81,7 +83,7 @@ def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
     if sharding is None:
         return []
     found = []
-    if sharding == "deepspeed" and not _installed("deepspeed"):
+    if sharding == "deepspeed" and not loading.is_installed("deepspeed"):
         found.append("trainer=deepspeed needs DeepSpeed, which is not installed: pip install deepspeed "
                      "(or pip install 'metareward[deepspeed]')")
     if cfg.model.get("quantization"):
@@ -96,10 +98,6 @@ def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
             "merge the saved adapters after the run"
         )
     return found
-
-
-def _installed(package: str) -> bool:
-    return importlib.util.find_spec(package) is not None
 
 
 def evaluation_problems(cfg: DictConfig) -> list[str]:

@@ -43,7 +43,7 @@ class ModelSpec:
         is visible and the dtype is 16-bit (flash-attn computes in fp16/bf16 only), else sdpa."""
         if self.attn_implementation != AUTO_ATTENTION:
             return self.attn_implementation
-        flash = _installed("flash_attn") and torch.cuda.is_available()
+        flash = is_installed("flash_attn") and torch.cuda.is_available()
         return "flash_attention_2" if flash and self.dtype in ("bfloat16", "float16") else "sdpa"
 
     def problems(self) -> list[str]:
@@ -60,7 +60,8 @@ class ModelSpec:
         return found
 
 
-def _installed(package: str) -> bool:
+def is_installed(package: str) -> bool:
+    """Whether `package` can be imported here (without importing it)."""
     return importlib.util.find_spec(package) is not None
 
 
