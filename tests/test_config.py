@@ -7,32 +7,7 @@ import pytest
 from helpers import compose
 from metareward.config import ConfigError, build_settings
 
-EXPERIMENTS = ["meta_reward", "self_reward", "meta_reward_paper", "self_reward_paper", "smoke"]
-
-
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_and_validates(experiment: str) -> None:
-    settings = build_settings(compose(f"+experiment={experiment}"))
-    assert settings.experiment == experiment
-    assert settings.num_iterations >= 1
-
-
-def test_meta_reward_paper_holds_the_papers_settings() -> None:
-    s = build_settings(compose("+experiment=meta_reward_paper"))
-    assert (s.engine.num_responses, s.engine.num_judgments) == (7, 11)
-    assert s.engine.judge_training_iterations == (1, 2)
-    assert s.engine.prompts_per_iteration == 5000 and s.num_iterations == 4
-    assert s.engine.rho_for(4) == pytest.approx(0.4)
-    assert s.engine.judgment_cap_for(1) == 1100 and s.engine.judgment_cap_for(2) == 1000
-    assert (s.beta, s.optim.lr) == (0.1, 5e-6)
-    assert s.engine.score_mode == "parse" and s.engine.verdict_mode == "parse"
-
-
-def test_self_reward_paper_holds_the_papers_settings() -> None:
-    s = build_settings(compose("+experiment=self_reward_paper"))
-    assert (s.engine.num_responses, s.engine.num_judgments) == (4, 3)
-    assert s.engine.pair_strategy == "best_vs_worst" and s.engine.judge_training_iterations == ()
-    assert (s.optim.lr, s.optim.min_lr, s.optim.lr_schedule) == (1e-6, 1e-7, "linear")
+# Every experiment composed and validated with every trainer, and the paper values: tests/test_experiments.py.
 
 
 def test_user_facing_keys_reach_the_settings() -> None:
@@ -68,3 +43,15 @@ def test_unknown_builtin_model_is_a_config_error() -> None:
 def test_missing_local_model_directory_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="is not an existing directory"):
         build_settings(compose(f"model.path={tmp_path / 'missing'}"))
+
+
+def test_dpo_completion_limit_must_fit_every_answer_and_unfinished_policy_is_known() -> None:
+    with pytest.raises(ConfigError) as error:
+        build_settings(compose("actor.max_new_tokens=300", "judge.max_new_tokens=400", "pairs.unfinished=cut"))
+    message = str(error.value)
+    assert "dpo.max_completion_tokens=256 is below actor.max_new_tokens=300" in message
+    assert "below judge.max_new_tokens=400" in message
+    assert "pairs.unfinished='cut' is not one of ['drop', 'keep']" in message
+    # Without judge training, the judge's answers are never trained: only the actor's limit counts.
+    build_settings(compose("judge.max_new_tokens=400", "schedule.judge_training_iterations=[]"))
+    assert build_settings(compose()).engine.unfinished == "drop"

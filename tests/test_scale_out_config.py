@@ -9,15 +9,12 @@ import sys
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from helpers import REPO_ROOT, compose
 from metareward import validation
 from metareward.config import ConfigError, build_settings, model_spec
 from metareward.model import loading
 
-EXPERIMENTS = ["meta_reward", "self_reward", "meta_reward_paper", "self_reward_paper", "smoke"]
-TRAINERS = ["cpu", "gpu", "ddp", "fsdp", "deepspeed"]
 MODELS = {
     "llama3_8b_instruct": "meta-llama/Meta-Llama-3-8B-Instruct",
     "llama3_1_8b_instruct": "meta-llama/Llama-3.1-8B-Instruct",
@@ -48,14 +45,7 @@ def problems(*overrides: str) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("trainer", TRAINERS)
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_with_every_trainer(experiment: str, trainer: str, no_cuda) -> None:
-    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}")
-    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    assert cfg.trainer.max_epochs == cfg.num_iterations and cfg.trainer.use_distributed_sampler is False
-    found = problems(f"+experiment={experiment}", f"trainer={trainer}")
-    assert (found == []) if trainer in ("cpu", "ddp") else (len(found) == 1)  # gpu, fsdp, deepspeed need CUDA
+# Every experiment with every trainer: tests/test_experiments.py.
 
 
 def test_fsdp_config_builds_the_strategy() -> None:
@@ -137,7 +127,7 @@ def test_the_cli_refuses_trainer_fsdp_here_in_one_line(tmp_path) -> None:
     )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert lines[0].startswith("error: invalid config: trainer=fsdp ") and "metareward[gpu]" in lines[0]
+    assert lines[0].startswith("error: ") and "trainer=fsdp " in lines[0] and "metareward[gpu]" in lines[0]
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

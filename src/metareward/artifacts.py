@@ -1,7 +1,12 @@
-"""Atomic JSON Lines and JSON files in the run directory: a crash never leaves a half-written artifact."""
+"""Atomic JSON Lines and JSON files in the run directory: a crash never leaves a half-written artifact.
+
+A full disk (or quota) while writing ends in `ArtifactError` naming the file, with the previous version of the file,
+if any, left in place; a damaged file read back on resume ends in `ArtifactError` naming it and what to do.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,19 +20,44 @@ from metareward.records import from_dict, to_dict
 Record = TypeVar("Record")
 
 
+# What a full device or an exhausted quota raises while writing.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+REDO = "delete it and resume again (resume=true): the run makes it anew"
+
+
+class ArtifactError(ValueError):
+    """A run-directory file could not be written (full disk) or read back (damaged); the message names it."""
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`: readers see the old file or
+    the new one, never part of one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _disk_full(path, error) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _disk_full(path, error) from None
         raise
+
+
+def _disk_full(path: Path, error: OSError) -> Exception:
+    """The sentence for a full disk; any other OSError as it is."""
+    if error.errno not in DISK_FULL:
+        return error
+    return ArtifactError(
+        f"no space left on the device while writing {path} ({os.strerror(error.errno)}); nothing half-written was "
+        "left there: free some space, then continue the run with resume=true and the same hydra.run.dir"
+    )
 
 
 def finite_json(data: Any) -> Any:
@@ -53,17 +83,31 @@ def write_records(path: Path, records: Iterable[Any]) -> int:
 
 
 def read_records(path: Path, record_type: type[Record]) -> list[Record]:
+    """The records of a JSON Lines file; a line that does not parse as one raises ArtifactError naming it."""
     records = []
-    with path.open(encoding="utf-8") as stream:
-        for line_number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(from_dict(record_type, json.loads(line)))
-            except (json.JSONDecodeError, TypeError) as error:
-                raise ValueError(f"{path}:{line_number}: not a valid {record_type.__name__} ({error})") from None
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for line_number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(from_dict(record_type, json.loads(line)))
+                except (json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as error:
+                    raise ArtifactError(
+                        f"{path}:{line_number} is damaged: not a valid {record_type.__name__} "
+                        f"({type(error).__name__}: {_first_line(error)}); {REDO}"
+                    ) from None
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{path} is damaged: not UTF-8 text; {REDO}") from None
     return records
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"{path} is damaged: not valid JSON ({_first_line(error)}); {REDO}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

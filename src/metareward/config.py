@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
+from metareward.generation.spec import GenerationSpec, generation_spec
 from metareward.lightning.dpo_module import OptimSettings
 from metareward.model.adapters import AdapterSpec
 from metareward.model.loading import ModelSpec
-from metareward.validation import environment_problems, evaluation_problems
+from metareward.validation import environment_problems, evaluation_problems, value_problems
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,7 @@ class RunSettings:
     epochs_per_iteration: int
     max_prompt_tokens: int
     max_completion_tokens: int
+    generation: GenerationSpec = field(default_factory=GenerationSpec)
 
 
 def _role(cfg: DictConfig, name: str, problems: list[str]) -> RoleSettings:
@@ -66,23 +68,43 @@ def _optional_tuple(value: Any) -> tuple | None:
 def build_settings(cfg: DictConfig) -> RunSettings:
     """Typed settings from the config; raises ConfigError listing every invalid value."""
     problems: list[str] = []
+    types, values = value_problems(cfg)
+    if types:  # a value of the wrong type (num_iterations=two): named by its key, with every other such value
+        raise config_error(types + values + environment_problems(cfg))
     try:
         settings = _build(cfg, problems)
     except (TypeError, ValueError) as error:  # a value of the wrong type, e.g. actor.num_responses=many
         raise ConfigError(f"invalid config value: {error}") from None
-    problems += settings.model.problems() + settings.adapters.problems() + settings.engine.problems()
+    problems += values + settings.model.problems() + settings.adapters.problems() + settings.engine.problems()
     problems += settings.optim.problems() + environment_problems(cfg) + evaluation_problems(cfg)
+    problems += settings.generation.problems(cfg.trainer.get("devices", 1))
     if settings.num_iterations < 1:
         problems.append(f"num_iterations={settings.num_iterations} must be at least 1")
     if not settings.beta > 0:
         problems.append(f"dpo.beta={settings.beta} must be > 0")
     if settings.loss not in ("dpo", "ipo"):
         problems.append(f"dpo.loss={settings.loss!r} is not one of ['dpo', 'ipo']")
+    problems += completion_limit_problems(settings)
     if settings.batch_size < 1 or settings.epochs_per_iteration < 1:
         problems.append("dpo.batch_size and dpo.epochs_per_iteration must be at least 1")
     if problems:
         raise config_error(problems)
     return settings
+
+
+def completion_limit_problems(settings: RunSettings) -> list[str]:
+    """DPO must fit every answer a role can write (pairs are never cut): a finished answer is at most max_new_tokens
+    tokens with its end-of-turn token, so dpo.max_completion_tokens below that would drop every long answer."""
+    roles = [("actor", settings.engine.actor)]
+    if settings.engine.judge_training_iterations:
+        roles.append(("judge", settings.engine.judge))
+    return [
+        f"dpo.max_completion_tokens={settings.max_completion_tokens} is below {name}.max_new_tokens="
+        f"{role.sampling.max_new_tokens}: every {name} answer of that length would be dropped from the pairs; raise "
+        "dpo.max_completion_tokens or lower the role's max_new_tokens"
+        for name, role in roles
+        if settings.max_completion_tokens < role.sampling.max_new_tokens
+    ]
 
 
 def model_spec(model: DictConfig) -> ModelSpec:
@@ -118,6 +140,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         max_judgment_chars_schedule=_optional_tuple(cfg.meta_judge.max_judgment_chars_schedule),
         elo_l2=float(cfg.meta_judge.elo_l2),
         max_prompt_tokens=int(cfg.dpo.max_prompt_tokens) + int(cfg.dpo.max_completion_tokens),
+        unfinished=str(cfg.pairs.unfinished),
         progress=bool(cfg.progress),
     )
     adapters = cfg.model.adapters
@@ -150,4 +173,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         epochs_per_iteration=int(cfg.dpo.epochs_per_iteration),
         max_prompt_tokens=int(cfg.dpo.max_prompt_tokens),
         max_completion_tokens=int(cfg.dpo.max_completion_tokens),
+        generation=generation_spec(
+            OmegaConf.to_container(cfg.generation, resolve=True) if "generation" in cfg else None
+        ),
     )

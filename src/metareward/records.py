@@ -34,7 +34,10 @@ class ResponseRecord:
 
 @dataclass(frozen=True)
 class JudgmentRecord:
-    """The judge's j-th evaluation of one response; `score` is None when no valid score could be read."""
+    """The judge's j-th evaluation of one response; `score` is None when no valid score could be read.
+
+    `finished` is False when the judge hit its token limit (a score read by probability may still follow the cut).
+    """
 
     prompt_id: str
     response_index: int
@@ -42,6 +45,7 @@ class JudgmentRecord:
     text: str
     score: float | None
     score_source: ScoreSource
+    finished: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,9 @@ class MetaJudgmentRecord:
 class PairRecord:
     """A preference pair for DPO. `prompt` is the user message; the chat template is applied at training time.
 
-    The reference log-probs come from M_t, the model that made the iteration's data.
+    A side whose text hit its generation limit (`*_finished` False) is trained without an end-of-turn token, so
+    DPO never teaches the model to stop where it was cut (see `pairs.unfinished`). The reference log-probs come from
+    M_t, the model that made the iteration's data.
     """
 
     kind: PairKind
@@ -77,6 +83,8 @@ class PairRecord:
     rejected_score: float | None = None
     ref_chosen_logp: float | None = None
     ref_rejected_logp: float | None = None
+    chosen_finished: bool = True
+    rejected_finished: bool = True
 
 
 Record = TypeVar("Record")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from metareward.artifacts import write_text_atomic
 from metareward.config import ConfigError
@@ -36,31 +40,118 @@ def is_launched_worker() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
-def prepare_run_dir(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
-    """Check the run directory against `resume`; returns the checkpoint to resume from, if any.
+def run_dir_problem(cfg: DictConfig, run_dir: Path, resume: bool) -> str | None:
+    """Why the run directory does not fit `resume`, or None; reads only, so it may run before anything is written.
 
-    A new run writes its resolved config as `run_config.yaml`; a resumed run must match it. A directory counts
-    as holding a run once training started in it (summary.json exists), so a start that failed early can simply
-    be retried. Worker processes of
-    a multi-process run leave the checks to rank 0, whose snapshot they would otherwise mistake for an old run.
+    A directory counts as holding a run once training started in it (summary.json exists), so a start that failed
+    early can simply be retried. A resumed run must match the saved `run_config.yaml`. Worker processes of a
+    multi-process run leave the checks to rank 0, whose snapshot they would otherwise mistake for an old run.
     """
-    snapshot = run_dir / SNAPSHOT
     if is_launched_worker():
-        checkpoint = run_dir / CHECKPOINT
-        return checkpoint if resume and checkpoint.exists() else None
+        return None
+    snapshot = run_dir / SNAPSHOT
     if not resume:
         if (run_dir / "summary.json").exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run; continue it with resume=true or choose another hydra.run.dir"
-            )
-        write_text_atomic(snapshot, OmegaConf.to_yaml(cfg, resolve=True))
+            return f"{run_dir} already holds a run; continue it with resume=true or choose another hydra.run.dir"
         return None
     if not snapshot.is_file():
-        raise ConfigError(f"resume=true but {run_dir} holds no run to resume; set hydra.run.dir to an earlier run")
-    saved, current = _comparable(OmegaConf.load(snapshot)), _comparable(cfg)
+        return f"resume=true but {run_dir} holds no run to resume; set hydra.run.dir to an earlier run"
+    try:
+        saved = _comparable(OmegaConf.load(snapshot))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException) as error:  # truncated or edited
+        return (
+            f"the run's config snapshot {snapshot} is damaged ({type(error).__name__}); restore it from "
+            f"{run_dir / '.hydra' / 'config.yaml'} or start a new run in another hydra.run.dir"
+        )
+    current = _comparable(cfg)
     changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     if changed:
         shown = ", ".join(f"{k} (was {saved.get(k)!r}, now {current.get(k)!r})" for k in changed[:5])
-        raise ConfigError(f"resume=true but the config differs from the run's: {shown}; resume with the same settings")
+        return f"resume=true but the config differs from the run's: {shown}; resume with the same settings"
+    return checkpoint_problem(run_dir / CHECKPOINT) or adapter_problem(run_dir) or damaged_stage_problem(run_dir)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Whether the resume checkpoint is whole: torch writes a zip archive, so a truncated file has no central
+    directory and a corrupted one fails a member's CRC. (A DeepSpeed checkpoint is a folder: left to DeepSpeed.)"""
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        broken = "its archive structure (truncated?)"
+    if broken is None:
+        return None
+    return (
+        f"the checkpoint {path} is damaged ({broken} does not read back); delete it and resume again: the finished "
+        "stage files are reused and the iterations are trained again from them, or start a new run elsewhere"
+    )
+
+
+def adapter_problem(run_dir: Path) -> str | None:
+    """Whether every saved adapter folder (checkpoints/iter_NN/<role>/) holds a readable config and weights."""
+    for folder in sorted((run_dir / "checkpoints").glob("iter_*/*")):
+        if not folder.is_dir():
+            continue
+        reason = _adapter_reason(folder)
+        if reason:
+            return (
+                f"the adapter folder {folder} is damaged ({reason}); it is a copy of that iteration's adapters for use "
+                "outside the run: delete the folder and resume again (the run goes on without it)"
+            )
+    return None
+
+
+def _adapter_reason(folder: Path) -> str | None:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            return "adapter_config.json is not a JSON object"
+        with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 - a safetensors handle is not a mapping
+                weights.get_slice(key)
+    except FileNotFoundError as error:
+        return f"{Path(str(error.filename)).name} is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "adapter_config.json is not valid JSON"
+    except (SafetensorError, OSError) as error:  # a truncated or garbled weights file
+        return f"adapter_model.safetensors does not read back: {type(error).__name__}"
+    return None
+
+
+def damaged_stage_problem(run_dir: Path) -> str | None:
+    """The first stage file of the run that does not parse line by line as JSON (truncated, overwritten)."""
+    for path in sorted((run_dir / "iterations").glob("iter_*/*.json*")):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+                continue
+            with path.open(encoding="utf-8") as stream:
+                for number, line in enumerate(stream, start=1):
+                    if line.strip():
+                        json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            where = path if path.suffix == ".json" else f"{path}:{number}"
+            return (
+                f"the stage file {where} is damaged ({type(error).__name__}); delete it and resume again to redo "
+                "that stage (finished stages before it are reused)"
+            )
+    return None
+
+
+def prepare_run_dir(cfg: DictConfig, run_dir: Path, resume: bool) -> Path | None:
+    """Check the run directory against `resume` (see `run_dir_problem`); returns the checkpoint to resume from, if
+    any. A new run writes its resolved config as `run_config.yaml`."""
+    problem = run_dir_problem(cfg, run_dir, resume)
+    if problem:
+        raise ConfigError(problem)
     checkpoint = run_dir / CHECKPOINT
+    if is_launched_worker():
+        return checkpoint if resume and checkpoint.exists() else None
+    if not resume:
+        write_text_atomic(run_dir / SNAPSHOT, OmegaConf.to_yaml(cfg, resolve=True))
+        return None
     return checkpoint if checkpoint.exists() else None

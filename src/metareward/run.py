@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from metareward.artifacts import ArtifactError
 from metareward.compare import final_metric
 from metareward.config import ConfigError, build_settings, config_error
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
@@ -24,7 +25,9 @@ from metareward.sft.formatting import SFTDataError
 
 log = logging.getLogger("metareward")
 
-USER_ERRORS = (ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError, EvaluationDataError, SFTDataError)
+USER_ERRORS = (
+    ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError, EvaluationDataError, SFTDataError, ArtifactError
+)
 
 
 @dataclass
@@ -61,6 +64,7 @@ def train(cfg: DictConfig) -> TrainResult:
         str(cfg.data.split),
         cfg.data.max_prompt_chars,
         str(cfg.data.get("on_bad_line", "fail")),
+        str(cfg.data.instruction_suffix),
     )
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
@@ -78,7 +82,14 @@ def train(cfg: DictConfig) -> TrainResult:
     module = DPOModule(adapters, loss, settings.optim)
     collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     datamodule = SelfJudgedDataModule(
-        settings.engine, pool, collator, run_dir, settings.batch_size, settings.epochs_per_iteration, resume=resume
+        settings.engine,
+        pool,
+        collator,
+        run_dir,
+        settings.batch_size,
+        settings.epochs_per_iteration,
+        resume=resume,
+        generation=settings.generation,
     )
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_epochs=settings.num_iterations)
     if checkpoint is not None:
@@ -118,7 +129,9 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         result = TrainResult(Path(cfg.paths.output_dir), None, interrupted=True)
     if result.interrupted:
-        print(f"interrupted; finished stages are kept. Resume with:\n  {resume_command(result.run_dir)}", file=sys.stderr)
+        print(
+            f"interrupted; finished stages are kept. Resume with:\n  {resume_command(result.run_dir)}", file=sys.stderr
+        )
         sys.exit(130)
     print(f"run directory: {result.run_dir}\nsummary: {result.run_dir / 'summary.json'}")
     metric = cfg.get("optimize_metric")

@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from metareward import bounds
+from metareward.datafiles import file_problem
 from metareward.model import loading
 
 PROMPT_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+# What each evaluation file should be, in the words of the loaders' messages (evaluation.data), so both agree.
+EVAL_PROMPTS = "a JSON Lines file of evaluation prompts"
+LABELLED_PAIRS = "a JSON Lines file of labelled judge pairs"
 GPU_EXTRA = "install the gpu extra (pip install 'metareward[gpu]') on a machine with CUDA"
 # Strategies that shard the model, by how their class or Lightning name starts (FSDPStrategy, "deepspeed_stage_3").
 SHARDED_STRATEGIES = ("fsdp", "deepspeed")
+
+
+def value_problems(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """(values of the wrong type, other values out of range or schedules that do not fit num_iterations), read
+    from the raw config so that a type mismatch is named by its key (`num_iterations=two`)."""
+    types, ranges = bounds.number_problems(cfg)
+    shapes, fits = bounds.schedule_problems(cfg, cfg.get("num_iterations"))
+    types += shapes
+    # With a value of the wrong type the typed settings, which check the choice keys, cannot be built.
+    choices = choice_problems(cfg) if types else []
+    return types, ranges + choices + fits
+
+
+def choice_problems(cfg: DictConfig) -> list[str]:
+    """Every choice key given a name that is not one of its options."""
+    from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
+    from metareward.engine.settings import READ_MODES, UNFINISHED_POLICIES
+    from metareward.lightning.dpo_module import LR_SCHEDULES
+
+    options = {
+        "dpo.loss": ("dpo", "ipo"), "dpo.lr_schedule": LR_SCHEDULES, "judge.score_mode": READ_MODES,
+        "meta_judge.verdict_mode": READ_MODES, "pairs.strategy": tuple(sorted(ACTOR_PAIR_STRATEGIES)),
+        "pairs.unfinished": UNFINISHED_POLICIES, "model.dtype": tuple(sorted(loading.DTYPES)),
+    }
+    found = []
+    for key, allowed in options.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and value not in allowed:
+            found.append(f"{key}={value!r} is not one of {list(allowed)}")
+    return found
 
 
 def environment_problems(cfg: DictConfig) -> list[str]:
@@ -24,6 +59,9 @@ def environment_problems(cfg: DictConfig) -> list[str]:
 
 def _data_problems(cfg: DictConfig) -> list[str]:
     path = Path(str(cfg.data.path)).expanduser()
+    if path.suffix == ".jsonl" or path.is_dir():
+        problem = file_problem(path, "data.path", "a JSONL file of prompts")
+        return [problem] if problem else []
     if path.suffix in PROMPT_FILE_SUFFIXES and not path.is_file():
         return [f"data.path={str(cfg.data.path)!r} does not exist; point it at a prompt file"]
     return []
@@ -31,10 +69,25 @@ def _data_problems(cfg: DictConfig) -> list[str]:
 
 def _output_problems(cfg: DictConfig) -> list[str]:
     directory = Path(str(cfg.paths.output_dir))
-    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if existing is None or not os.access(existing, os.W_OK):
-        return [f"the run directory {directory} cannot be written; choose another with hydra.run.dir=..."]
+    reason = unwritable_reason(directory)
+    if reason:
+        return [f"the run directory {directory} cannot be created ({reason}); choose another with hydra.run.dir=..."]
     return []
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why `directory` cannot be created and written, found by creating (and removing) an empty folder in it or in
+    its nearest existing parent: permission bits say little for root or on /proc, a read-only or full file system."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is None:
+        return "no parent folder exists"
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    try:
+        Path(tempfile.mkdtemp(prefix=".metareward-probe-", dir=existing)).rmdir()
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    return None
 
 
 def _hardware_problems(cfg: DictConfig) -> list[str]:
@@ -114,10 +167,9 @@ def evaluation_problems(cfg: DictConfig) -> list[str]:
     if callbacks.get("win_rate") is not None:
         spec = EvaluatorSpec(**OmegaConf.to_container(evaluation.evaluator, resolve=True))  # type: ignore[arg-type]
         found += spec.problems()
-        if not Path(str(evaluation.data_path)).expanduser().is_file():
-            found.append(f"evaluation.data_path={str(evaluation.data_path)!r} does not exist")
+        path = Path(str(evaluation.data_path)).expanduser()
+        found += [p for p in [file_problem(path, "evaluation.data_path", EVAL_PROMPTS)] if p]
     if callbacks.get("judge_quality") is not None:
         labelled = Path(str(evaluation.judge_quality.data_path)).expanduser()
-        if not labelled.is_file():
-            found.append(f"evaluation.judge_quality.data_path={str(labelled)!r} does not exist")
+        found += [p for p in [file_problem(labelled, "evaluation.judge_quality.data_path", LABELLED_PAIRS)] if p]
     return found

@@ -1,7 +1,12 @@
 """Actor pair selection: METHOD.md worked example and edge cases."""
 
-import pytest
+import itertools
+from dataclasses import replace
 
+import pytest
+from helpers import compose
+
+from metareward.config import build_settings
 from metareward.core.actor_pairs import (
     ActorChoice,
     ScoredResponse,
@@ -61,20 +66,50 @@ def test_none_scores_are_excluded():
     assert select_length_controlled(make((None, 1), (4, 5), (None, 2)), rho=0.0) == "too_few_scored"
 
 
-def test_overlapping_tiers():
-    # rho=0.8: top tier [2.6, 5], bottom tier [1, 4.2]; response 1 (3.0, 50) is in both tiers and is
-    # both the shortest of the top and the longest of the bottom.
-    responses = make((5, 60), (3.0, 50), (1, 40))
-    assert select_length_controlled(responses, rho=0.8) == "overlapping_tiers"
-    # Overlap that still gives two different responses is kept.
-    responses = make((5, 10), (3.0, 50), (1, 40))
-    assert picked(select_length_controlled(responses, rho=0.8)) == (0, 1)
+def test_issue_example_rho_above_half_is_refused_instead_of_inverting_the_pair():
+    # (score, chars) (5,100) (2,10) (4,500) (1,50). At rho=0.8 the top tier [1.8, 5] holds (2,10) as its shortest
+    # and the bottom tier [1, 4.2] holds (4,500) as its longest: chosen 2 < rejected 4. That rho is now refused.
+    responses = make((5, 100), (2, 10), (4, 500), (1, 50))
+    with pytest.raises(ValueError, match=r"rho must lie in \[0, 0.5\]"):
+        select_length_controlled(responses, rho=0.8)
+    # The widest valid rho keeps the order: top [3, 5] -> (5,100) (4,500): (5,100); bottom [1, 3] -> (2,10) (1,50):
+    # (1,50).
+    chosen, rejected = select_length_controlled(responses, rho=0.5)
+    assert (chosen.score, len(chosen.text), rejected.score, len(rejected.text)) == (5, 100, 1, 50)
 
 
-@pytest.mark.parametrize("rho", [-0.1, 1.5])
-def test_rho_out_of_range(rho):
-    with pytest.raises(ValueError, match="rho"):
-        select_length_controlled(make((5, 1), (1, 1)), rho=rho)
+def test_tiers_meeting_at_rho_half_are_dropped_when_the_picks_tie():
+    # rho=0.5: both tiers hold the midpoint 3. The shortest of the top tier (3,10) and the longest of the
+    # bottom tier (3,500) score the same, which is no preference.
+    responses = make((5, 100), (3, 10), (3, 500), (1, 50))
+    assert select_length_controlled(responses, rho=0.5) == "overlapping_tiers"
+    # One response on the midpoint, shortest and longest of its tiers at once: picked twice, also dropped.
+    assert select_length_controlled(make((5, 60), (3, 50), (1, 40)), rho=0.5) == "overlapping_tiers"
+    # A midpoint response that is not picked on both sides leaves a valid pair.
+    assert picked(select_length_controlled(make((5, 10), (3, 50), (1, 40)), rho=0.5)) == (0, 1)
+    selection = select_actor_pairs({"p": responses}, rho=0.5, strategy="length_controlled")
+    assert selection.items == () and selection.drops == {"overlapping_tiers": 1}
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.1, 0.25, 0.4, 0.49, 0.5])
+def test_chosen_always_scores_above_rejected(rho):
+    # Every small score/length grid: a returned pair is always ordered by score.
+    scores, lengths = (1, 2, 3, 4, 5), (10, 50, 500)
+    for combo in itertools.product(itertools.product(scores, lengths), repeat=3):
+        outcome = select_length_controlled(make(*combo, (5, 100), (1, 20)), rho=rho)
+        if not isinstance(outcome, str):
+            chosen, rejected = outcome
+            assert chosen.score > rejected.score, (combo, rho)
+
+
+def test_config_refuses_rho_above_half_for_rho_and_every_schedule_entry():
+    engine = build_settings(compose()).engine
+    problems = replace(engine, rho=0.8, rho_schedule=(0.0, 0.6, 0.4)).problems()
+    rho_problems = [p for p in problems if "rho" in p]
+    assert len(rho_problems) == 2
+    assert rho_problems[0].startswith("pairs.rho=0.8 must be in [0, 0.5]: above 0.5 the top and bottom score tiers")
+    assert rho_problems[1].startswith("pairs.rho_schedule entry 0.6 must be in [0, 0.5]")
+    assert not [p for p in replace(engine, rho=0.5, rho_schedule=(0.0, 0.5)).problems() if "rho" in p]
 
 
 def test_best_vs_worst_ignores_length_and_prefers_lowest_index():

@@ -69,6 +69,35 @@ WINNER_CASES = [
     ("Judgment A is better.", None),
     ("Winner: Both", None),
     ("Winner: Judgment B\nWinner: neither", "B"),
+    # Issue 12: the first label after the cue decides, whatever follows it on the line.
+    ("Winner: Judgment A because Judgment B misses point 3", "A"),
+    ("Winner: [Judgement A]", "A"),
+    ("Winner: Judgment A, and a clear one", "A"),
+    ("Winner: Judgment B and a clear one", "B"),
+    ("**Winner:** **Judgment B**, since A double-counts relevance", "B"),
+    ('Winner: "Judgment B"', "B"),
+    ("Winner: (B)", "B"),
+    ("Winner: Judgment A (Judgment B misses the second point)", "A"),
+    ("Winner: Judgment A. Judgment B or any other reading would be too lenient.", "A"),
+    ("Winner:\nJudgment B", "B"),
+    ("Winner: Judgment A's reasoning", "A"),
+    # The template echoed back, or both labels joined: undecided.
+    ("Winner: [Judgment A or Judgment B]", None),
+    ("Winner: Judgment A or B", None),
+    ("Winner: A or B", None),
+    ("Winner: A | B", None),
+    ("Winner: Judgment A vs. Judgment B", None),
+    ("Winner: Judgment A and Judgment B are equally good", None),
+    ("Winner: Judgment B\nWinner: Judgment A or Judgment B", None),  # the last cue with a label is the echo
+    ('End with exactly one line: "Winner: Judgment A" or "Winner: Judgment B".', None),
+    ("Winner: Judgment A. On reflection, Winner: Judgment B", "B"),  # the last cue counts, even on one line
+    # No label right after the cue.
+    ("Winner: a tie", None),
+    ("Winner: neither Judgment A nor Judgment B", None),
+    ("Winner: Alpha", None),
+    ("Winner: the second one, Judgment B", None),
+    ("The winner is Judgment A", None),
+    ("Judgment A is the winner: it is more careful.", None),
 ]
 
 

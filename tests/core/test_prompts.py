@@ -38,3 +38,30 @@ def test_meta_judge_prompt_contains_both_judgments():
 def test_cues_complete_to_parseable_answers():
     assert [parse_score(f"{SCORE_CUE} {c}") for c in SCORE_CHOICES] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert [parse_winner(f"{WINNER_CUE} {c}") for c in WINNER_CHOICES] == ["A", "B"]
+
+
+def _criterion(prompt: str, number: int) -> str:
+    return next(line for line in prompt.splitlines() if line.startswith(f"{number}. "))
+
+
+def test_rubric_carries_the_papers_qualifiers():
+    """Yuan et al. 2024, Fig. 2: point 1 holds despite some irrelevant content, point 3 whatever the style (assistant
+    or web page), point 4 for an answer written as an assistant would give it even with slight room to improve."""
+    for prompt in (render_judge_prompt("", ""), render_meta_judge_prompt("", "", "", "")):
+        assert "off topic" in _criterion(prompt, 1)
+        assert "assistant" in _criterion(prompt, 3) and "web page" in _criterion(prompt, 3)
+        assert "AI assistant would answer" in _criterion(prompt, 4) and "slightly better" in _criterion(prompt, 4)
+
+
+def test_meta_judge_weighs_consistency():
+    assert "consistently" in render_meta_judge_prompt("", "", "", "")
+
+
+def test_templates_fit_the_demo_token_budget(embedded_checkpoint):
+    """The CPU demo pays for every prompt token: the empty templates stay within a fixed SmolLM2 token budget."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(embedded_checkpoint))
+    count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+    assert count(render_judge_prompt("", "")) <= 200
+    assert count(render_meta_judge_prompt("", "", "", "")) <= 230

@@ -53,11 +53,19 @@ def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None
     from metareward.records import MetaJudgmentRecord
 
     # The meta-judge favours A everywhere, but less so in verdicts 1 and 3: after calibration those go to B.
-    p = {0: np.array([0.85, 0.15]), 1: np.array([0.75, 0.25]), 2: np.array([0.8, 0.2]), 3: np.array([0.7, 0.3]),
-         4: np.array([0.9, 0.1])}
+    p = {
+        0: np.array([0.85, 0.15]),
+        1: np.array([0.75, 0.25]),
+        2: np.array([0.8, 0.2]),
+        3: np.array([0.7, 0.3]),
+        4: np.array([0.9, 0.1]),
+    }
     readings = read_verdicts(["x"] * 5, "probability", p)
     assert [r.value for r in readings] == [1.0] * 5
-    records = [MetaJudgmentRecord("p", 0, i, 9, r.text, int(r.value), "probability", r.log_odds) for i, r in enumerate(readings)]
+    records = [
+        MetaJudgmentRecord("p", 0, i, 9, r.text, int(r.value), "probability", r.log_odds)
+        for i, r in enumerate(readings)
+    ]
     records.append(MetaJudgmentRecord("p", 0, 7, 8, "Winner: Judgment B", -1, "parsed"))  # parsed verdicts stay
     calibrated = calibrate_verdicts(records)
     assert [r.verdict for r in calibrated] == [1, -1, 0, -1, 1, -1]  # the median verdict sits at the centre: a tie
@@ -76,3 +84,64 @@ def test_reads_taken_while_generating_are_used_only_where_the_context_is_text_pl
     # A garbled score line (cut before the cue) or a blank text change the context: those need their own pass.
     assert sorted(found) == [0, 2]
     assert found[0] == pytest.approx([0.1, 0.1, 0.2, 0.2, 0.2, 0.1] / np.float64(0.9))
+
+
+EXPLANATION_CASES = [
+    # A cue word inside the justification is not a tail (issue 12: these used to cut the text there).
+    ("The relevance score: yes, it answers the question.\nIt is useful.", None),
+    ("Underscore: the variable name in the answer is fine.\nIt runs.", None),
+    (
+        "Relevant (+1). The score: not yet decided, see below.\nScore: 4",
+        "Relevant (+1). The score: not yet decided, see below.",
+    ),
+    ("Relevance score: yes.\nUnderscore: fine.\n**Score:** four", "Relevance score: yes.\nUnderscore: fine."),
+    # A cue followed by more explanation is not final.
+    ("Score: 4\nBut on reflection the answer misses the second part of the question.", None),
+    # Real final lines, garbled or emphasised, are removed.
+    ("Helpful and correct.\nScore: four", "Helpful and correct."),
+    ("Helpful and correct.\n\n**Score:** 4/10", "Helpful and correct."),
+    ("Helpful and correct. Score: 4 points", "Helpful and correct."),
+    ("Helpful and correct.\n- **Final Score**: 4\n", "Helpful and correct."),
+    ("Helpful and correct.\nScore:\n3\n\n", "Helpful and correct."),
+    ("Helpful.\nScore: 3\nScore: 4", "Helpful."),
+    ("**Score:** five", ""),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXPLANATION_CASES)
+def test_only_a_final_score_line_is_a_tail(text: str, expected: str | None) -> None:
+    from metareward.engine.judging import SCORE_TAIL, explanation_part
+
+    assert explanation_part(text, SCORE_TAIL) == (text.rstrip() if expected is None else expected)
+
+
+def test_only_a_final_winner_line_is_a_tail() -> None:
+    from metareward.engine.judging import WINNER_TAIL, explanation_part
+
+    kept = "The winner: is unclear at first. Judgment A counts three points."
+    assert explanation_part(kept, WINNER_TAIL) == kept
+    assert explanation_part(f"{kept}\nWinner: [Judgement A], clearly", WINNER_TAIL) == kept
+    assert explanation_part(f"{kept} **Winner:** tie", WINNER_TAIL) == kept
+
+
+def test_a_justification_with_a_cue_word_reaches_the_context_and_the_stored_text_whole() -> None:
+    text = "The relevance score: yes. Underscore: it is named well.\nScore: four"
+    explanation = "The relevance score: yes. Underscore: it is named well."
+    assert score_contexts(["<p>"], [text], "hybrid") == {0: f"<p>{explanation}\nScore: "}
+    reading = read_scores([text], "hybrid", {0: np.eye(6)[3]})[0]
+    assert reading.text == f"{explanation}\nScore: 3"
+    verdict_text = "Judgment A says the winner: is the answer's author. Judgment B is fairer.\nWinner: Judgment"
+    reading = read_verdicts([verdict_text], "hybrid", {0: np.array([0.1, 0.9])})[0]
+    assert reading.text == verdict_text.rsplit("\n", 1)[0] + "\nWinner: Judgment B"
+
+
+def test_generation_reads_are_used_for_texts_whose_cue_word_is_not_a_tail() -> None:
+    from metareward.engine.judging import SCORE_TAIL, reads_from_generation
+    from metareward.generation.sampler import Generation
+
+    texts = ["Relevance score: yes, and it is complete.", "Complete.\nScore: four"]
+    generations = [
+        Generation(i, t, 3, True, choice_logprobs=tuple(np.log(np.full(6, 1 / 6)))) for i, t in enumerate(texts)
+    ]
+    found = reads_from_generation(score_contexts(["<p>"] * 2, texts, "hybrid"), generations, SCORE_TAIL)
+    assert sorted(found) == [0]  # the first context is its text plus the cue; the second cut a garbled line

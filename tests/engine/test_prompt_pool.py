@@ -84,3 +84,10 @@ def test_fail_policy_names_the_way_out(tmp_path) -> None:
 def test_unknown_policy_is_rejected(tmp_path) -> None:
     with pytest.raises(PromptPoolError, match="data.on_bad_line='ignore'"):
         load_prompt_pool(str(write(tmp_path / "p.jsonl", ['{"instruction": "x"}'])), on_bad_line="ignore")
+
+
+def test_instruction_suffix_is_part_of_every_stored_instruction(tmp_path) -> None:
+    path = write(tmp_path / "p.jsonl", [json.dumps({"id": "a", "instruction": " Say hi "})])
+    pool = load_prompt_pool(str(path), instruction_suffix=" Answer briefly.")
+    assert [p.instruction for p in pool.prompts] == ["Say hi Answer briefly."]
+    assert load_prompt_pool(str(path)).prompts[0].instruction == "Say hi"

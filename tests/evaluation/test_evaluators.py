@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from metareward.engine.policy import Policy
 from metareward.evaluation.evaluators import (
     CHOICES,
     COMPARISON_CUE,
@@ -56,7 +57,7 @@ def test_seed_evaluator_is_the_base_model_with_adapters_off() -> None:
         for name, parameter in adapters.model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0.0, 0.5)
-    seed = seed_evaluator(adapters.model, tokenizer).prefer_many(COMPARISONS)
+    seed = seed_evaluator(Policy(adapters, tokenizer, progress=False), tokenizer).prefer_many(COMPARISONS)
     reference = LocalModelEvaluator(lambda: _fixed(fresh), tokenizer).prefer_many(COMPARISONS)
     adapted = LocalModelEvaluator(lambda: _fixed(adapters.model), tokenizer).prefer_many(COMPARISONS)
     assert seed == pytest.approx(reference, abs=1e-6)

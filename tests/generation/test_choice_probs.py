@@ -107,7 +107,7 @@ def test_probabilities_match_a_direct_unpadded_forward_pass(tiny):
         assert result.mass[row] == pytest.approx(probs.sum().item(), rel=1e-5)
         np.testing.assert_allclose(result.probabilities[row], (probs / probs.sum()).numpy(), atol=1e-6)
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-12)
-    assert result.probabilities.shape == (len(contexts), len(SCORES)) and result.num_truncated == 0
+    assert result.probabilities.shape == (len(contexts), len(SCORES))
     assert ((result.mass > 0) & (result.mass < 1)).all()
 
 
@@ -121,12 +121,12 @@ def test_batched_equals_one_context_at_a_time(tiny):
     assert np.abs(batched - batched.mean(axis=0)).max() > 1e-3  # the contexts really differ
 
 
-def test_truncated_contexts_are_counted(tiny):
+def test_contexts_over_the_limit_are_refused(tiny):
     model, tokenizer = tiny
     contexts = contexts_for(tokenizer)
     lengths = [len(split_off_choices(tokenizer, c, SCORES)[0]) for c in contexts]
-    result = choice_distribution(model, tokenizer, contexts, SCORES, max_prompt_tokens=min(lengths), progress=False)
-    assert result.num_truncated == sum(n > min(lengths) for n in lengths)
+    with pytest.raises(ValueError, match="longer than"):
+        choice_distribution(model, tokenizer, contexts, SCORES, max_prompt_tokens=min(lengths), progress=False)
 
 
 def test_training_flag_is_restored(tiny):

@@ -8,7 +8,6 @@ from metareward.generation.sampler import (
     Generation,
     GenerationRequest,
     SamplingSettings,
-    count_truncated,
     generate,
     sample_next_tokens,
 )
@@ -144,14 +143,15 @@ def test_finished_rows_leave_the_batch_and_the_loop_ends(tiny):
     assert not unfinished.finished and unfinished.num_tokens == GREEDY.max_new_tokens
 
 
-def test_long_prompts_are_cut_from_the_left_and_counted(tiny):
+def test_long_prompts_are_refused_never_cut(tiny):
     model, tokenizer = tiny
     requests = requests_for(tokenizer)
     lengths = [len(encode_text(tokenizer, r.prompt)) for r in requests]
     limit = sorted(lengths)[2]
-    results = generate(model, tokenizer, requests, GREEDY, max_prompt_tokens=limit, progress=False)
-    assert [r.prompt_truncated for r in results] == [n > limit for n in lengths]
-    assert count_truncated(results) == sum(n > limit for n in lengths) == 2
+    with pytest.raises(ValueError, match=r"2 of 5 prompts are longer than"):
+        generate(model, tokenizer, requests, GREEDY, max_prompt_tokens=limit, progress=False)
+    fitting = [r for r, n in zip(requests, lengths) if n <= limit]
+    assert len(generate(model, tokenizer, fitting, GREEDY, max_prompt_tokens=limit, progress=False)) == 3
 
 
 def test_training_flag_is_restored_and_bad_input_is_refused(tiny):

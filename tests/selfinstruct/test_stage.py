@@ -10,7 +10,6 @@ import pytest
 from metareward.artifacts import read_records
 from metareward.generation.sampler import Generation
 from metareward.records import PromptRecord
-from metareward.selfinstruct import stage
 from metareward.selfinstruct.__main__ import main as cli_main
 from metareward.selfinstruct.stage import SelfInstructSettings, self_instruct, write_augmented_pool
 
@@ -27,33 +26,32 @@ POOL = [
 ]
 
 
-def _scripted(outputs: list[str]):
-    remaining = list(outputs)
+class _Scripted:
+    """A generation backend that answers with the given texts, in order."""
 
-    def fake_generate(model, tokenizer, requests, settings, batch_size, max_prompt_tokens, desc, progress):
+    def __init__(self, tokenizer, outputs: list[str]) -> None:
+        self.tokenizer, self.remaining = tokenizer, list(outputs)
+
+    def generate(self, role, requests, settings, desc, cue=None, max_prompt_tokens=None):
+        assert role == "actor" and max_prompt_tokens == 1024
         assert all(request.prompt.endswith("Task 4: ") for request in requests)  # 3 examples -> asks for task 4
-        return [Generation(r.key, remaining.pop(0), 5, True) for r in requests]
-
-    return fake_generate
+        return [Generation(r.key, self.remaining.pop(0), 5, True) for r in requests]
 
 
-def test_rounds_until_enough_prompts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_rounds_until_enough_prompts(tmp_path: Path) -> None:
     from metareward.model.tiny import build_tiny_tokenizer
 
-    monkeypatch.setattr(
-        stage,
-        "generate",
-        _scripted(
-            [
-                "Plan a picnic for six people.",
-                "Explain how a rainbow forms.",  # round 1: 1 kept, 1 duplicate
-                "Hi",
-                "Name four birds that cannot fly.",  # round 2: 1 too short, 1 kept
-            ]
-        ),
+    backend = _Scripted(
+        build_tiny_tokenizer(),
+        [
+            "Plan a picnic for six people.",
+            "Explain how a rainbow forms.",  # round 1: 1 kept, 1 duplicate
+            "Hi",
+            "Name four birds that cannot fly.",  # round 2: 1 too short, 1 kept
+        ],
     )
     settings = SelfInstructSettings(num_prompts=2, num_examples=3, requests_per_round=2, max_rounds=5, progress=False)
-    result = self_instruct(None, build_tiny_tokenizer(), POOL, settings)
+    result = self_instruct(backend, POOL, settings)
     assert [p.instruction for p in result.new_prompts] == [
         "Plan a picnic for six people.",
         "Name four birds that cannot fly.",
@@ -70,7 +68,7 @@ def test_rounds_until_enough_prompts(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="num_prompts"):
-        self_instruct(None, None, POOL, SelfInstructSettings(num_prompts=0))
+        self_instruct(None, POOL, SelfInstructSettings(num_prompts=0))
 
 
 def _check_output(output: Path, pool_size: int, printed: str) -> list[PromptRecord]:

@@ -78,7 +78,7 @@ def test_warm_start_split_and_shared(tmp_path: Path) -> None:
         "eft_path": eft,
         "max_steps": 1,
         "lr": 1e-3,
-        "max_prompt_tokens": 64,
+        "max_prompt_tokens": 2048,
         "max_completion_tokens": 32,
     }
     settings = warm_start_settings(section, seed=1)
@@ -95,6 +95,12 @@ def test_warm_start_split_and_shared(tmp_path: Path) -> None:
     adapters, tokenizer = _tiny_adapters("shared")
     stats = warm_start(adapters, tokenizer, settings)
     assert set(stats["adapters"]) == {"policy"} and stats["adapters"]["policy"]["examples"] == 5
+
+    # The EFT prompt (the judge prompt with its rubric) does not fit 64 tokens: dropped and counted, never cut.
+    adapters, tokenizer = _tiny_adapters("split")
+    stats = warm_start(adapters, tokenizer, warm_start_settings({**section, "max_prompt_tokens": 64}, seed=1))
+    assert stats["data"]["eft"] == {"examples": 0, "drops": {"prompt_too_long": 1}}
+    assert set(stats["adapters"]) == {"actor"}
 
 
 def test_disabled_and_invalid_settings() -> None:

@@ -1,4 +1,4 @@
-"""PairCollator: row layout, masks, truncation, and agreement with the chat helpers."""
+"""PairCollator: row layout, masks, end-of-turn tokens, limits, and agreement with the chat helpers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from metareward.model.chat import encode_text, render_prompt
+from metareward.model.chat import encode_prompt, encode_text, render_prompt
 from metareward.model.tiny import build_tiny_tokenizer
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
@@ -33,7 +33,6 @@ def test_layout_masks_and_round_trip(tokenizer):
     size = len(PAIRS)
     assert batch["input_ids"].shape == batch["attention_mask"].shape == batch["completion_mask"].shape
     assert batch["input_ids"].shape[0] == 2 * size
-    assert batch["truncated_prompts"] == 0 and batch["truncated_completions"] == 0
     texts = [pair.chosen for pair in PAIRS] + [pair.rejected for pair in PAIRS]
     for row, text in enumerate(texts):
         pair = PAIRS[row % size]
@@ -48,7 +47,7 @@ def test_layout_masks_and_round_trip(tokenizer):
         assert tokenizer.decode(completion_ids) == text + tokenizer.eos_token
         assert completion_ids[-1] == tokenizer.eos_token_id
         prompt_ids = batch["input_ids"][row, pads : batch["input_ids"].shape[1] - length].tolist()
-        assert prompt_ids == encode_text(tokenizer, render_prompt(tokenizer, pair.prompt))
+        assert prompt_ids == encode_prompt(tokenizer, render_prompt(tokenizer, pair.prompt))
     assert batch["ref_logps"].dtype == torch.float32
     assert batch["ref_logps"][0].item() == -3.5
     assert all(math.isnan(value) for value in batch["ref_logps"][1:].tolist())
@@ -62,25 +61,25 @@ def test_rows_are_chosen_then_rejected(tokenizer):
     assert rejected.endswith("I cannot help with that." + tokenizer.eos_token)
 
 
-def test_truncation_cuts_prompts_from_the_left_and_completions_from_the_right(tokenizer):
-    full = PairCollator(tokenizer)(PAIRS)
-    collator = PairCollator(tokenizer, max_prompt_tokens=6, max_completion_tokens=4)
-    batch = collator(PAIRS)
-    assert batch["truncated_prompts"] == 2  # both prompts are longer than 6 tokens; counted once per pair
-    chosen_lengths = [len(encode_text(tokenizer, pair.chosen)) + 1 for pair in PAIRS]
-    rejected_lengths = [len(encode_text(tokenizer, pair.rejected)) + 1 for pair in PAIRS]
-    assert batch["truncated_completions"] == sum(length > 4 for length in chosen_lengths + rejected_lengths)
-    for row in range(2 * len(PAIRS)):
-        ids = _row(batch, "input_ids", row).tolist()
-        completion_length = int(batch["completion_mask"][row].sum())
-        assert completion_length <= 4 and len(ids) - completion_length == 6
-        full_ids = _row(full, "input_ids", row).tolist()
-        full_completion = int(full["completion_mask"][row].sum())
-        # The prompt keeps its last tokens (the assistant header), the completion its first ones.
-        assert ids[:6] == full_ids[: len(full_ids) - full_completion][-6:]
-        assert ids[6:] == full_ids[len(full_ids) - full_completion :][:4]
-        if full_completion > 4:  # a cut completion loses its eos
-            assert tokenizer.eos_token_id not in ids[6:]
+def test_pairs_over_the_limits_are_named_and_refused_never_cut(tokenizer):
+    prompt_length = len(encode_prompt(tokenizer, render_prompt(tokenizer, PAIRS[0].prompt)))
+    completion_length = len(encode_text(tokenizer, PAIRS[0].chosen)) + 1
+    fits = PairCollator(tokenizer, max_prompt_tokens=prompt_length, max_completion_tokens=completion_length)
+    assert fits.oversize(PAIRS[0]) is None and fits(PAIRS[:1])["input_ids"].shape[0] == 2
+    short_prompt = PairCollator(tokenizer, max_prompt_tokens=prompt_length - 1, max_completion_tokens=64)
+    short_completion = PairCollator(tokenizer, max_prompt_tokens=64, max_completion_tokens=completion_length - 1)
+    assert short_prompt.oversize(PAIRS[0]) == "prompt_too_long"
+    assert short_completion.oversize(PAIRS[0]) == "completion_too_long"
+    with pytest.raises(ValueError, match="dpo.max_prompt_tokens"):
+        short_prompt(PAIRS[:1])
+
+
+def test_unfinished_sides_get_no_end_token(tokenizer):
+    cut = PairRecord("actor", "p0", "Write a short answer.", "The answer is", "No, because", chosen_finished=False)
+    batch = PairCollator(tokenizer)([cut])
+    chosen, rejected = (batch["input_ids"][row][batch["completion_mask"][row].bool()].tolist() for row in (0, 1))
+    assert chosen == encode_text(tokenizer, "The answer is")
+    assert rejected == encode_text(tokenizer, "No, because") + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
 def test_rejects_bad_arguments(tokenizer):

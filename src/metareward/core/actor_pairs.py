@@ -18,6 +18,8 @@ from metareward.core.drops import ALL_SCORES_EQUAL, OVERLAPPING_TIERS, TOO_FEW_S
 # Absolute slack on score comparisons: mean scores are floats, and a response sitting exactly on a tier
 # boundary must not fall out of the tier through rounding.
 SCORE_TOL = 1e-9
+# Largest length-control rho: beyond it the top and bottom tiers overlap (see `select_length_controlled`).
+MAX_RHO = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,20 +66,25 @@ def _longest(responses: Sequence[ScoredResponse]) -> ScoredResponse:
 
 
 def select_length_controlled(responses: Sequence[ScoredResponse], rho: float) -> ResponsePair | str:
-    """Pick (chosen, rejected) with the Meta-Rewarding length control (Wu et al. 2024, Sec. 2.3).
+    """Pick (chosen, rejected) with the Meta-Rewarding length control (Wu et al. 2024, Sec. 2.3; METHOD step 4).
 
-    With S_max, S_min the extreme valid scores and rho in [0, 1]:
+    With S_max, S_min the extreme valid scores and rho in [0, 0.5]:
 
     * top tier    = scores in [(1 - rho) * S_max + rho * S_min, S_max]  -> chosen   = shortest text;
     * bottom tier = scores in [S_min, (1 - rho) * S_min + rho * S_max]  -> rejected = longest text.
 
-    Length is in characters; length ties go to the lowest ``index``. rho = 0 is best vs worst. Responses
-    with ``score=None`` are ignored. Drops: fewer than two scored -> ``"too_few_scored"``; S_max == S_min
-    -> ``"all_scores_equal"``; for rho > 0.5 the tiers overlap and the same response may be picked twice
-    -> ``"overlapping_tiers"`` (with rho > 0.5 the chosen one may also score below the rejected one).
+    Length is in characters; length ties go to the lowest ``index``. rho = 0 is best vs worst. The top tier's
+    floor minus the bottom tier's ceiling is (1 - 2 rho)(S_max - S_min), so above rho = 0.5 the tiers overlap
+    and the chosen answer could score below the rejected one: such a rho raises ``ValueError`` (the papers use
+    0 to 0.4). Responses with ``score=None`` are ignored. Drops: fewer than two scored -> ``"too_few_scored"``;
+    S_max == S_min -> ``"all_scores_equal"``; chosen not scored above rejected -> ``"overlapping_tiers"``, which
+    happens only where the tiers meet, at rho = 0.5 (or within rounding of it): both picks, or one response
+    picked twice, at the midpoint score.
     """
-    if not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho must lie in [0, 1], got {rho}; set the length-control rho accordingly.")
+    if not 0.0 <= rho <= MAX_RHO:
+        raise ValueError(
+            f"rho must lie in [0, {MAX_RHO}] (above it the score tiers overlap), got {rho}; set pairs.rho accordingly."
+        )
     scored = _scored(responses)
     if len(scored) < 2:
         return TOO_FEW_SCORED
@@ -89,7 +96,8 @@ def select_length_controlled(responses: Sequence[ScoredResponse], rho: float) ->
     bottom_ceiling = (1.0 - rho) * s_min + rho * s_max
     chosen = _shortest([r for r in scored if _score(r) >= top_floor - SCORE_TOL])
     rejected = _longest([r for r in scored if _score(r) <= bottom_ceiling + SCORE_TOL])
-    if chosen.index == rejected.index:
+    # A pair must say "chosen is better"; this also covers one response picked for both sides.
+    if _score(chosen) - _score(rejected) <= SCORE_TOL:
         return OVERLAPPING_TIERS
     return chosen, rejected
 

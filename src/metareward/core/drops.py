@@ -16,6 +16,7 @@ T = TypeVar("T")
 # Drop reasons shared by the selectors (stable strings: they become metric names).
 TOO_FEW_SCORED = "too_few_scored"
 ALL_SCORES_EQUAL = "all_scores_equal"
+# Length control at rho = 0.5: the tiers meet at the midpoint score and the picks there do not differ.
 OVERLAPPING_TIERS = "overlapping_tiers"
 NO_VALID_SCORES = "no_valid_scores"
 TOO_FEW_JUDGMENTS = "too_few_judgments"

@@ -19,13 +19,26 @@ _SCORE = re.compile(
 # "Score: 3-4", "Score: 3 or 4": a range is not a score.
 _RANGE_AFTER = re.compile(r"^\s*(?:-|\u2013|to|or)\s*\d")
 
-# "Winner: Judgment A", "Winner: A", "**Winner:** judgment b", "Winner: Judgement B." ...
+# What may stand between "Winner:" and its label, or open a second label: whitespace, markdown emphasis,
+# brackets and quotes ("**Winner:** [Judgement A]", 'Winner: "B"').
+_OPENERS = r"[\s*_\[(\"'`\u201c\u2018]*"
+# A label: "Judgment X" / "Judgement X" in any case, or a bare letter. A bare lower-case "a" followed by a word is
+# the article ("Winner: a tie"), not a label.
+_LABEL = rf"(?:judge?ment{_OPENERS}(?P<named>[ab])|(?-i:(?P<bare>[AB]|b|a(?![ \t]+[a-z]))))\b"
+_WINNER_CUE = r"\bwinner\b[\s*_]*:"
+# "Winner: Judgment A", "Winner: A", "**Winner:** judgment b", "Winner: [Judgement B].", "Winner: Judgment A because
+# Judgment B misses point 3": the first label right after the cue. `rest` runs to the line's end or the next cue.
 _WINNER = re.compile(
-    r"\bwinner\b[\s*_]*:[\s*_]*(?:judge?ment[\s*_]*)?(?P<label>[ab])\b(?P<rest>[^\n]*)",
+    rf"{_WINNER_CUE}{_OPENERS}{_LABEL}(?P<rest>(?:(?!{_WINNER_CUE})[^\n])*)",
     re.IGNORECASE,
 )
-# "Winner: Judgment A or Judgment B", "Winner: A/B": the template echoed back, not a decision.
-_SECOND_LABEL = re.compile(r"judge?ment\s*[ab]\b|\b(?:or|and)\s+[ab]\b|/\s*[ab]\b", re.IGNORECASE)
+# "Winner: Judgment A or Judgment B", "Winner: A/B", '"Winner: A" or "Winner: B"': the template echoed back, not a
+# decision. Only a second label joined straight to the first counts; "A, and a clear one" or "A because B" do not.
+_SECOND_LABEL = re.compile(
+    rf"[\s*_\])\"'`\u201d\u2019]*(?:\bor\b|\band\b|\bnor\b|\bvs\b\.?|\bversus\b|[/|&,])"
+    rf"{_OPENERS}(?:{_WINNER_CUE}{_OPENERS})?{_LABEL}",
+    re.IGNORECASE,
+)
 
 
 def parse_score(text: str, low: float = 0, high: float = 5) -> float | None:
@@ -48,15 +61,19 @@ def parse_score(text: str, low: float = 0, high: float = 5) -> float | None:
 
 
 def parse_winner(text: str) -> str | None:
-    """Return ``"A"`` or ``"B"`` from the last ``Winner: Judgment A|B`` line of a meta-judgment, else ``None``.
+    """Return ``"A"`` or ``"B"``: the first label after the last ``Winner:`` cue that has one, else ``None``.
 
-    A winner line that also names the other label (``Winner: Judgment A or Judgment B``) is read as
-    undecided and gives ``None``.
+    The label may be wrapped in markdown emphasis, brackets or quotes and written ``Judgment X``, ``Judgement X``
+    or ``X``; what follows it on the line is ignored ("Winner: Judgment A because Judgment B misses point 3" is
+    A), unless it is the other label joined by "or", "and", "/" and the like (``Winner: Judgment A or Judgment
+    B``, ``Winner: A/B``, ``"Winner: A" or "Winner: B"``): that is the template echoed back, read as undecided
+    (``None``). A cue with no label right after it ("Winner: a tie") is skipped for an earlier one.
     """
     matches = list(_WINNER.finditer(text))
     if not matches:
         return None
     last = matches[-1]
-    if _SECOND_LABEL.search(last["rest"]):
-        return None
-    return last["label"].upper()
+    echoed = _SECOND_LABEL.match(text, last.start("rest")) is not None
+    if len(matches) > 1 and matches[-2].end() == last.start():  # the second cue of '"Winner: A" or "Winner: B"'
+        echoed = echoed or _SECOND_LABEL.match(text, matches[-2].start("rest")) is not None
+    return None if echoed else (last["named"] or last["bare"]).upper()

@@ -17,10 +17,11 @@ WINNER_CHOICES = ("A", "B")
 
 RUBRIC = (
     "Start at 0 and add one point for each statement that holds:\n"
-    "1. It is on topic and gives some useful information, even if partial.\n"
+    "1. It is on topic and gives some useful information, even if partial or partly off topic.\n"
     "2. It deals with a large part of the question, though not all of it.\n"
-    "3. It answers the core of the question in a practical way.\n"
-    "4. It reads as an assistant replying directly and completely: clear, well organised, helpful.\n"
+    "3. It answers the core of the question usefully, whether it reads like an assistant or like a web page.\n"
+    "4. It is written as an AI assistant would answer, directly and completely: clear, well organised, "
+    "helpful, even if it could be slightly better.\n"
     "5. It fits the question perfectly, with no filler, shows expert knowledge and real insight."
 )
 
@@ -40,8 +41,8 @@ META_JUDGE_TEMPLATE = (
     "Response:\n{response}\n\n"
     "Judgment A:\n{judgment_a}\n\n"
     "Judgment B:\n{judgment_b}\n\n"
-    "Which judgment applies the scale more accurately? Check the points each one gave or withheld "
-    "against the response, and explain briefly. "
+    "Which judgment applies the scale more accurately and more consistently? Check the points each one gave "
+    "or withheld against the response, and explain briefly. "
     'End with exactly one line: "Winner: Judgment A" or "Winner: Judgment B".'
 )
 

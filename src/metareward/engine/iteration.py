@@ -7,15 +7,23 @@ can be inspected stage by stage. Returns the pairs and flat, namespaced statisti
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from metareward.artifacts import write_json, write_records
+from metareward.core.drops import Selection, merge_drops
 from metareward.engine import phases
 from metareward.engine.judging import calibrate_verdicts
-from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, scored_responses
+from metareward.engine.pairs import (
+    actor_pairs,
+    fitting_pairs,
+    judge_pairs,
+    meta_bias_stats,
+    pair_candidates,
+)
 from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
@@ -47,8 +55,12 @@ def make_iteration_data(
     run_dir: Path,
     reuse: bool = False,
     shard: Shard = Shard(),
+    oversize: Callable[[PairRecord], str | None] = lambda pair: None,
 ) -> IterationData:
     """Make iteration t's pairs with the policy as it is now (M_t).
+
+    `oversize` says why a pair does not fit the DPO token limits (the collator's check); such pairs are dropped and
+    counted like every other drop, so nothing is cut at training time.
 
     With `reuse`, stages whose files a previous (interrupted) attempt finished are read back instead of redone;
     per-request seeds make a redone stage identical to the one an uninterrupted run would have written.
@@ -83,14 +95,19 @@ def make_iteration_data(
         )
 
     rho = settings.rho_for(iteration)
-    per_prompt = scored_responses(responded.records, judged.records)
-    actor = actor_pairs(prompts_by_id, per_prompt, rho, settings.pair_strategy)
+    candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
+    finished = {(r.prompt_id, r.index): r.finished for r in responded.records}
+    selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished)
+    actor = _fitting(selected, oversize)
     stats = _base_stats(prompts, responded, judged, actor, rho)
+    stats["actor/unfinished_excluded"] = float(unfinished)
 
     pairs = list(actor.items)
     if settings.trains_judge(iteration):
         with clock("meta_judge"):
             targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
+            targets, too_long = phases.fitting_targets(policy, targets)
+            target_drops = merge_drops(target_drops, too_long)
             verdicts = store.run(
                 "meta_judgments",
                 MetaJudgmentRecord,
@@ -102,9 +119,10 @@ def make_iteration_data(
                     settings.calibrate_position,
                 ),
             )
-        judge, (w1, w2) = judge_pairs(
-            targets, verdicts.records, settings.judgment_cap_for(iteration), settings.elo_l2
+        selected_judge, (w1, w2) = judge_pairs(
+            targets, verdicts.records, settings.judgment_cap_for(iteration), settings.elo_l2, settings.unfinished
         )
+        judge = _fitting(selected_judge, oversize)
         pairs.extend(judge.items)
         stats.update(_meta_stats(verdicts, judge, target_drops, w1, w2))
         stats.update(meta_bias_stats(verdicts.records, judged.records))
@@ -126,6 +144,11 @@ def make_iteration_data(
     return IterationData(iteration, pairs, stats)
 
 
+def _fitting(selection: Selection[PairRecord], oversize: Callable[[PairRecord], str | None]) -> Selection[PairRecord]:
+    fit = fitting_pairs(selection.items, oversize)
+    return Selection(fit.items, merge_drops(selection.drops, fit.drops))
+
+
 def calibrated(verdicts: phases.PhaseResult, calibrate: bool) -> phases.PhaseResult:
     """Position calibration over the whole iteration's verdicts (after gathering every rank's share)."""
     if not calibrate:
@@ -143,6 +166,7 @@ def _base_stats(prompts, responded, judged, actor, rho: float) -> dict[str, floa
         "judge/judgments": float(len(judgments)),
         "judge/parse_failures": float(judged.parse_failures),
         "judge/parse_failure_rate": judged.parse_failures / max(len(judgments), 1),
+        "judge/unfinished_rate": _mean([not j.finished for j in judgments]),
         "judge/probability_reads": float(sum(j.score_source == "probability" for j in judgments)),
         "judge/mean_score": _mean([j.score for j in judgments if j.score is not None]),
         "pairs/rho": rho,

@@ -23,8 +23,15 @@ from metareward.records import MetaJudgmentRecord
 
 # Two winner probabilities closer than this are a tie (verdict 0).
 VERDICT_TIE_MARGIN = 1e-6
-SCORE_TAIL = re.compile(r"\**\s*score\s*\**\s*:.*$", re.IGNORECASE | re.DOTALL)
-WINNER_TAIL = re.compile(r"\**\s*winner\s*\**\s*:.*$", re.IGNORECASE | re.DOTALL)
+# Where a score or winner line begins within one line of text: at the line's start (after markdown list, quote,
+# heading or emphasis marks) or after the end of a sentence, with an optional "Final"/"Total"/"Overall"; the cue
+# word must stand alone ("relevance score:" mid-sentence or "Underscore:" do not start one).
+_LINE_START = r"(?:^[ \t>#*_-]*|(?<=[.!?)\]])[ \t]+[*_]*)(?:(?:final|total|overall)[ \t]+)?"
+SCORE_TAIL = re.compile(_LINE_START + r"score\b[ \t*_]*:", re.IGNORECASE)
+WINNER_TAIL = re.compile(_LINE_START + r"winner\b[ \t*_]*:", re.IGNORECASE)
+# A line after a final "Score:" / "Winner:" line still belongs to it when it has at most this many words: the
+# value of a garbled line ("Score:" then "3"; "four points"). A longer line is more explanation, so no tail.
+TAIL_VALUE_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,25 @@ class Reading:
 
 
 def explanation_part(text: str, tail: re.Pattern[str]) -> str:
-    """The text before a final (possibly garbled) score or winner line."""
-    return tail.sub("", text.rstrip()).rstrip()
+    """The text before its final (possibly garbled) score or winner line, or the whole text (right-stripped).
+
+    The tail is the last line that holds a ``tail`` cue (from that cue on, "Relevant. **Score:** four"), with
+    the short value lines after it (see ``TAIL_VALUE_WORDS``) and any cue lines right above it ("Score: 3" then
+    "Score: 4"). A cue earlier in the text, followed by more explanation, is part of the explanation: only a
+    final line is removed before the cue is appended.
+    """
+    lines = text.rstrip().split("\n")
+    last = len(lines)
+    while last > 0 and len(lines[last - 1].split()) <= TAIL_VALUE_WORDS and not tail.search(lines[last - 1]):
+        last -= 1
+    if last == 0 or not tail.search(lines[last - 1]):
+        return text.rstrip()
+    first = last - 1
+    while first > 0 and (above := tail.search(lines[first - 1])) and above.start() == 0:
+        first -= 1
+    cue = tail.search(lines[first])
+    assert cue is not None  # every line from `first` to the last cue line holds one
+    return "\n".join([*lines[:first], lines[first][: cue.start()]]).rstrip()
 
 
 def cue_context(prompt: str, explanation: str, cue: str) -> str:

@@ -1,8 +1,13 @@
-"""From judged records to preference pairs: actor pairs by the configured strategy, judge pairs by Elo."""
+"""From judged records to preference pairs: actor pairs by the configured strategy, judge pairs by Elo.
+
+A response or judgment that hit its token limit is unfinished. With `unfinished="drop"` (the default) it never
+becomes a side of a pair: unfinished responses are left out before the actor pair is chosen, and a judge pair with
+an unfinished side is dropped (`unfinished`); with `"keep"` it is trained without an end-of-turn token.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -13,6 +18,19 @@ from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positio
 from metareward.core.prompts import render_judge_prompt
 from metareward.engine.phases import MetaTarget
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PromptRecord, ResponseRecord
+
+UNFINISHED = "unfinished"
+
+
+def pair_candidates(
+    responses: Sequence[ResponseRecord], judgments: Sequence[JudgmentRecord], unfinished: str
+) -> tuple[dict[str, list[ScoredResponse]], int]:
+    """`scored_responses` over the responses that may become a side of an actor pair, and how many unfinished ones
+    were left out. Every prompt keeps its entry, so one left with fewer than two candidates is a counted drop."""
+    kept = [r for r in responses if r.finished or unfinished == "keep"]
+    per_prompt: dict[str, list[ScoredResponse]] = {r.prompt_id: [] for r in responses}
+    per_prompt.update(scored_responses(kept, judgments))
+    return per_prompt, len(responses) - len(kept)
 
 
 def scored_responses(
@@ -34,8 +52,11 @@ def actor_pairs(
     per_prompt: Mapping[str, Sequence[ScoredResponse]],
     rho: float,
     strategy: str,
+    finished: Mapping[tuple[str, int], bool] | None = None,
 ) -> Selection[PairRecord]:
+    """One pair per prompt; `finished` maps (prompt id, response index) to whether that response ended by itself."""
     selection = select_actor_pairs(per_prompt, rho=rho, strategy=strategy)
+    done = finished or {}
     pairs = tuple(
         PairRecord(
             kind="actor",
@@ -45,6 +66,8 @@ def actor_pairs(
             rejected=choice.rejected_text,
             chosen_score=choice.chosen_score,
             rejected_score=choice.rejected_score,
+            chosen_finished=done.get((choice.prompt_id, choice.chosen_index), True),
+            rejected_finished=done.get((choice.prompt_id, choice.rejected_index), True),
         )
         for choice in selection.items
     )
@@ -56,6 +79,7 @@ def judge_pairs(
     verdicts: Sequence[MetaJudgmentRecord],
     max_judgment_chars: int | None,
     elo_l2: float,
+    unfinished: str = "drop",
 ) -> tuple[Selection[PairRecord], tuple[float, float]]:
     """Positional weights pooled over the iteration, then one battle matrix and Elo fit per target.
 
@@ -78,6 +102,10 @@ def judge_pairs(
         if isinstance(choice, str):
             outcomes.append(choice)
             continue
+        chosen, rejected = target.judgments[choice.chosen_index], target.judgments[choice.rejected_index]
+        if unfinished == "drop" and not (chosen.finished and rejected.finished):
+            outcomes.append(UNFINISHED)
+            continue
         outcomes.append(
             PairRecord(
                 kind="judge",
@@ -85,8 +113,10 @@ def judge_pairs(
                 prompt=render_judge_prompt(target.prompt.instruction, target.response.text),
                 chosen=choice.chosen_text,
                 rejected=choice.rejected_text,
-                chosen_score=target.judgments[choice.chosen_index].score,
-                rejected_score=target.judgments[choice.rejected_index].score,
+                chosen_score=chosen.score,
+                rejected_score=rejected.score,
+                chosen_finished=chosen.finished,
+                rejected_finished=rejected.finished,
             )
         )
     return Selection.from_outcomes(outcomes), (w1, w2)
@@ -115,3 +145,10 @@ def meta_bias_stats(verdicts: Sequence[MetaJudgmentRecord], judgments: Sequence[
     if higher:
         stats["meta/prefers_higher_score"] = float(np.mean(higher))
     return stats
+
+
+def fitting_pairs(pairs: Sequence[PairRecord], oversize: Callable[[PairRecord], str | None]) -> Selection[PairRecord]:
+    """The pairs that fit the DPO token limits; `oversize` names why one does not (`prompt_too_long`,
+    `completion_too_long`) and such pairs are dropped and counted, never cut."""
+    outcomes = [oversize(pair) or pair for pair in pairs]
+    return Selection.from_outcomes(outcomes)

@@ -2,6 +2,8 @@
 
 Each phase turns records into records and returns what it dropped; seeds come from (seed, role, iteration,
 prompt, sample), so a phase's output does not depend on batch size or on the other requests in a batch.
+A prompt longer than the generation limit is never cut (its head holds the chat header, the rubric and the
+question): the item is left out and counted as `prompt_too_long`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from metareward.engine.judging import (
 from metareward.engine.policy import Policy
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import Generation, GenerationRequest
-from metareward.model.chat import render_prompt
+from metareward.model.chat import encode_prompt, render_prompt
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
 
 
@@ -47,19 +49,33 @@ class PhaseResult:
     parse_failures: int = 0
 
 
+PROMPT_TOO_LONG = "prompt_too_long"
+
+
+def fits(policy: Policy, prompt: str) -> bool:
+    """Whether a rendered prompt fits the generation limit (`Policy.max_prompt_tokens`)."""
+    return len(encode_prompt(policy.tokenizer, prompt)) <= policy.max_prompt_tokens
+
+
 def respond(policy: Policy, settings: EngineSettings, iteration: int, prompts: Sequence[PromptRecord]) -> PhaseResult:
-    """K actor responses per prompt; empty answers and (optionally) repeated answers are dropped and counted."""
+    """K actor responses per prompt; empty answers and (optionally) repeated answers are dropped and counted, and so
+    are the K answers of a prompt too long to generate from (`prompt_too_long`)."""
+    rendered = {prompt.id: render_prompt(policy.tokenizer, prompt.instruction) for prompt in prompts}
+    kept = [prompt for prompt in prompts if fits(policy, rendered[prompt.id])]
+    drops = Counter(
+        {PROMPT_TOO_LONG: (len(prompts) - len(kept)) * settings.num_responses} if len(kept) < len(prompts) else {}
+    )
     requests = [
         GenerationRequest(
             key=(prompt.id, k),
-            prompt=render_prompt(policy.tokenizer, prompt.instruction),
+            prompt=rendered[prompt.id],
             seed=derive_seed(settings.seed, "actor", iteration, prompt.id, k),
         )
-        for prompt in prompts
+        for prompt in kept
         for k in range(settings.num_responses)
     ]
     generations = policy.generate("actor", requests, settings.actor, desc=f"iteration {iteration}: responses")
-    records, drops, seen = [], Counter(), set()
+    records, seen = [], set()
     for generation in generations:
         prompt_id, k = generation.key
         text = generation.text.strip()
@@ -81,11 +97,18 @@ def judge(
     prompts: Mapping[str, PromptRecord],
     responses: Sequence[ResponseRecord],
 ) -> PhaseResult:
-    """N judgments per response, each read as a 0-5 score in the configured score mode."""
-    keyed = [(response, j) for response in responses for j in range(settings.num_judgments)]
-    rendered = [
-        render_prompt(policy.tokenizer, render_judge_prompt(prompts[r.prompt_id].instruction, r.text)) for r, _ in keyed
-    ]
+    """N judgments per response, each read as a 0-5 score in the configured score mode. A response whose judge
+    prompt is too long gets no judgments (counted as `prompt_too_long` judgments), so it forms no actor pair."""
+    judge_prompt = {
+        (r.prompt_id, r.index): render_prompt(
+            policy.tokenizer, render_judge_prompt(prompts[r.prompt_id].instruction, r.text)
+        )
+        for r in responses
+    }
+    judged = [r for r in responses if fits(policy, judge_prompt[(r.prompt_id, r.index)])]
+    too_long = (len(responses) - len(judged)) * settings.num_judgments
+    keyed = [(response, j) for response in judged for j in range(settings.num_judgments)]
+    rendered = [judge_prompt[(r.prompt_id, r.index)] for r, _ in keyed]
     requests = [
         GenerationRequest(
             key=i, prompt=text, seed=derive_seed(settings.seed, "judge", iteration, r.prompt_id, r.index, j)
@@ -108,12 +131,13 @@ def judge(
     )
     readings = read_scores(texts, settings.score_mode, probabilities)
     records = [
-        JudgmentRecord(r.prompt_id, r.index, j, reading.text, reading.value, reading.source)  # type: ignore[arg-type]
-        for (r, j), reading in zip(keyed, readings)
+        JudgmentRecord(r.prompt_id, r.index, j, reading.text, reading.value, reading.source, g.finished)  # type: ignore[arg-type]
+        for (r, j), reading, g in zip(keyed, readings, generations)
     ]
     invalid = sum(record.score is None for record in records)
     failures = sum(parse_score(text) is None for text in texts)
-    return PhaseResult(records, {"no_valid_score": invalid} if invalid else {}, parse_failures=failures)
+    drops = {"no_valid_score": invalid, PROMPT_TOO_LONG: too_long}
+    return PhaseResult(records, {reason: n for reason, n in drops.items() if n}, parse_failures=failures)
 
 
 def _choice_reads(
@@ -168,16 +192,33 @@ def meta_targets(
     return targets, dict(drops)
 
 
-def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets: Sequence[MetaTarget]) -> PhaseResult:
-    """Every ordered pair (m, n) of each target's judgments, judgment m shown first as "Judgment A"."""
-    keyed = [(target, m, n) for target in targets for m, n in ordered_pairs(len(target.judgments))]
-    rendered = [
-        render_prompt(
-            policy.tokenizer,
-            render_meta_judge_prompt(t.prompt.instruction, t.response.text, t.judgments[m].text, t.judgments[n].text),
-        )
-        for t, m, n in keyed
+def meta_prompt(policy: Policy, target: MetaTarget, first: int, second: int) -> str:
+    """The rendered meta-judge prompt showing judgment `first` as "Judgment A" and `second` as "Judgment B"."""
+    return render_prompt(
+        policy.tokenizer,
+        render_meta_judge_prompt(
+            target.prompt.instruction, target.response.text, target.judgments[first].text, target.judgments[second].text
+        ),
+    )
+
+
+def fitting_targets(policy: Policy, targets: Sequence[MetaTarget]) -> tuple[list[MetaTarget], dict[str, int]]:
+    """The targets all of whose meta-judge prompts fit the generation limit; the others are dropped and counted
+    (a Bradley-Terry fit over part of the battles would rank the judgments on unequal evidence)."""
+    kept = [
+        t
+        for t in targets
+        if all(fits(policy, meta_prompt(policy, t, m, n)) for m, n in ordered_pairs(len(t.judgments)))
     ]
+    return kept, ({PROMPT_TOO_LONG: len(targets) - len(kept)} if len(kept) < len(targets) else {})
+
+
+def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets: Sequence[MetaTarget]) -> PhaseResult:
+    """Every ordered pair (m, n) of each target's judgments, judgment m shown first as "Judgment A".
+
+    Every prompt must fit the generation limit: filter the targets with `fitting_targets` first."""
+    keyed = [(target, m, n) for target in targets for m, n in ordered_pairs(len(target.judgments))]
+    rendered = [meta_prompt(policy, t, m, n) for t, m, n in keyed]
     requests = [
         GenerationRequest(
             key=i,

@@ -1,9 +1,15 @@
-"""The policy as the engine sees it: one model whose role adapters can be switched, and its tokenizer."""
+"""The policy as the engine sees it: one seam, `GenerationBackend`, that every phase, evaluation and self-instruct
+call goes through, and its in-process implementation on transformers, `Policy`.
+
+A backend generates for a role (actor, judge, meta_judge, or `SEED_ROLE` for the seed model M0 with its adapters
+off) and reads choice probabilities after a cue. `Policy` runs our own sampler with the role's adapter switched on;
+`metareward.generation.vllm_backend.VLLMBackend` sends the same requests to a vLLM server.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,21 +21,23 @@ from metareward.engine.settings import RoleSettings
 from metareward.generation.choice_probs import choice_probabilities, cue_read
 from metareward.generation.sampler import CueRead, Generation, GenerationRequest, generate
 
-
-class RoleSwitch(Protocol):
-    """Anything that lends the model with a role's adapter active (RoleAdapters)."""
-
-    def role(self, role: str) -> AbstractContextManager[torch.nn.Module]: ...
+# The seed model M0: the base weights with every adapter off (evaluation baselines, the seed evaluator).
+SEED_ROLE = "seed"
 
 
-@dataclass
-class Policy:
-    """Generation and choice reading for each role, with that role's adapter active."""
+class GenerationBackend(Protocol):
+    """What the data engine, evaluation and self-instruct need from a generation engine.
 
-    switch: RoleSwitch
+    `generate` continues each request's rendered prompt with the role's adapter (one seed per request; with a `cue`
+    each generation also carries log p(choice) after its text + cue); `choose` returns [len(contexts), len(choices)]
+    probabilities of each choice as the next token, renormalised over the choices; `cue_read` makes the cue.
+    Prompts are never cut: `generate` refuses one longer than `max_prompt_tokens` (the call's own limit where it
+    gives one, as evaluation does, else the backend's); `choose` refuses contexts only over a limit the call gives
+    (a context is a prompt that fit, the text generated after it, and a cue).
+    """
+
     tokenizer: PreTrainedTokenizerBase
-    max_prompt_tokens: int = 1536
-    progress: bool = True
+    max_prompt_tokens: int
 
     def generate(
         self,
@@ -38,39 +46,116 @@ class Policy:
         settings: RoleSettings,
         desc: str,
         cue: CueRead | None = None,
+        max_prompt_tokens: int | None = None,
+    ) -> list[Generation]: ...
+
+    def choose(
+        self,
+        role: str,
+        contexts: Sequence[str],
+        choices: Sequence[str],
+        batch_size: int,
+        desc: str,
+        max_prompt_tokens: int | None = None,
+    ) -> np.ndarray: ...
+
+    def cue_read(self, cue_text: str, choices: Sequence[str]) -> CueRead: ...
+
+    def close(self) -> None: ...
+
+
+class RoleSwitch(Protocol):
+    """Anything that lends the model with a role's adapter active (RoleAdapters); `model` is the PEFT model."""
+
+    model: torch.nn.Module
+
+    def role(self, role: str) -> AbstractContextManager[torch.nn.Module]: ...
+
+
+@dataclass
+class FixedModel:
+    """A RoleSwitch over a model without adapters (self-instruct's seed model): every role gets it as it is."""
+
+    model: torch.nn.Module
+
+    @contextmanager
+    def role(self, role: str) -> Iterator[torch.nn.Module]:
+        yield self.model
+
+
+@contextmanager
+def adapters_off(peft_model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The PEFT model with every adapter disabled: the seed model M0."""
+    with peft_model.disable_adapter():
+        yield peft_model
+
+
+@dataclass
+class Policy:
+    """The in-process backend: our batched sampler on transformers, with the role's adapter active.
+
+    `stop_ids` are the ids that end an answer (empty: the sampler's default, `model.chat.stop_token_ids`)."""
+
+    switch: RoleSwitch
+    tokenizer: PreTrainedTokenizerBase
+    max_prompt_tokens: int = 1536
+    progress: bool = True
+    stop_ids: tuple[int, ...] = ()
+
+    def lend(self, role: str) -> AbstractContextManager[torch.nn.Module]:
+        return adapters_off(self.switch.model) if role == SEED_ROLE else self.switch.role(role)
+
+    def generate(
+        self,
+        role: str,
+        requests: Sequence[GenerationRequest],
+        settings: RoleSettings,
+        desc: str,
+        cue: CueRead | None = None,
+        max_prompt_tokens: int | None = None,
     ) -> list[Generation]:
         """With a `cue`, each generation also reads the cue's choices after its text (see `cue_read`)."""
-        with self.switch.role(role) as model:
+        with self.lend(role) as model:
             return generate(
                 model,
                 self.tokenizer,
                 requests,
                 settings.sampling,
                 batch_size=settings.batch_size,
-                max_prompt_tokens=self.max_prompt_tokens,
+                max_prompt_tokens=max_prompt_tokens or self.max_prompt_tokens,
                 desc=desc,
                 progress=self.progress,
                 cue=cue,
+                stop_ids=self.stop_ids or None,
             )
 
     def cue_read(self, cue_text: str, choices: Sequence[str]) -> CueRead:
         return cue_read(self.tokenizer, cue_text, choices)
 
     def choose(
-        self, role: str, contexts: Sequence[str], choices: Sequence[str], batch_size: int, desc: str
+        self,
+        role: str,
+        contexts: Sequence[str],
+        choices: Sequence[str],
+        batch_size: int,
+        desc: str,
+        max_prompt_tokens: int | None = None,
     ) -> np.ndarray:
         """Probabilities over `choices` as the next token after each context: shape [len(contexts), len(choices)]."""
         if not contexts:
             return np.zeros((0, len(choices)))
-        with self.switch.role(role) as model:
+        with self.lend(role) as model:
             result = choice_probabilities(
                 model,
                 self.tokenizer,
                 contexts,
                 choices,
                 batch_size=batch_size,
-                max_prompt_tokens=self.max_prompt_tokens,
+                max_prompt_tokens=max_prompt_tokens,  # None: no limit (see GenerationBackend)
                 desc=desc,
                 progress=self.progress,
             )
         return np.asarray(getattr(result, "probabilities", result))
+
+    def close(self) -> None:
+        """Nothing to release: the model belongs to the training module."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from metareward.core.seeding import derive_seed
+from metareward.datafiles import file_problem, id_problem, iter_json_objects, text_field_problem
 from metareward.records import PromptRecord
 
 log = logging.getLogger(__name__)
@@ -61,33 +61,33 @@ def load_prompt_pool(
     split: str = "train",
     max_prompt_chars: int | None = None,
     on_bad_line: str = "fail",
+    instruction_suffix: str = "",
 ) -> PromptPool:
+    """The prompts of a file or dataset; `instruction_suffix` is appended to every instruction (the demo asks for
+    short answers that way), so the stored prompts, the judge's view and the pairs all hold the text as asked."""
     bad = _BadLines(on_bad_line)
     local = Path(path).expanduser()
-    if local.suffix == ".jsonl":
-        if not local.is_file():
-            raise PromptPoolError(f"data.path={path!r} does not exist; point it at a JSONL file of prompts")
+    if local.suffix == ".jsonl" or local.is_dir():
+        problem = file_problem(local, "data.path", "a JSONL file of prompts")
+        if problem:
+            raise PromptPoolError(problem)
         rows = _read_jsonl_rows(local, bad)
     else:
         rows = _read_with_datasets(path, split)
-    return _pool_from_rows(rows, str(path), instruction_field, max_prompt_chars, bad)
+    pool = _pool_from_rows(rows, str(path), instruction_field, max_prompt_chars, bad)
+    if not instruction_suffix:
+        return pool
+    asked = tuple(replace(p, instruction=p.instruction + instruction_suffix) for p in pool.prompts)
+    return replace(pool, prompts=asked)
 
 
 def _read_jsonl_rows(path: Path, bad: _BadLines) -> list[tuple[int, dict]]:
     rows = []
-    with path.open(encoding="utf-8") as stream:
-        for line_number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                bad("malformed_line", f"{path}:{line_number}: not valid JSON ({error.msg})")
-                continue
-            if not isinstance(row, dict):
-                bad("malformed_line", f"{path}:{line_number}: expected a JSON object, found {type(row).__name__}")
-                continue
-            rows.append((line_number, row))
+    for line_number, row in iter_json_objects(path, PromptPoolError):
+        if isinstance(row, str):  # JSON, but not an object
+            bad("malformed_line", row)
+            continue
+        rows.append((line_number, row))
     return rows
 
 
@@ -101,14 +101,37 @@ def _read_with_datasets(path: str, split: str) -> list[tuple[int, dict]]:
             if builder is None:
                 known = ", ".join([".jsonl", *DATASETS_SUFFIXES])
                 raise PromptPoolError(f"data.path={path!r} has an unknown file type; use one of {known}")
-            dataset = datasets.load_dataset(builder, data_files=str(local), split="train")
+            if builder == "csv" and _csv_has_no_rows(local):
+                raise PromptPoolError(f"data.path={path!r} holds a header and no rows; add a row per prompt")
+            dataset = _quietly(lambda: datasets.load_dataset(builder, data_files=str(local), split="train"))
         else:
             dataset = datasets.load_dataset(path, split=split)
     except PromptPoolError:
         raise
-    except Exception as error:  # datasets raises many types; the user needs the one sentence
-        raise PromptPoolError(f"could not load data.path={path!r} with datasets: {error}") from None
+    except Exception as error:  # noqa: BLE001 - datasets raises many types; the user needs the one sentence
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise PromptPoolError(f"could not load data.path={path!r} with datasets: {reason}") from None
     return [(index + 1, dict(row)) for index, row in enumerate(dataset)]
+
+
+def _csv_has_no_rows(path: Path) -> bool:
+    """Whether a CSV file holds at most a header line (datasets would answer with a puzzling error)."""
+    with path.open(encoding="utf-8-sig", errors="replace") as stream:
+        lines = (line for line in stream if line.strip())
+        return next(lines, None) is None or next(lines, None) is None
+
+
+def _quietly(load):
+    """A local file loads in a blink: no progress bar for it, which would only add lines to the run's output."""
+    from datasets.utils import logging as datasets_logging
+
+    shown = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        return load()
+    finally:
+        if shown:
+            datasets_logging.enable_progress_bar()
 
 
 def _pool_from_rows(
@@ -120,11 +143,15 @@ def _pool_from_rows(
     drops: Counter[str] = Counter(bad.counts)
     seen_ids: dict[str, int] = {}
     for line_number, row in rows:
-        instruction = row.get(instruction_field)
-        if not isinstance(instruction, str):
-            bad("missing_field", f"{source}:{line_number}: missing the text field {instruction_field!r}")
-            drops["missing_field"] = bad.counts["missing_field"]
+        where = f"{source}:{line_number}"
+        problem = text_field_problem(row, instruction_field, where) or id_problem(row, where)
+        problem = problem or text_field_problem(row, "category", where, required=False)
+        if problem:
+            reason = "missing_field" if "missing" in problem else "wrong_type"
+            bad(reason, problem)
+            drops[reason] = bad.counts[reason]
             continue
+        instruction = row[instruction_field]
         if not instruction.strip():
             drops["empty_instruction"] += 1
             continue
@@ -133,11 +160,26 @@ def _pool_from_rows(
             continue
         prompt_id = str(row.get("id", f"{Path(source).stem}-{line_number}"))
         if prompt_id in seen_ids:
-            bad("duplicate_id", f"{source}:{line_number}: duplicate id {prompt_id!r} (first on line {seen_ids[prompt_id]})")
+            bad(
+                "duplicate_id",
+                f"{source}:{line_number}: duplicate id {prompt_id!r} (first on line {seen_ids[prompt_id]})",
+            )
             drops["duplicate_id"] = bad.counts["duplicate_id"]
             continue
         seen_ids[prompt_id] = line_number
-        prompts.append(PromptRecord(id=prompt_id, instruction=instruction.strip(), category=str(row.get("category", ""))))
+        prompts.append(
+            PromptRecord(id=prompt_id, instruction=instruction.strip(), category=row.get("category") or "")
+        )
     if not prompts:
         raise PromptPoolError(f"{source}: no usable prompts (dropped: {dict(drops)})")
     return PromptPool(prompts=tuple(prompts), source=source, drops=dict(drops))
+
+
+def pool_size_problem(pool: PromptPool, prompts_per_iteration: int) -> str | None:
+    """An iteration draws `prompts_per_iteration` distinct prompts, so a smaller pool cannot fill even one."""
+    if len(pool.prompts) >= prompts_per_iteration:
+        return None
+    return (
+        f"data.path={pool.source!r} holds {len(pool.prompts)} usable prompts, fewer than one iteration draws "
+        f"(data.prompts_per_iteration={prompts_per_iteration}); add prompts or lower data.prompts_per_iteration"
+    )

@@ -9,6 +9,8 @@ from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
 from metareward.generation.sampler import SamplingSettings
 
 READ_MODES = ("parse", "probability", "hybrid")
+# A response or judgment that hit its token limit: left out of pairs, or trained without an end token (engine.pairs).
+UNFINISHED_POLICIES = ("drop", "keep")
 
 
 def scheduled(values: Sequence[float] | None, iteration: int, default: float) -> float:
@@ -47,6 +49,7 @@ class EngineSettings:
     max_judgment_chars_schedule: tuple[int, ...] | None = None
     elo_l2: float = 1e-3
     max_prompt_tokens: int = 1536
+    unfinished: str = "drop"
     progress: bool = True
 
     def rho_for(self, iteration: int) -> float:
@@ -79,13 +82,21 @@ class EngineSettings:
                 found.append(f"{key}={mode!r} is not one of {list(READ_MODES)}")
         if self.pair_strategy not in ACTOR_PAIR_STRATEGIES:
             found.append(f"pairs.strategy={self.pair_strategy!r} is not one of {sorted(ACTOR_PAIR_STRATEGIES)}")
-        for rho in (self.rho, *(self.rho_schedule or ())):
-            if not 0.0 <= rho <= 1.0:
-                found.append(f"pairs.rho={rho} must be in [0, 1]")
+        # Above 0.5 the length-control tiers overlap and a pair's chosen answer could score below its rejected one.
+        scheduled_rhos = [(f"pairs.rho_schedule entry {r}", r) for r in self.rho_schedule or ()]
+        named = [(f"pairs.rho={self.rho}", self.rho), *scheduled_rhos]
+        for name, rho in named:
+            if not 0.0 <= rho <= 0.5:
+                found.append(
+                    f"{name} must be in [0, 0.5]: above 0.5 the top and bottom score tiers overlap, so the "
+                    "chosen answer could score below the rejected one (the papers use 0 to 0.4)"
+                )
         for name, role in (("actor", self.actor), ("judge", self.judge), ("meta_judge", self.meta_judge)):
             found.extend(_role_problems(name, role))
         if any(i < 1 for i in self.judge_training_iterations):
             found.append("schedule.judge_training_iterations holds 1-based iteration numbers (1, 2, ...)")
+        if self.unfinished not in UNFINISHED_POLICIES:
+            found.append(f"pairs.unfinished={self.unfinished!r} is not one of {list(UNFINISHED_POLICIES)}")
         if self.elo_l2 < 0:
             found.append(f"meta_judge.elo_l2={self.elo_l2} must be >= 0")
         return found

@@ -3,12 +3,13 @@ baseline answers kept in the run directory so the seed model answers each prompt
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from metareward.artifacts import read_records, write_records
+from metareward.datafiles import file_problem, id_problem, json_objects, json_type, text_field_problem
 
 
 class EvaluationDataError(ValueError):
@@ -41,45 +42,71 @@ class BaselineAnswer:
     source: str  # "seed" (answered by M0) or "reference" (given in the evaluation data)
 
 
-def _rows(path: str | Path, what: str) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationDataError(f"The {what} file {path} does not exist; point the config at a JSON Lines file.")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise EvaluationDataError(f"{path}:{number} is not valid JSON ({error.msg}).") from None
+def _rows(path: str | Path, what: str, key: str) -> list[dict]:
+    path = Path(path).expanduser()
+    problem = file_problem(path, key, f"a JSON Lines file of {what}")
+    if problem:
+        raise EvaluationDataError(problem)
+    rows = [row for _, row in json_objects(path, EvaluationDataError)]
+    if not rows:
+        raise EvaluationDataError(f"{key}={str(path)!r} holds no rows; point it at a JSON Lines file of {what}")
     return rows
 
 
-def _field(row: dict, name: str, path: str | Path, number: int) -> object:
-    if row.get(name) in (None, ""):
-        raise EvaluationDataError(f"{path}: row {number} has no {name!r} field.")
+def _text(row: dict, name: str, path: str | Path, number: int) -> str:
+    where = f"{path}: row {number}"
+    if row.get(name) is None or row.get(name) == "":
+        raise EvaluationDataError(f"{where} has no {name!r} field; every row needs it as text")
+    problem = text_field_problem(row, name, where)
+    if problem is None and not row[name].strip():
+        problem = f"{where}: the text field {name!r} is empty"
+    if problem:
+        raise EvaluationDataError(problem)
     return row[name]
+
+
+def _score(row: dict, name: str, path: str | Path, number: int) -> float:
+    value = row.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        found = "nothing" if value is None else json_type(value)
+        raise EvaluationDataError(f"{path}: row {number}: the field {name!r} holds {found}; it must be a number")
+    return float(value)
+
+
+def _row_id(row: dict, default: str, path: str | Path, number: int, seen: dict[str, int]) -> str:
+    problem = id_problem(row, f"{path}: row {number}")
+    if problem:
+        raise EvaluationDataError(problem)
+    row_id = str(row.get("id", default))
+    if row_id in seen:
+        raise EvaluationDataError(
+            f"{path}: row {number}: duplicate id {row_id!r} (first in row {seen[row_id]}); give every row its own id"
+        )
+    seen[row_id] = number
+    return row_id
 
 
 def load_eval_prompts(
     path: str | Path, limit: int, instruction_field: str = "instruction", reference_field: str | None = None
 ) -> list[EvalPrompt]:
     """The first `limit` rows (file order, so every iteration and run sees the same prompts)."""
-    prompts = []
-    for number, row in enumerate(_rows(path, "evaluation prompts")[:limit], start=1):
-        instruction = str(_field(row, instruction_field, path, number))
-        reference = str(_field(row, reference_field, path, number)) if reference_field else None
-        prompts.append(EvalPrompt(str(row.get("id", f"eval-{number:04d}")), instruction, reference))
+    prompts, seen = [], {}
+    for number, row in enumerate(_rows(path, "evaluation prompts", "evaluation.data_path")[:limit], start=1):
+        instruction = _text(row, instruction_field, path, number)
+        reference = _text(row, reference_field, path, number) if reference_field else None
+        prompts.append(EvalPrompt(_row_id(row, f"eval-{number:04d}", path, number, seen), instruction, reference))
     return prompts
 
 
 def load_labelled_pairs(path: str | Path, limit: int) -> list[LabelledPair]:
     """The first `limit` labelled pairs; fields instruction, good, poor, good_score, poor_score (id optional)."""
-    pairs = []
-    for number, row in enumerate(_rows(path, "labelled judge pairs")[:limit], start=1):
-        values = {name: _field(row, name, path, number) for name in ("instruction", "good", "poor")}
-        scores = {name: float(_field(row, name, path, number)) for name in ("good_score", "poor_score")}
-        pairs.append(LabelledPair(str(row.get("id", f"pair-{number:04d}")), **values, **scores))  # type: ignore[arg-type]
+    pairs, seen = [], {}
+    key = "evaluation.judge_quality.data_path"
+    for number, row in enumerate(_rows(path, "labelled judge pairs", key)[:limit], start=1):
+        values = {name: _text(row, name, path, number) for name in ("instruction", "good", "poor")}
+        scores = {name: _score(row, name, path, number) for name in ("good_score", "poor_score")}
+        pair_id = _row_id(row, f"pair-{number:04d}", path, number, seen)
+        pairs.append(LabelledPair(pair_id, **values, **scores))  # type: ignore[arg-type]
     return pairs
 
 

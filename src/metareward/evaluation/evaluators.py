@@ -1,19 +1,17 @@
 """Evaluators that compare two answers to one instruction: `prefer(instruction, a, b)` is P(answer A is better).
 
-Three kinds share that interface: a local causal LM read by probability (the frozen seed model M0 with its adapters
-off, or any model loaded by path), and any OpenAI-compatible chat-completions endpoint. Position bias is cancelled
+Three kinds share that interface: a causal LM read by probability (the frozen seed model M0, the policy with its
+adapters off, read through the run's generation backend; or any model loaded by path, in process), and any
+OpenAI-compatible chat-completions endpoint. Position bias is cancelled
 by the caller, which asks for both orders (see `metrics.both_orders`). The comparison prompt is our own wording.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +19,8 @@ from dataclasses import dataclass, field
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from metareward.engine.policy import SEED_ROLE, GenerationBackend
+from metareward.evaluation.http import has_choices, post_json
 from metareward.generation.choice_probs import choice_distribution
 from metareward.model.chat import render_prompt
 
@@ -82,13 +82,45 @@ class LocalModelEvaluator(PreferenceEvaluator):
     def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
         if not comparisons:
             return []
-        contexts = [render_prompt(self.tokenizer, render_comparison_prompt(*c)) + COMPARISON_CUE for c in comparisons]
+        contexts = comparison_contexts(self.tokenizer, comparisons)
         with self.model() as model:
             result = choice_distribution(
-                model, self.tokenizer, contexts, CHOICES, self.batch_size, self.max_prompt_tokens,
-                desc=f"{self.name} evaluator", progress=self.progress,
+                model,
+                self.tokenizer,
+                contexts,
+                CHOICES,
+                self.batch_size,
+                self.max_prompt_tokens,
+                desc=f"{self.name} evaluator",
+                progress=self.progress,
             )
         return [float(p) for p in result.probabilities[:, 0]]
+
+
+def comparison_contexts(tokenizer: PreTrainedTokenizerBase, comparisons: Sequence[Comparison]) -> list[str]:
+    """Each rendered comparison prompt followed by the cue before the letter."""
+    return [render_prompt(tokenizer, render_comparison_prompt(*c)) + COMPARISON_CUE for c in comparisons]
+
+
+@dataclass
+class BackendEvaluator(PreferenceEvaluator):
+    """P("A") / (P("A") + P("B")) after the comparison prompt and the cue, read by a generation backend for `role`
+    (the seed model M0 by default): the same read as `LocalModelEvaluator`, on whichever engine the run uses."""
+
+    backend: GenerationBackend
+    role: str = SEED_ROLE
+    batch_size: int = 8
+    max_prompt_tokens: int = 2048
+    name: str = "seed"
+
+    def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
+        if not comparisons:
+            return []
+        contexts = comparison_contexts(self.backend.tokenizer, comparisons)
+        probabilities = self.backend.choose(
+            self.role, contexts, CHOICES, self.batch_size, f"{self.name} evaluator", self.max_prompt_tokens
+        )
+        return [float(p) for p in probabilities[:, 0]]
 
 
 @contextmanager
@@ -96,15 +128,10 @@ def _fixed(model: nn.Module) -> Iterator[nn.Module]:
     yield model
 
 
-@contextmanager
-def adapters_off(peft_model: nn.Module) -> Iterator[nn.Module]:
-    """The PEFT model with every adapter disabled: the frozen seed model M0."""
-    with peft_model.disable_adapter():
-        yield peft_model
-
-
-def seed_evaluator(peft_model: nn.Module, tokenizer: PreTrainedTokenizerBase, **kwargs) -> LocalModelEvaluator:
-    return LocalModelEvaluator(lambda: adapters_off(peft_model), tokenizer, name="seed", **kwargs)
+def seed_evaluator(backend: GenerationBackend, tokenizer: PreTrainedTokenizerBase, **kwargs) -> BackendEvaluator:
+    """The frozen seed model M0 (the policy with its adapters off) through the run's backend; `tokenizer` is the
+    backend's own and is accepted for the shared builder signature."""
+    return BackendEvaluator(backend, SEED_ROLE, name="seed", **kwargs)
 
 
 def path_evaluator(path: str, dtype: str = "float32", **kwargs) -> LocalModelEvaluator:
@@ -172,12 +199,8 @@ class OpenAIChatEvaluator(PreferenceEvaluator):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         url = self.base_url.rstrip("/") + "/chat/completions"
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                reply = json.loads(response.read().decode())
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as error:
-            raise EvaluatorError(f"The evaluator endpoint {url} failed ({type(error).__name__}: {error}).") from None
+        # Bounded retries with backoff; the key never appears in a message (evaluation.http).
+        reply = post_json(url, body, headers, self.timeout_s, EvaluatorError, accept=has_choices)
         if not reply.get("choices"):
             raise EvaluatorError(f"The evaluator endpoint {url} returned no choices.")
         return reply["choices"][0]

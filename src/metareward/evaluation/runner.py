@@ -1,5 +1,7 @@
 """Evaluation steps that need a model but no Lightning: answer the held-out prompts, compare with the baseline in
-both orders, score labelled pairs with the judge. The callbacks in `metareward.lightning.eval_callbacks` wire them."""
+both orders, score labelled pairs with the judge. Generation and score reads go through the run's generation backend
+(`engine.policy.GenerationBackend`), as the data engine's do. The callbacks in `metareward.lightning.eval_callbacks`
+wire them."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from metareward.core.prompts import SCORE_CHOICES, SCORE_CUE, render_judge_prompt
 from metareward.core.seeding import derive_seed
+from metareward.engine.policy import GenerationBackend
+from metareward.engine.settings import RoleSettings
 from metareward.evaluation.data import EvalPrompt, LabelledPair
 from metareward.evaluation.evaluators import PreferenceEvaluator
 from metareward.evaluation.metrics import (
@@ -24,8 +27,8 @@ from metareward.evaluation.metrics import (
     lc_win_rate,
     win_rate,
 )
-from metareward.generation.choice_probs import choice_distribution, expected_score
-from metareward.generation.sampler import GenerationRequest, SamplingSettings, generate
+from metareward.generation.choice_probs import expected_score
+from metareward.generation.sampler import GenerationRequest, SamplingSettings
 from metareward.model.chat import render_prompt
 
 
@@ -42,8 +45,8 @@ def finite_or_none(value: float | None) -> float | None:
 
 
 def answer_prompts(
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
+    backend: GenerationBackend,
+    role: str,
     prompts: Sequence[EvalPrompt],
     sampling: SamplingSettings,
     batch_size: int,
@@ -51,12 +54,15 @@ def answer_prompts(
     seed: int,
     desc: str = "evaluation answers",
 ) -> list[str]:
-    """One answer per prompt, each request seeded from (seed, prompt id) so reruns answer alike."""
+    """One answer per prompt by `role` (the actor, or SEED_ROLE for M0), each request seeded from (seed, prompt id)
+    so reruns answer alike."""
     requests = [
-        GenerationRequest(p.id, render_prompt(tokenizer, p.instruction), derive_seed(seed, "eval", p.id))
+        GenerationRequest(p.id, render_prompt(backend.tokenizer, p.instruction), derive_seed(seed, "eval", p.id))
         for p in prompts
     ]
-    generations = generate(model, tokenizer, requests, sampling, batch_size, max_prompt_tokens, desc, progress=False)
+    generations = backend.generate(
+        role, requests, RoleSettings(sampling, batch_size), desc, max_prompt_tokens=max_prompt_tokens
+    )
     return [g.text for g in generations]
 
 
@@ -93,8 +99,15 @@ def win_rate_report(
         "evaluator_unreadable": float(evaluator.unreadable - unreadable_before),
     }
     rows = [
-        {"prompt_id": p.id, "instruction": p.instruction, "answer": a, "baseline": b,
-         "p_model_first": x, "p_baseline_first": y, "preference": float(z)}
+        {
+            "prompt_id": p.id,
+            "instruction": p.instruction,
+            "answer": a,
+            "baseline": b,
+            "p_model_first": x,
+            "p_baseline_first": y,
+            "preference": float(z),
+        }
         for p, a, b, x, y, z in zip(prompts, answers, baseline, first, second, preferences)
     ]
     return {k: finite_or_none(v) for k, v in figures.items()}, rows
@@ -106,20 +119,18 @@ def judge_score_contexts(tokenizer: PreTrainedTokenizerBase, items: Sequence[tup
 
 
 def read_judge_scores(
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
+    backend: GenerationBackend,
     items: Sequence[tuple[str, str]],
     batch_size: int,
     max_prompt_tokens: int,
 ) -> np.ndarray:
-    """E[score] = sum_k k * P(k | judge prompt, "Score: ") for k in 0..5, one forward pass per item."""
+    """E[score] = sum_k k * P(k | judge prompt, "Score: ") for k in 0..5, read with the judge adapter, one forward
+    pass per item."""
     if not items:
         return np.zeros(0)
-    result = choice_distribution(
-        model, tokenizer, judge_score_contexts(tokenizer, items), SCORE_CHOICES, batch_size, max_prompt_tokens,
-        desc="judge quality", progress=False,
-    )
-    return expected_score(result.probabilities, [float(c) for c in SCORE_CHOICES])
+    contexts = judge_score_contexts(backend.tokenizer, items)
+    probabilities = backend.choose("judge", contexts, SCORE_CHOICES, batch_size, "judge quality", max_prompt_tokens)
+    return expected_score(probabilities, [float(c) for c in SCORE_CHOICES])
 
 
 def judge_quality_report(
@@ -133,8 +144,13 @@ def judge_quality_report(
     figures["judge_good_mean"] = float(np.mean(good_scores)) if len(pairs) else None
     figures["judge_poor_mean"] = float(np.mean(poor_scores)) if len(pairs) else None
     rows = [
-        {"pair_id": p.id, "good_label": p.good_score, "poor_label": p.poor_score, "good_score": float(g),
-         "poor_score": float(s)}
+        {
+            "pair_id": p.id,
+            "good_label": p.good_score,
+            "poor_label": p.poor_score,
+            "good_score": float(g),
+            "poor_score": float(s),
+        }
         for p, g, s in zip(pairs, good_scores, poor_scores)
     ]
     return figures, rows

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from metareward.engine.policy import GenerationBackend
 from metareward.evaluation.evaluators import (
     OpenAIChatEvaluator,
     PreferenceEvaluator,
@@ -49,31 +49,31 @@ class EvaluatorSpec:
         return found
 
 
-def _seed(spec: EvaluatorSpec, policy: nn.Module, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
+def _seed(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
     return seed_evaluator(policy, tokenizer, batch_size=spec.batch_size, max_prompt_tokens=spec.max_prompt_tokens)
 
 
-def _model(spec: EvaluatorSpec, policy: nn.Module, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
+def _model(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
     return path_evaluator(
         str(spec.path), spec.dtype, batch_size=spec.batch_size, max_prompt_tokens=spec.max_prompt_tokens
     )
 
 
-def _openai(spec: EvaluatorSpec, policy: nn.Module, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
+def _openai(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
     return OpenAIChatEvaluator(
         str(spec.base_url), str(spec.model), spec.api_key_env, spec.max_tokens, spec.top_logprobs, spec.timeout_s
     )
 
 
-BUILDERS: dict[str, Callable[[EvaluatorSpec, nn.Module, PreTrainedTokenizerBase], PreferenceEvaluator]] = {
+BUILDERS: dict[str, Callable[[EvaluatorSpec, GenerationBackend, PreTrainedTokenizerBase], PreferenceEvaluator]] = {
     "seed": _seed,
     "model": _model,
     "openai": _openai,
 }
 
 
-def build_evaluator(spec: EvaluatorSpec, policy: nn.Module, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
-    """`policy` is the PEFT model (the seed evaluator turns its adapters off); the others ignore it."""
+def build_evaluator(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
+    """`policy` is the run's generation backend (the seed evaluator reads M0 through it); the others ignore it."""
     problems = spec.problems()
     if problems:
         raise ValueError("; ".join(problems) + ".")

@@ -26,13 +26,13 @@ from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.sampler import (
     CueRead,
+    check_prompt_lengths,
     inference_session,
     length_sorted_batches,
     model_device,
     prefill,
-    truncate_left,
 )
-from metareward.model.chat import encode_text
+from metareward.model.chat import encode_prompt, encode_text
 
 
 @dataclass(frozen=True)
@@ -42,17 +42,17 @@ class ChoiceDistribution:
     probabilities: [n, c], renormalised over the choices (rows sum to 1).
     mass: [n], the probability the full-vocabulary softmax gave to the choice tokens together, before
         renormalising; a low mass means the model did not expect a choice at that point.
-    num_truncated: contexts cut from the left to fit `max_prompt_tokens`.
     """
 
     probabilities: np.ndarray
     mass: np.ndarray
-    num_truncated: int
 
 
-def _new_token(tokenizer: PreTrainedTokenizerBase, text: str, base: list[int], choice: str) -> tuple[int, int] | None:
+def _new_token(
+    tokenizer: PreTrainedTokenizerBase, text: str, base: list[int], choice: str, as_prompt: bool
+) -> tuple[int, int] | None:
     """(common prefix length, choice token) when `text + choice` adds exactly one token after a shared prefix."""
-    full = encode_text(tokenizer, text + choice)
+    full = (encode_prompt if as_prompt else encode_text)(tokenizer, text + choice)
     common = 0
     while common < min(len(base), len(full)) and base[common] == full[common]:
         common += 1
@@ -60,14 +60,19 @@ def _new_token(tokenizer: PreTrainedTokenizerBase, text: str, base: list[int], c
 
 
 def split_off_choices(
-    tokenizer: PreTrainedTokenizerBase, text: str, choices: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase, text: str, choices: Sequence[str], as_prompt: bool = True
 ) -> tuple[list[int], list[int]]:
-    """(context ids to condition on, one token id per choice) for `text` ending in a cue; see module docstring."""
-    base = encode_text(tokenizer, text)
+    """(context ids to condition on, one token id per choice) for `text` ending in a cue; see module docstring.
+
+    `text` is a whole prompt (encoded with `encode_prompt`, BOS included where the model uses one) unless
+    `as_prompt` is False, for a fragment such as the cue alone."""
+    base = (encode_prompt if as_prompt else encode_text)(tokenizer, text)
     prefixes, token_ids = set(), []
     for choice in choices:
         toggled = choice[1:] if choice.startswith(" ") else " " + choice
-        found = _new_token(tokenizer, text, base, choice) or _new_token(tokenizer, text, base, toggled)
+        found = _new_token(tokenizer, text, base, choice, as_prompt) or _new_token(
+            tokenizer, text, base, toggled, as_prompt
+        )
         if found is None:
             raise ValueError(
                 f"Choice {choice!r} does not become a single token after {text[-40:]!r} with tokenizer "
@@ -88,13 +93,13 @@ def split_off_choices(
 
 def choice_token_ids(tokenizer: PreTrainedTokenizerBase, cue_text: str, choices: Sequence[str]) -> list[int]:
     """The single token id that each choice becomes right after `cue_text` (e.g. "Score: ")."""
-    return split_off_choices(tokenizer, cue_text, choices)[1]
+    return split_off_choices(tokenizer, cue_text, choices, as_prompt=False)[1]
 
 
 def cue_read(tokenizer: PreTrainedTokenizerBase, cue_text: str, choices: Sequence[str]) -> CueRead:
     """What `generate` feeds after a request's text to read `choices` there: a new line and `cue_text`
     (e.g. "Score: "), split from the choice tokens as above."""
-    context, token_ids = split_off_choices(tokenizer, "\n" + cue_text, choices)
+    context, token_ids = split_off_choices(tokenizer, "\n" + cue_text, choices, as_prompt=False)
     return CueRead(tuple(context), tuple(token_ids))
 
 
@@ -104,7 +109,7 @@ def choice_distribution(
     contexts: Sequence[str],
     choices: Sequence[str],
     batch_size: int = 16,
-    max_prompt_tokens: int = 2048,
+    max_prompt_tokens: int | None = 2048,
     desc: str = "choice probabilities",
     progress: bool = True,
 ) -> ChoiceDistribution:
@@ -113,20 +118,21 @@ def choice_distribution(
     One forward pass per batch of left-padded contexts, logits for the last position only. With z the logits,
     p = softmax(z) over the full vocabulary; mass = sum_i p[choice_i]; probabilities_i = p[choice_i] / mass,
     which equals a softmax over the choice logits alone. Every context is split (and checked) before any model
-    work, so a bad cue fails at once.
+    work, so a bad cue or a context longer than `max_prompt_tokens` (never cut: see the sampler; None for no
+    limit, where the caller built the contexts from prompts that fit) fails at once.
     """
-    if not choices or batch_size < 1 or max_prompt_tokens < 1:
+    if not choices or batch_size < 1 or (max_prompt_tokens is not None and max_prompt_tokens < 1):
         raise ValueError(
             f"Need at least one choice and batch_size, max_prompt_tokens >= 1; got {len(choices)} choices, "
             f"{batch_size} and {max_prompt_tokens}."
         )
-    rows, token_ids, num_truncated = [], [], 0
+    rows, token_ids = [], []
     for context in contexts:
         ids, row_token_ids = split_off_choices(tokenizer, context, choices)
-        ids, cut = truncate_left(ids, max_prompt_tokens)
         rows.append(ids)
         token_ids.append(row_token_ids)
-        num_truncated += cut
+    if max_prompt_tokens is not None:
+        check_prompt_lengths(rows, max_prompt_tokens, desc)
     pad_id = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
     log_probs = np.zeros((len(contexts), len(choices)), dtype=np.float64)
     with inference_session(model), tqdm(total=len(contexts), desc=desc, disable=not progress) as bar:
@@ -134,7 +140,7 @@ def choice_distribution(
             index = torch.tensor([token_ids[i] for i in batch], device=model_device(model))
             log_probs[batch] = _choice_log_probs(model, [rows[i] for i in batch], index, pad_id)
             bar.update(len(batch))
-    return _normalise(log_probs, num_truncated)
+    return _normalise(log_probs)
 
 
 def _choice_log_probs(model: nn.Module, rows: list[list[int]], index: torch.Tensor, pad_id: int) -> np.ndarray:
@@ -145,12 +151,12 @@ def _choice_log_probs(model: nn.Module, rows: list[list[int]], index: torch.Tens
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, index).double().cpu().numpy()
 
 
-def _normalise(log_probs: np.ndarray, num_truncated: int) -> ChoiceDistribution:
+def _normalise(log_probs: np.ndarray) -> ChoiceDistribution:
     # In log space, so a context whose choice mass underflows still gets a proper distribution.
     top = log_probs.max(axis=1, keepdims=True)
     log_mass = top[:, 0] + np.log(np.exp(log_probs - top).sum(axis=1))
     probabilities = np.exp(log_probs - log_mass[:, None])
-    return ChoiceDistribution(probabilities, np.exp(log_mass), num_truncated)
+    return ChoiceDistribution(probabilities, np.exp(log_mass))
 
 
 def choice_probabilities(
@@ -159,12 +165,12 @@ def choice_probabilities(
     contexts: Sequence[str],
     choices: Sequence[str],
     batch_size: int = 16,
-    max_prompt_tokens: int = 2048,
+    max_prompt_tokens: int | None = 2048,
     desc: str = "choice probabilities",
     progress: bool = True,
 ) -> np.ndarray:
     """[len(contexts), len(choices)] probabilities renormalised over the choices; see `choice_distribution`,
-    which also returns the pre-renormalisation mass and the truncation count."""
+    which also returns the pre-renormalisation mass."""
     return choice_distribution(
         model, tokenizer, contexts, choices, batch_size, max_prompt_tokens, desc, progress
     ).probabilities

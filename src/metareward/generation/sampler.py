@@ -5,13 +5,14 @@ decoding step from it, so what a request samples does not depend on which reques
 batch size or on the order of requests (up to float noise from left padding, which can flip a draw that sits
 on a probability boundary).
 
-Prompt-length accounting: prompts longer than `max_prompt_tokens` keep their last tokens, and every
-`Generation` says whether its prompt was cut (`prompt_truncated`); `count_truncated` totals them.
+A request ends at any of the model's end ids (`stop_ids`, by default `stop_token_ids`: the generation config's
+eos ids, the tokenizer's eos and the chat template's end-of-turn token), which are kept out of its text.
+Prompts are never cut: one longer than `max_prompt_tokens` is refused, since dropping its head would remove the
+chat header and the instruction (callers drop such items and count them; see `engine.phases`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,9 +22,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from metareward.model.chat import encode_text
-
-log = logging.getLogger(__name__)
+from metareward.model.chat import encode_prompt, stop_token_ids
 
 
 @dataclass(frozen=True)
@@ -57,22 +56,16 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Generation:
-    """`text` excludes the eos and special tokens; `num_tokens` counts generated tokens without the eos.
+    """`text` excludes the end token and special tokens; `num_tokens` counts generated tokens without the end token.
 
-    `finished` is True when the model ended with eos, False when it hit `max_new_tokens`.
+    `finished` is True when the model ended its answer with an end id, False when it hit `max_new_tokens`.
     """
 
     key: Hashable
     text: str
     num_tokens: int
     finished: bool
-    prompt_truncated: bool = False
     choice_logprobs: tuple[float, ...] | None = None  # with a CueRead: log p(choice) after text + cue
-
-
-def count_truncated(generations: Sequence[Generation]) -> int:
-    """How many generations had their prompt cut from the left to fit `max_prompt_tokens`."""
-    return sum(generation.prompt_truncated for generation in generations)
 
 
 @contextmanager
@@ -91,9 +84,14 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def truncate_left(ids: list[int], max_tokens: int) -> tuple[list[int], bool]:
-    """Keep the last `max_tokens` ids: the end of a prompt is where the model continues."""
-    return (ids[-max_tokens:], True) if len(ids) > max_tokens else (ids, False)
+def check_prompt_lengths(rows: Sequence[list[int]], max_prompt_tokens: int, what: str) -> None:
+    """Refuse prompts over the limit: callers drop (and count) items whose prompt does not fit, never cut them."""
+    too_long = [len(row) for row in rows if len(row) > max_prompt_tokens]
+    if too_long:
+        raise ValueError(
+            f"{what}: {len(too_long)} of {len(rows)} prompts are longer than {max_prompt_tokens} tokens (longest "
+            f"{max(too_long)}); drop them before generating or raise the prompt token limit."
+        )
 
 
 def left_pad(
@@ -226,14 +224,14 @@ def _decode_batch(
     prompts: Sequence[list[int]],
     generators: Sequence[torch.Generator],
     settings: SamplingSettings,
-    eos_id: int,
+    stop_ids: frozenset[int],
     pad_id: int,
     cue: CueRead | None = None,
 ) -> list[_Row]:
     """Decode every prompt; rows leave the batch (and its KV cache) when done.
 
-    A row samples until eos or `max_new_tokens`. With a `cue`, an ended row then stays for len(cue) more steps,
-    fed its last token (unless eos) and the cue tokens instead of samples, and leaves after reading the choice
+    A row samples until an end id or `max_new_tokens`. With a `cue`, an ended row then stays for len(cue) more
+    steps, fed its last token (unless an end id) and the cue tokens instead of samples, and leaves after reading the choice
     log-probs at the cue's end: the read costs a few decoding steps instead of encoding prompt + text again.
     Only sampling rows draw from their generator, so the sampled text does not depend on `cue`.
     """
@@ -254,12 +252,13 @@ def _decode_batch(
             tokens = sample_next_tokens(logits[sampling], settings, [generators[active[k]] for k in sampling])
             for k, token in zip(sampling, tokens.tolist()):
                 row = rows[active[k]]
-                if token != eos_id:
+                ended = token in stop_ids
+                if not ended:
                     row.tokens.append(token)
-                if token != eos_id and len(row.tokens) < settings.max_new_tokens:
+                if not ended and len(row.tokens) < settings.max_new_tokens:
                     feed[k] = token
                     continue
-                row.finished = token == eos_id
+                row.finished = ended
                 if cue is None:
                     leaving.add(k)
                 else:
@@ -297,46 +296,41 @@ def generate(
     desc: str = "generate",
     progress: bool = True,
     cue: CueRead | None = None,
+    stop_ids: Sequence[int] | None = None,
 ) -> list[Generation]:
     """Continue every request's prompt; results come back in request order.
 
-    Requests are batched by prompt length (longest first) to limit padding. A prompt longer than
-    `max_prompt_tokens` is cut from the left and its result has `prompt_truncated=True` (a warning logs the
-    count). Works for any causal LM module that accepts HF keyword arguments, PEFT-wrapped ones included.
+    Requests are batched by prompt length (longest first) to limit padding. Generation stops at any of `stop_ids`
+    (default: `stop_token_ids` of the tokenizer and the model's generation config). A prompt longer than
+    `max_prompt_tokens` is refused (ValueError) before any model work. Works for any causal LM module that
+    accepts HF keyword arguments, PEFT-wrapped ones included.
     """
     if batch_size < 1 or max_prompt_tokens < 1:
         raise ValueError(f"batch_size and max_prompt_tokens must be >= 1, got {batch_size} and {max_prompt_tokens}.")
-    eos_id = tokenizer.eos_token_id
-    if eos_id is None:
-        raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no eos token; set tokenizer.eos_token.")
-    pad_id = eos_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
-    prompts, truncated = _encode_prompts(tokenizer, requests, max_prompt_tokens)
-    if any(truncated):
-        log.warning(
-            "%s: %d of %d prompts cut to their last %d tokens.", desc, sum(truncated), len(requests), max_prompt_tokens
-        )
+    ends = tuple(stop_ids or stop_token_ids(tokenizer, getattr(model, "generation_config", None)))
+    pad_id = ends[0] if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    prompts = _encode_prompts(tokenizer, requests)
+    check_prompt_lengths(prompts, max_prompt_tokens, desc)
     device = model_device(model)
     results: list[Generation | None] = [None] * len(requests)
     with inference_session(model), tqdm(total=len(requests), desc=desc, disable=not progress) as bar:
         for batch in length_sorted_batches([len(p) for p in prompts], batch_size):
             generators = [torch.Generator(device=device).manual_seed(requests[i].seed) for i in batch]
-            decoded = _decode_batch(model, [prompts[i] for i in batch], generators, settings, eos_id, pad_id, cue)
+            decoded = _decode_batch(
+                model, [prompts[i] for i in batch], generators, settings, frozenset(ends), pad_id, cue
+            )
             for i, row in zip(batch, decoded):
                 text = tokenizer.decode(row.tokens, skip_special_tokens=True)
-                results[i] = Generation(requests[i].key, text, len(row.tokens), row.finished, truncated[i], row.read)
+                results[i] = Generation(requests[i].key, text, len(row.tokens), row.finished, row.read)
             bar.update(len(batch))
     return results  # type: ignore[return-value]  # every slot was filled above
 
 
-def _encode_prompts(
-    tokenizer: PreTrainedTokenizerBase, requests: Sequence[GenerationRequest], max_prompt_tokens: int
-) -> tuple[list[list[int]], list[bool]]:
-    prompts, truncated = [], []
+def _encode_prompts(tokenizer: PreTrainedTokenizerBase, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+    prompts = []
     for request in requests:
-        ids = encode_text(tokenizer, request.prompt)
+        ids = encode_prompt(tokenizer, request.prompt)
         if not ids:
             raise ValueError(f"Request {request.key!r} has an empty prompt; render it with render_prompt first.")
-        ids, cut = truncate_left(ids, max_prompt_tokens)
         prompts.append(ids)
-        truncated.append(cut)
-    return prompts, truncated
+    return prompts

@@ -23,10 +23,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from metareward.artifacts import read_records, write_records
 from metareward.core.seeding import derive_seed
 from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
-from metareward.engine.policy import Policy
+from metareward.engine.policy import GenerationBackend
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
+from metareward.generation.backends import build_backend
+from metareward.generation.spec import GenerationSpec
 from metareward.lightning.strategies import full_weights
 from metareward.model.adapters import PAIR_KIND_ROLE
 from metareward.records import PairRecord
@@ -119,6 +121,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
         epochs_per_iteration: int = 1,
         reference_batch_size: int = 8,
         resume: bool = False,
+        generation: GenerationSpec | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -130,15 +133,36 @@ class SelfJudgedDataModule(L.LightningDataModule):
         self.reference_batch_size = reference_batch_size
         self.resume = resume
         self.latest: IterationData | None = None
+        self.generation = generation or GenerationSpec()
+        self.backend: GenerationBackend | None = None  # built on first use; evaluation callbacks use it too
+
+    def policy(self, adapters) -> GenerationBackend:
+        """The generation backend of the run (conf/generation), built once: a vLLM server starts only once."""
+        if self.backend is None:
+            tokenizer = self.collator.tokenizer
+            self.backend = build_backend(self.generation, adapters, tokenizer, self.settings, self.run_dir)
+        return self.backend
+
+    def teardown(self, stage: str) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
 
     def train_dataloader(self) -> DataLoader:
         iteration = self.trainer.current_epoch + 1
         module = self.trainer.lightning_module
         shard = Shard(self.trainer.global_rank, self.trainer.world_size)
-        policy = Policy(module.adapters, self.collator.tokenizer, self.settings.max_prompt_tokens, self.settings.progress)
+        policy = self.policy(module.adapters)
         with full_weights(self.trainer):  # the model is called outside the strategy's forward: see strategies.py
             data = make_iteration_data(
-                policy, self.settings, self.pool, iteration, self.run_dir, reuse=self.resume, shard=shard
+                policy,
+                self.settings,
+                self.pool,
+                iteration,
+                self.run_dir,
+                reuse=self.resume,
+                shard=shard,
+                oversize=self.collator.oversize,
             )
             start = time.perf_counter()
             scored_path = iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl"
@@ -181,6 +205,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
                     batch_size=self.reference_batch_size,
                     desc=f"iteration {iteration}: reference ({kind})",
                     progress=self.settings.progress,
+                    context=self.trainer.precision_plugin.train_step_context,  # the DPO step's precision
                 )
             scored.update(zip(positions, done))
         everything = shard.gather_list(sorted(scored.items()), order=lambda item: item[0])

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
 from metareward.artifacts import write_json
+from metareward.engine.policy import SEED_ROLE
 from metareward.evaluation.data import (
     BaselineAnswer,
     cached_baseline,
@@ -25,7 +27,7 @@ from metareward.evaluation.data import (
     load_labelled_pairs,
     save_baseline,
 )
-from metareward.evaluation.evaluators import PreferenceEvaluator, adapters_off
+from metareward.evaluation.evaluators import PreferenceEvaluator
 from metareward.evaluation.metrics import score_distribution
 from metareward.evaluation.runner import (
     ArenaSettings,
@@ -45,9 +47,7 @@ def record_figures(trainer: L.Trainer, pl_module: L.LightningModule, figures: Ma
     """Store figures for this iteration and log the numeric ones as eval/<name>."""
     iteration = trainer.current_epoch + 1
     pl_module.eval_results.setdefault(iteration, {}).update(figures)
-    numeric = {
-        f"eval/{k}": float(v) for k, v in figures.items() if isinstance(v, (int, float)) and math.isfinite(v)
-    }
+    numeric = {f"eval/{k}": float(v) for k, v in figures.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     for logger in trainer.loggers:
         logger.log_metrics({**numeric, "iteration": iteration}, step=trainer.global_step)
 
@@ -78,8 +78,11 @@ class WinRateCallback(L.Callback):
         evaluator: Mapping[str, Any] | None = None,
         arena: Mapping[str, Any] | None = None,
         seed: int = 0,
+        instruction_suffix: str = "",
     ) -> None:
-        self.prompts = load_eval_prompts(data_path, num_prompts, instruction_field, reference_field)
+        prompts = load_eval_prompts(data_path, num_prompts, instruction_field, reference_field)
+        # The held-out prompts are asked the way the loop's prompts are (data.instruction_suffix).
+        self.prompts = [replace(p, instruction=p.instruction + instruction_suffix) for p in prompts]
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens)
         self.batch_size, self.max_prompt_tokens, self.seed = batch_size, max_prompt_tokens, seed
         self.spec = EvaluatorSpec(**dict(evaluator or {}))
@@ -98,19 +101,30 @@ class WinRateCallback(L.Callback):
         iteration = trainer.current_epoch + 1
         tokenizer = trainer.datamodule.collator.tokenizer
         baseline = self._baseline(trainer, pl_module, tokenizer)
-        with pl_module.adapters.role("actor") as model:
-            answers = answer_prompts(
-                model, tokenizer, self.prompts, self.sampling, self.batch_size, self.max_prompt_tokens, self.seed,
-                desc=f"iteration {iteration}: evaluation answers",
-            )
+        backend = trainer.datamodule.policy(pl_module.adapters)  # the run's generation backend
+        answers = answer_prompts(
+            backend,
+            "actor",
+            self.prompts,
+            self.sampling,
+            self.batch_size,
+            self.max_prompt_tokens,
+            self.seed,
+            desc=f"iteration {iteration}: evaluation answers",
+        )
         if self.evaluator is None:
-            self.evaluator = build_evaluator(self.spec, pl_module.adapters.model, tokenizer)
+            self.evaluator = build_evaluator(self.spec, backend, tokenizer)
         figures, rows = win_rate_report(self.prompts, answers, [b.text for b in baseline], self.evaluator, self.arena)
         write_json(eval_dir(trainer, iteration) / "win_rate.json", {"figures": figures, "annotations": rows})
         figures["seconds_win_rate"] = time.perf_counter() - started
         record_figures(trainer, pl_module, figures)
-        log.info("iteration %d: win rate %s, LC %s against %s", iteration, figures["win_rate"],
-                 figures["lc_win_rate"], baseline[0].source if baseline else "nothing")
+        log.info(
+            "iteration %d: win rate %s, LC %s against %s",
+            iteration,
+            figures["win_rate"],
+            figures["lc_win_rate"],
+            baseline[0].source if baseline else "nothing",
+        )
 
     def _baseline(self, trainer: L.Trainer, pl_module: L.LightningModule, tokenizer) -> list[BaselineAnswer]:
         if all(p.reference is not None for p in self.prompts):
@@ -119,11 +133,16 @@ class WinRateCallback(L.Callback):
         cached = cached_baseline(path, self.prompts)
         if cached is not None:
             return cached
-        with adapters_off(pl_module.adapters.model) as model:
-            texts = answer_prompts(
-                model, tokenizer, self.prompts, self.sampling, self.batch_size, self.max_prompt_tokens, self.seed,
-                desc="seed model answers",
-            )
+        texts = answer_prompts(
+            trainer.datamodule.policy(pl_module.adapters),
+            SEED_ROLE,
+            self.prompts,
+            self.sampling,
+            self.batch_size,
+            self.max_prompt_tokens,
+            self.seed,
+            desc="seed model answers",
+        )
         answers = [BaselineAnswer(p.id, t, "seed") for p, t in zip(self.prompts, texts)]
         save_baseline(path, answers)
         return answers
@@ -151,10 +170,9 @@ class JudgeQualityCallback(L.Callback):
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         started = time.perf_counter()
         iteration = trainer.current_epoch + 1
-        tokenizer = trainer.datamodule.collator.tokenizer
         items = [(p.instruction, p.good) for p in self.pairs] + [(p.instruction, p.poor) for p in self.pairs]
-        with pl_module.adapters.role("judge") as model:
-            scores = read_judge_scores(model, tokenizer, items, self.batch_size, self.max_prompt_tokens)
+        backend = trainer.datamodule.policy(pl_module.adapters)
+        scores = read_judge_scores(backend, items, self.batch_size, self.max_prompt_tokens)
         n = len(self.pairs)
         figures, rows = judge_quality_report(self.pairs, scores[:n], scores[n:], self.tie_tolerance)
         write_json(eval_dir(trainer, iteration) / "judge_quality.json", {"figures": figures, "pairs": rows})
@@ -190,14 +208,18 @@ def sample_tables(run_dir: Path, iteration: int, limit: int) -> dict[str, tuple[
         "responses": ("responses.jsonl", ["prompt_id", "index", "text", "num_tokens", "finished"]),
         "judgments": ("judgments.jsonl", ["prompt_id", "response_index", "index", "text", "score", "score_source"]),
         "meta_judgments": (
-            "meta_judgments.jsonl", ["prompt_id", "response_index", "first", "second", "text", "verdict"]
+            "meta_judgments.jsonl",
+            ["prompt_id", "response_index", "first", "second", "text", "verdict"],
         ),
     }
     tables = {}
     for name, (file, columns) in layouts.items():
         rows = _jsonl(folder / file, limit)
         if rows:
-            tables[name] = (["instruction", *columns], [[prompts.get(r.get("prompt_id"), "")] + [r.get(c) for c in columns] for r in rows])
+            tables[name] = (
+                ["instruction", *columns],
+                [[prompts.get(r.get("prompt_id"), "")] + [r.get(c) for c in columns] for r in rows],
+            )
     win_rate = run_dir / "eval" / f"iter_{iteration:02d}" / "win_rate.json"
     if win_rate.is_file():
         import json

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,45 @@ class ModelSpec:
             found.append(f"model.path={self.path!r} is not a built-in model; built-in models are: {names}")
         elif _looks_local(self.path) and not Path(self.path).expanduser().is_dir():
             found.append(f"model.path={self.path!r} is not an existing directory")
+        elif _looks_local(self.path):
+            found.extend(checkpoint_problems(Path(self.path).expanduser(), "model.path"))
         return found
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+
+
+def checkpoint_problems(directory: Path, key: str) -> list[str]:
+    """What keeps a local directory from loading as a transformers checkpoint: it needs a readable config.json
+    naming its model_type, weights, and a tokenizer. Checked before any model is loaded."""
+    shown = f"{key}={str(directory)!r}"
+    if not any(directory.iterdir()):
+        return [f"{shown} is an empty directory; point it at a saved model (config.json, weights and tokenizer)"]
+    has_tokenizer = any((directory / name).is_file() for name in TOKENIZER_FILES)
+    config = directory / "config.json"
+    if not config.is_file():
+        what = "a tokenizer but no model" if has_tokenizer else "no config.json"
+        return [f"{shown} holds {what}; point it at a saved model (config.json, weights and tokenizer)"]
+    found = []
+    problem = _config_problem(config)
+    if problem:
+        found.append(f"{shown}: {problem}; re-save the model or point at another directory")
+    if not any(any(directory.glob(pattern)) for pattern in WEIGHT_PATTERNS):
+        found.append(f"{shown} holds no model weights (*.safetensors or pytorch_model*.bin); save the model there")
+    if not has_tokenizer:
+        found.append(f"{shown} holds no tokenizer (tokenizer.json or tokenizer_config.json); save the tokenizer there")
+    return found
+
+
+def _config_problem(config: Path) -> str | None:
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"config.json is not valid JSON ({type(error).__name__}: {str(error).splitlines()[0]})"
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        return "config.json does not name a model_type"
+    return None
 
 
 def is_installed(package: str) -> bool:

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from metareward.engine.policy import FixedModel, Policy
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.generation.sampler import SamplingSettings
 from metareward.model.embedded import EmbeddedModelError
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, PromptPoolError, ModelLoadError, EmbeddedModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = self_instruct(model, tokenizer, pool.prompts, settings)
+    backend = Policy(FixedModel(model), tokenizer, settings.max_prompt_tokens, settings.progress)
+    result = self_instruct(backend, pool.prompts, settings)
     written = write_augmented_pool(Path(args.output), pool.prompts, result)
     print(format_report(result.summary(), written, args.output))
     return 0

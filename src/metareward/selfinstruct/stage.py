@@ -3,7 +3,8 @@
 Round r sends `requests_per_round` few-shot requests; request i draws its examples and its sampling seed from
 `derive_seed(seed, "self-instruct", r, i, ...)`, so a run is reproducible. Examples come from the pool as it
 grows (seed prompts plus prompts kept in earlier rounds). Every candidate goes through `filter_candidates`
-against the whole pool; the drops of all rounds are summed.
+against the whole pool; the drops of all rounds are summed. Generation goes through a generation backend
+(`engine.policy.GenerationBackend`), as the data engine's does.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from metareward.artifacts import write_json, write_records
 from metareward.core.seeding import derive_seed
-from metareward.generation.sampler import GenerationRequest, SamplingSettings, generate
+from metareward.engine.policy import GenerationBackend
+from metareward.engine.settings import RoleSettings
+from metareward.generation.sampler import GenerationRequest, SamplingSettings
 from metareward.model.chat import render_prompt
 from metareward.records import PromptRecord
 from metareward.selfinstruct.fewshot import answer_prefix, build_fewshot_message, choose_examples
@@ -86,9 +88,10 @@ def fewshot_requests(
 
 
 def self_instruct(
-    model: nn.Module, tokenizer: PreTrainedTokenizerBase, pool: Sequence[PromptRecord], settings: SelfInstructSettings
+    backend: GenerationBackend, pool: Sequence[PromptRecord], settings: SelfInstructSettings, role: str = "actor"
 ) -> SelfInstructResult:
-    """New prompts written few-shot by `model` from `pool`, filtered and de-duplicated (see the module docstring)."""
+    """New prompts written few-shot by `role` of `backend` from `pool`, filtered and de-duplicated (see the module
+    docstring)."""
     problems = settings.problems()
     if problems:
         raise ValueError("invalid self-instruct settings: " + "; ".join(problems) + ".")
@@ -97,16 +100,13 @@ def self_instruct(
     drops: Counter[str] = Counter()
     generated = rounds = 0
     while len(kept) < settings.num_prompts and rounds < settings.max_rounds:
-        requests = fewshot_requests(tokenizer, texts + kept, settings, rounds)
-        generations = generate(
-            model,
-            tokenizer,
+        requests = fewshot_requests(backend.tokenizer, texts + kept, settings, rounds)
+        generations = backend.generate(
+            role,
             requests,
-            settings.sampling,
-            settings.batch_size,
-            settings.max_prompt_tokens,
-            desc=f"self-instruct round {rounds + 1}",
-            progress=settings.progress,
+            RoleSettings(settings.sampling, settings.batch_size),
+            f"self-instruct round {rounds + 1}",
+            max_prompt_tokens=settings.max_prompt_tokens,
         )
         result = filter_candidates([g.text for g in generations], texts + kept, settings.filters)
         drops.update(result.drops)

@@ -13,13 +13,13 @@ judgment's last `Score:` line says something else, are dropped as `bad_score` / 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metareward.core.parsing import parse_score
 from metareward.core.prompts import SCORE_CUE, render_judge_prompt
+from metareward.datafiles import file_problem, json_objects, text_field_problem
 
 AGREEMENT_FIELD = "agrees_with_ranking"
 KINDS = ("ift", "eft")
@@ -72,39 +72,29 @@ def load_sft_file(path: str | Path, kind: str) -> SFTData:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     source = Path(path).expanduser()
-    if not source.is_file():
-        raise SFTDataError(f"warm_start.{kind}_path={str(path)!r} does not exist; point it at a JSONL file")
+    problem = file_problem(source, f"warm_start.{kind}_path", "a JSONL file")
+    if problem:
+        raise SFTDataError(problem)
     examples: list[SFTExample] = []
     drops: Counter[str] = Counter()
-    with source.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            row = _parse_row(source, number, line, kind)
-            if any(not row[name].strip() for name in REQUIRED[kind]):
-                drops["empty_field"] += 1
-                continue
-            example = ift_example(row) if kind == "ift" else eft_example(row)
-            if isinstance(example, str):
-                drops[example] += 1
-            else:
-                examples.append(example)
+    for number, row in json_objects(source, SFTDataError):
+        _check_row(source, number, row, kind)
+        if any(not row[name].strip() for name in REQUIRED[kind]):
+            drops["empty_field"] += 1
+            continue
+        example = ift_example(row) if kind == "ift" else eft_example(row)
+        if isinstance(example, str):
+            drops[example] += 1
+        else:
+            examples.append(example)
     if not examples:
         raise SFTDataError(f"{source}: no usable {kind.upper()} examples (dropped: {dict(drops)})")
     return SFTData(examples=examples, drops=dict(drops))
 
 
-def _parse_row(source: Path, number: int, line: str, kind: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise SFTDataError(f"{source}:{number}: not valid JSON ({error.msg})") from None
-    if not isinstance(row, dict):
-        raise SFTDataError(f"{source}:{number}: expected a JSON object, found {type(row).__name__}")
+def _check_row(source: Path, number: int, row: dict, kind: str) -> None:
     for name in REQUIRED[kind]:
-        if not isinstance(row.get(name), str):
+        problem = text_field_problem(row, name, f"{source}:{number}")
+        if problem:
             fields = ", ".join(REQUIRED[kind])
-            raise SFTDataError(
-                f"{source}:{number}: missing the text field {name!r} ({kind.upper()} rows need {fields})"
-            )
-    return row
+            raise SFTDataError(f"{problem} ({kind.upper()} rows need the text fields {fields})")

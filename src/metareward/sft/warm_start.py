@@ -8,8 +8,9 @@ on IFT + EFT (Yuan et al. 2024, arXiv 2401.10020, Sec. 3.1). Either file may be 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
@@ -76,6 +77,18 @@ def load_warm_start_data(settings: WarmStartSettings) -> dict[str, SFTData]:
     return {kind: load_sft_file(path, kind) for kind, path in paths.items() if path is not None}
 
 
+def fitting_examples(data: SFTData, collator: SFTCollator) -> SFTData:
+    """The examples that fit the token limits; the others are dropped and counted by reason, never cut."""
+    kept, drops = [], Counter(data.drops)
+    for example in data.examples:
+        reason = collator.oversize(example)
+        if reason:
+            drops[reason] += 1
+        else:
+            kept.append(example)
+    return replace(data, examples=kept, drops=dict(drops))
+
+
 def warm_start(
     adapters: RoleAdapters, tokenizer: PreTrainedTokenizerBase, settings: WarmStartSettings
 ) -> dict[str, Any]:
@@ -91,15 +104,17 @@ def warm_start(
         raise ValueError("invalid warm_start settings: " + "; ".join(problems) + ".")
     started = time.perf_counter()
     data = load_warm_start_data(settings)
+    collator = SFTCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
+    data = {kind: fitting_examples(loaded, collator) for kind, loaded in data.items()}
     by_adapter: dict[str, tuple[str, list[SFTExample]]] = {}
     for kind, loaded in data.items():
         role = ROLE_FOR_KIND[kind]
         name = adapters.adapter_for_role[role]
         by_adapter.setdefault(name, (role, []))[1].extend(loaded.examples)
-    collator = SFTCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     trained = {
         name: train_adapter(adapters, role, examples, collator, settings.optim)
         for name, (role, examples) in by_adapter.items()
+        if examples  # every example dropped as too long: that adapter is not trained
     }
     adapters.activate("actor")
     return {

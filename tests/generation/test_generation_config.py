@@ -1,0 +1,153 @@
+"""The generation backend's config, the vLLM server's command line and the backend's pure parts, without vLLM.
+
+Adapter versioning is checked against a stand-in HTTP server on the loopback address that records what the backend
+asks of it (load and unload), over the tiny model's two adapters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from helpers import compose
+
+from metareward.config import ConfigError, build_settings
+from metareward.engine.policy import Policy
+from metareward.generation.sampler import SamplingSettings
+from metareward.generation.spec import lora_rank_slot
+from metareward.generation.vllm_backend import (
+    ServedAdapters,
+    choice_logprobs,
+    completion_body,
+    completion_tokens,
+    renormalised,
+)
+from metareward.generation.vllm_server import ServerSettings, VLLMServerError, server_command, server_environment
+from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.tiny import build_tiny
+
+
+def test_the_default_backend_is_hf() -> None:
+    assert build_settings(compose("+experiment=smoke")).generation.backend == "hf"
+
+
+def test_vllm_without_its_environment_is_refused_naming_the_setup_command(tmp_path: Path) -> None:
+    missing = tmp_path / "no-venv" / "bin" / "python"
+    overrides = ("+experiment=meta_reward", "generation=vllm", f"generation.python={missing}")
+    with pytest.raises(ConfigError, match="make setup-vllm") as error:
+        build_settings(compose(*overrides))
+    assert str(error.value).count("\n") == 0  # one sentence
+
+
+def test_vllm_settings_follow_the_model_and_refuse_the_in_memory_model(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text("")
+    spec = build_settings(
+        compose("+experiment=meta_reward", "generation=vllm", f"generation.python={python}")
+    ).generation
+    assert (spec.backend, spec.model_path, spec.server.dtype) == ("vllm", "builtin:smollm2-135m-instruct", "float32")
+    assert spec.server.max_lora_rank == 16 and spec.server.python == str(python)
+    with pytest.raises(ConfigError, match="serves one training process"):
+        build_settings(
+            compose("+experiment=meta_reward", "generation=vllm", f"generation.python={python}", "trainer=ddp")
+        )
+    with pytest.raises(ConfigError, match="exists only in memory"):
+        build_settings(compose("+experiment=smoke", "generation=vllm", f"generation.python={python}"))
+    assert [lora_rank_slot(r) for r in (1, 4, 16, 17)] == [1, 8, 16, 32]
+
+
+def test_server_command_and_environment() -> None:
+    settings = ServerSettings(python="/v/bin/python", max_model_len=1600, kv_cache_gb=2, extra_args=("--x",))
+    command = server_command("/models/m", settings, 8123)
+    assert command[:3] == ["/v/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    for flag in ("--enable-lora", "--enable-prefix-caching", "--no-enable-chunked-prefill"):
+        assert flag in command
+    pairs = dict(itertools.pairwise(command))
+    assert (pairs["--model"], pairs["--port"], pairs["--max-model-len"], pairs["--host"]) == (
+        "/models/m",
+        "8123",
+        "1600",
+        "127.0.0.1",
+    )
+    assert command[-1] == "--x"
+    env = server_environment(settings, {"OMP_NUM_THREADS": "1", "PATH": "/bin"}, cores=2)
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1" and env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and "OMP_NUM_THREADS" not in env
+    assert "CUDA_VISIBLE_DEVICES" not in env
+    assert server_environment(ServerSettings(devices="1"), {}, 8)["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_completion_request_and_reply() -> None:
+    body = completion_body("actor-v1", [1, 2, 3], SamplingSettings(0.0, 0.9, 5), seed=11, stop_ids=[2, 7])
+    assert (body["temperature"], body["top_p"], body["seed"], body["stop_token_ids"]) == (0.0, 1.0, 11, [2, 7])
+    assert completion_tokens({"token_ids": [5, 6, 2], "finish_reason": "stop"}, [2, 7]) == ([5, 6], True)
+    assert completion_tokens({"token_ids": [5, 6, 9], "finish_reason": "length"}, [2, 7]) == ([5, 6, 9], False)
+    # an end id written as the last allowed token still ends the answer when vLLM says it stopped there
+    assert completion_tokens({"token_ids": [5, 7], "finish_reason": "stop"}, [2, 7]) == ([5], True)
+
+
+def test_choice_log_probs_are_read_by_token_id_and_renormalised() -> None:
+    reply = {"logprobs": {"top_logprobs": [{"token_id:4": -1.0, "token_id:9": -2.0, "token_id:5": -0.5}]}}
+    assert choice_logprobs(reply, [4, 9]) == (-1.0, -2.0)
+    with pytest.raises(VLLMServerError, match=r"\[3\]"):
+        choice_logprobs(reply, [4, 3])
+    probabilities = renormalised(np.array([[-1.0, -2.0], [-800.0, -801.0]]))
+    expected = np.exp([-1.0, -2.0]) / np.exp([-1.0, -2.0]).sum()
+    np.testing.assert_allclose(probabilities, [expected, expected])  # an underflowing row still sums to 1
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    calls: ClassVar[list[tuple[str, dict]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.append((self.path, body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"Success")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture()
+def recording_server():
+    _Recorder.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.calls
+    server.shutdown()
+
+
+def test_each_adapter_version_is_written_and_loaded_under_a_new_name(recording_server, tmp_path: Path) -> None:
+    url, calls = recording_server
+    model, _ = build_tiny()
+    adapters = RoleAdapters(model, AdapterSpec(r=4, alpha=8))
+    served = ServedAdapters(adapters, tmp_path)
+    assert served.sync([url]) == ["actor-v1", "judge-v1"]
+    assert served.sync([url]) == [] and len(calls) == 2  # unchanged weights: nothing reloaded
+    with torch.no_grad():
+        next(p for n, p in adapters.model.named_parameters() if "lora_B.judge" in n).add_(0.1)
+    assert served.sync([url]) == ["judge-v2"]
+    assert calls[2:] == [
+        ("/v1/load_lora_adapter", {"lora_name": "judge-v2", "lora_path": str(tmp_path / "judge-v2" / "judge")}),
+        ("/v1/unload_lora_adapter", {"lora_name": "judge-v1"}),
+    ]
+    assert (tmp_path / "judge-v2" / "judge" / "adapter_model.safetensors").is_file()
+    assert served.served_name("meta_judge") == "judge-v2" and served.served_name("actor") == "actor-v1"
+
+
+def test_the_hf_backend_satisfies_the_seam_unchanged() -> None:
+    model, tokenizer = build_tiny()
+    policy = Policy(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tokenizer, progress=False)
+    probabilities = policy.choose("seed", ["a b c"], ["a", "b"], 2, "read")
+    assert probabilities.shape == (1, 2) and np.isclose(probabilities.sum(), 1.0)
+    policy.close()

@@ -1,0 +1,150 @@
+"""Every experiment file with every trainer file (both globbed, so a new file is covered without editing this test),
+and the paper experiments against the values the papers state: Wu et al. 2024 (arXiv 2407.19594) for
+`meta_reward_paper`, Yuan et al. 2024 (arXiv 2401.10020) for `self_reward_paper`.
+
+Composition is tested apart from validation: this machine has no CUDA, so GPU-only options (trainer=gpu, 4-bit
+weights) are refused here, in sentences naming the gpu extra, and accepted on a machine that has CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import REPO_ROOT, compose
+from omegaconf import OmegaConf
+
+from metareward import validation
+from metareward.config import ConfigError, RunSettings, build_settings
+from metareward.model import loading
+from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
+
+EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
+PAPER_EXPERIMENTS = ("meta_reward_paper", "self_reward_paper")
+ALL_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.fixture()
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture()
+def cuda(monkeypatch):
+    """A machine with CUDA and every optional package (the gpu extra, DeepSpeed)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(loading, "is_installed", lambda package: True)
+
+
+def problems(*overrides: str) -> list[str]:
+    try:
+        build_settings(compose(*overrides))
+    except ConfigError as error:
+        message = str(error).removeprefix("invalid config:").strip()
+        return [line.removeprefix("- ") for line in message.splitlines()]
+    return []
+
+
+def paper_settings(experiment: str) -> RunSettings:
+    """The typed settings of a paper experiment as `trainer=gpu` runs it on a machine with CUDA."""
+    return build_settings(compose(f"+experiment={experiment}", "trainer=gpu"))
+
+
+def test_the_globs_find_the_shipped_files() -> None:
+    assert set(PAPER_EXPERIMENTS) | {"meta_reward", "self_reward", "smoke"} <= set(EXPERIMENTS)
+    assert {"cpu", "gpu", "ddp", "fsdp", "deepspeed"} <= set(TRAINERS)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_with_every_trainer(experiment: str, trainer: str) -> None:
+    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}")
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert cfg.experiment == experiment  # run directories and summaries are named after the file
+    assert cfg.trainer.max_epochs == cfg.num_iterations and cfg.trainer.use_distributed_sampler is False
+    warm = warm_start_settings(cfg.warm_start)
+    assert warm.problems() == []
+    if warm.enabled:
+        assert all(data.examples for data in load_warm_start_data(warm).values())  # its files exist and parse
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_with_cuda_only_quantization_under_sharding_is_refused(experiment: str, trainer: str, cuda) -> None:
+    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}")
+    refused = cfg.model.quantization is not None and validation.sharded_strategy(cfg.trainer.get("strategy"))
+    found = problems(f"+experiment={experiment}", f"trainer={trainer}")
+    refusal = (
+        f"model.quantization=4bit does not combine with trainer={trainer}: QLoRA runs on one GPU (trainer=gpu) or "
+        "with trainer=ddp"
+    )
+    assert found == ([refusal] if refused else [])
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_without_cuda_gpu_only_options_are_refused_naming_the_gpu_extra(experiment: str, trainer: str, no_cuda) -> None:
+    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}")
+    gpu_trainer = cfg.trainer.accelerator in ("gpu", "cuda")
+    expected = int(gpu_trainer) + int(cfg.model.quantization is not None)
+    found = problems(f"+experiment={experiment}", f"trainer={trainer}")
+    assert len(found) == expected, found
+    assert all("CUDA" in problem for problem in found)
+
+
+def test_self_reward_paper_on_this_machine_is_one_sentence_about_4_bit(no_cuda) -> None:
+    assert problems("+experiment=self_reward_paper") == [
+        f"model.quantization=4bit needs bitsandbytes and CUDA: {validation.GPU_EXTRA}, or set it to null"
+    ]
+
+
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - set(PAPER_EXPERIMENTS)))
+def test_other_experiments_keep_split_adapters(experiment: str) -> None:
+    assert compose(f"+experiment={experiment}").model.adapters.mode == "split"
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_paper_experiments_train_one_shared_adapter(experiment: str, cuda) -> None:
+    assert paper_settings(experiment).adapters.mode == "shared"  # one model in all three roles, as in the papers
+
+
+def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> None:
+    s = paper_settings("meta_reward_paper")
+    assert (s.model.path, s.model.dtype, s.model.quantization) == (
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        "bfloat16",
+        None,
+    )
+    assert s.model.gradient_checkpointing and s.model.attn_implementation == "auto"
+    assert set(s.adapters.target_modules) == ALL_PROJECTIONS
+    assert s.num_iterations == 4 and s.engine.prompts_per_iteration == 5000
+    assert (s.engine.num_responses, s.engine.num_judgments) == (7, 11)
+    actor = s.engine.actor.sampling
+    assert (actor.temperature, actor.top_p) == (0.8, 0.95)
+    assert s.engine.pair_strategy == "length_controlled"
+    assert [s.engine.rho_for(t) for t in (1, 2, 3, 4)] == pytest.approx([0.0, 0.32, 0.36, 0.4])
+    assert [s.engine.trains_judge(t) for t in (1, 2, 3, 4)] == [True, True, False, False]
+    assert (s.engine.judgment_cap_for(1), s.engine.judgment_cap_for(2)) == (1100, 1000)
+    assert (s.engine.score_mode, s.engine.verdict_mode) == ("parse", "parse")
+    assert (s.loss, s.beta, s.optim.lr) == ("dpo", 0.1, 5e-6)
+    cfg = compose("+experiment=meta_reward_paper", "trainer=gpu")
+    assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 32  # global batch on one device
+
+
+def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(cuda) -> None:
+    s = paper_settings("self_reward_paper")
+    assert (s.model.path, s.model.dtype, s.model.quantization) == ("meta-llama/Llama-2-70b-hf", "bfloat16", "4bit")
+    assert s.model.gradient_checkpointing and set(s.adapters.target_modules) == ALL_PROJECTIONS
+    assert s.adapters.dropout == 0.1
+    assert s.num_iterations == 2  # M1 (IFT + EFT) -> M2 -> M3
+    assert (s.engine.num_responses, s.engine.num_judgments) == (4, 3)
+    actor = s.engine.actor.sampling
+    assert (actor.temperature, actor.top_p) == (0.7, 0.9)
+    assert s.engine.pair_strategy == "best_vs_worst" and s.engine.rho_for(1) == 0.0
+    assert s.engine.judge_training_iterations == ()
+    assert (s.loss, s.beta) == ("dpo", 0.1)
+    assert (s.optim.lr, s.optim.min_lr, s.optim.lr_schedule) == (1e-6, 1e-7, "linear")
+    cfg = compose("+experiment=self_reward_paper", "trainer=gpu")
+    assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 16
+    warm = warm_start_settings(cfg.warm_start)
+    assert warm.enabled and warm.ift_path and warm.eft_path  # iteration 0 is SFT on IFT + EFT
+    assert set(load_warm_start_data(warm)) == {"ift", "eft"}
