@@ -11,11 +11,14 @@ from omegaconf import DictConfig
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 INTERRUPTED_EXIT_CODE = 130  # what metareward.run exits with after Ctrl-C, having printed the resume command
+FAULT_EXIT_CODE = 1  # a fault outside the run (the evaluator endpoint): finished stages are kept, resume later
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from metareward.evaluation.evaluators import EvaluatorError
     from metareward.run import main as run
+    from metareward.run import resume_command
     from metareward.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
 
     with sigterm_interrupts() as sigterm:
@@ -25,6 +28,10 @@ def main(cfg: DictConfig) -> float | None:
             if sigterm.received and stop.code == INTERRUPTED_EXIT_CODE:
                 sys.exit(TERMINATED_EXIT_CODE)
             raise
+        except EvaluatorError as error:  # its message names the endpoint and never holds the key
+            command = resume_command(Path(str(cfg.paths.output_dir)))
+            print(f"error: {error}\nfinished stages are kept. Resume with:\n  {command}", file=sys.stderr)
+            sys.exit(FAULT_EXIT_CODE)
 
 
 if __name__ == "__main__":

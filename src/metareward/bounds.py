@@ -74,10 +74,15 @@ ELSEWHERE_FLOAT = Number(float, checked_elsewhere=True)
 
 def _role(name: str) -> dict[str, Number]:
     # Sampling values are range-checked by SamplingSettings and batch sizes by the engine settings.
-    return {f"{name}.{key}": rule for key, rule in (
-        ("temperature", ELSEWHERE_FLOAT), ("top_p", ELSEWHERE_FLOAT),
-        ("max_new_tokens", ELSEWHERE_INT), ("batch_size", ELSEWHERE_INT),
-    )}
+    return {
+        f"{name}.{key}": rule
+        for key, rule in (
+            ("temperature", ELSEWHERE_FLOAT),
+            ("top_p", ELSEWHERE_FLOAT),
+            ("max_new_tokens", ELSEWHERE_INT),
+            ("batch_size", ELSEWHERE_INT),
+        )
+    }
 
 
 NUMBERS: dict[str, Number] = {
@@ -87,7 +92,9 @@ NUMBERS: dict[str, Number] = {
     "data.max_prompt_chars": Number(int, 1, nullable=True),
     "actor.num_responses": ELSEWHERE_INT,
     "judge.num_judgments": ELSEWHERE_INT,
-    **_role("actor"), **_role("judge"), **_role("meta_judge"),
+    **_role("actor"),
+    **_role("judge"),
+    **_role("meta_judge"),
     "meta_judge.max_judgment_chars": Number(int, 1, nullable=True),
     "meta_judge.elo_l2": ELSEWHERE_FLOAT,
     "pairs.rho": ELSEWHERE_FLOAT,
@@ -142,9 +149,16 @@ ELSEWHERE_RANGES: dict[str, Number] = {
     "data.prompts_per_iteration": COUNT,
     "actor.num_responses": Number(int, 2),
     "judge.num_judgments": COUNT,
-    **{f"{role}.{key}": rule for role in ("actor", "judge", "meta_judge") for key, rule in (
-        ("temperature", NON_NEGATIVE), ("top_p", PROBABILITY_MASS), ("max_new_tokens", COUNT), ("batch_size", COUNT),
-    )},
+    **{
+        f"{role}.{key}": rule
+        for role in ("actor", "judge", "meta_judge")
+        for key, rule in (
+            ("temperature", NON_NEGATIVE),
+            ("top_p", PROBABILITY_MASS),
+            ("max_new_tokens", COUNT),
+            ("batch_size", COUNT),
+        )
+    },
     "meta_judge.elo_l2": NON_NEGATIVE,
     "pairs.rho": Number(float, 0, 0.5),
     "dpo.beta": POSITIVE,
@@ -205,7 +219,8 @@ def schedule_problems(cfg: DictConfig, num_iterations: Any) -> tuple[list[str], 
             found += [
                 f"schedule.judge_training_iterations names iteration {entry} but num_iterations={num_iterations}; "
                 f"use numbers from 1 to {num_iterations}"
-                for entry in entries or () if isinstance(entry, int) and entry > num_iterations
+                for entry in entries or ()
+                if isinstance(entry, int) and entry > num_iterations
             ]
         elif entries is not None and len(entries) > num_iterations:
             found.append(

@@ -41,8 +41,11 @@ def preflight_problems(cfg: DictConfig) -> list[str]:
     run_dir = run_dir_problem(cfg, Path(str(cfg.paths.output_dir)), bool(cfg.get("resume", False)))
     found += [run_dir] if run_dir else []
     per_iteration = settings.engine.prompts_per_iteration if settings is not None else _count(cfg.data)
-    for check in (lambda: _pool_problems(cfg, per_iteration), lambda: _warm_start_problems(cfg),
-                  lambda: _evaluation_file_problems(cfg)):
+    for check in (
+        lambda: _pool_problems(cfg, per_iteration),
+        lambda: _warm_start_problems(cfg),
+        lambda: _evaluation_file_problems(cfg),
+    ):
         found += _guarded(check)
     return list(dict.fromkeys(found))
 
@@ -69,8 +72,12 @@ def _pool_problems(cfg: DictConfig, per_iteration: int | None) -> list[str]:
 
     data = cfg.data
     pool = load_prompt_pool(
-        str(data.path), str(data.instruction_field), str(data.split), data.max_prompt_chars,
-        str(data.get("on_bad_line", "fail")), str(data.get("instruction_suffix", "")),
+        str(data.path),
+        str(data.instruction_field),
+        str(data.split),
+        data.max_prompt_chars,
+        str(data.get("on_bad_line", "fail")),
+        str(data.get("instruction_suffix", "")),
     )
     problem = pool_size_problem(pool, per_iteration) if per_iteration else None
     return [problem] if problem else []
@@ -95,8 +102,15 @@ def _evaluation_file_problems(cfg: DictConfig) -> list[str]:
     found: list[str] = []
     win_rate, judge_quality = callbacks.get("win_rate"), callbacks.get("judge_quality")
     if win_rate is not None:
-        found += _guarded(lambda: _loaded(load_eval_prompts, win_rate.data_path, win_rate.num_prompts,
-                                          win_rate.instruction_field, win_rate.reference_field))
+        found += _guarded(
+            lambda: _loaded(
+                load_eval_prompts,
+                win_rate.data_path,
+                win_rate.num_prompts,
+                win_rate.instruction_field,
+                win_rate.reference_field,
+            )
+        )
         evaluator = win_rate.get("evaluator") or {}
         path = Path(str(evaluator.get("path") or "")).expanduser()
         if evaluator.get("kind") == "model" and path.is_dir():

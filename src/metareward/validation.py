@@ -40,9 +40,13 @@ def choice_problems(cfg: DictConfig) -> list[str]:
     from metareward.lightning.dpo_module import LR_SCHEDULES
 
     options = {
-        "dpo.loss": ("dpo", "ipo"), "dpo.lr_schedule": LR_SCHEDULES, "judge.score_mode": READ_MODES,
-        "meta_judge.verdict_mode": READ_MODES, "pairs.strategy": tuple(sorted(ACTOR_PAIR_STRATEGIES)),
-        "pairs.unfinished": UNFINISHED_POLICIES, "model.dtype": tuple(sorted(loading.DTYPES)),
+        "dpo.loss": ("dpo", "ipo"),
+        "dpo.lr_schedule": LR_SCHEDULES,
+        "judge.score_mode": READ_MODES,
+        "meta_judge.verdict_mode": READ_MODES,
+        "pairs.strategy": tuple(sorted(ACTOR_PAIR_STRATEGIES)),
+        "pairs.unfinished": UNFINISHED_POLICIES,
+        "model.dtype": tuple(sorted(loading.DTYPES)),
     }
     found = []
     for key, allowed in options.items():
@@ -137,8 +141,10 @@ def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
         return []
     found = []
     if sharding == "deepspeed" and not loading.is_installed("deepspeed"):
-        found.append("trainer=deepspeed needs DeepSpeed, which is not installed: pip install deepspeed "
-                     "(or pip install 'metareward[deepspeed]')")
+        found.append(
+            "trainer=deepspeed needs DeepSpeed, which is not installed: pip install deepspeed "
+            "(or pip install 'metareward[deepspeed]')"
+        )
     if cfg.model.get("quantization"):
         found.append(
             f"model.quantization={cfg.model.quantization} does not combine with trainer={sharding}: "
@@ -166,7 +172,10 @@ def evaluation_problems(cfg: DictConfig) -> list[str]:
     found = []
     if callbacks.get("win_rate") is not None:
         spec = EvaluatorSpec(**OmegaConf.to_container(evaluation.evaluator, resolve=True))  # type: ignore[arg-type]
-        found += spec.problems()
+        if isinstance(spec.kind, str):
+            found += spec.problems()
+        else:  # a list or mapping given for the name (found by tests/reliability/test_properties.py)
+            found.append(f"evaluation.evaluator.kind={spec.kind!r} is not a name; use seed, model or openai")
         path = Path(str(evaluation.data_path)).expanduser()
         found += [p for p in [file_problem(path, "evaluation.data_path", EVAL_PROMPTS)] if p]
     if callbacks.get("judge_quality") is not None:

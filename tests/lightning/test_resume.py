@@ -53,10 +53,36 @@ def stage_texts(run_dir: Path) -> dict[str, str]:
     }
 
 
+def adapter_bytes(run_dir: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(run_dir)): path.read_bytes()
+        for path in sorted((run_dir / "checkpoints").glob("iter_*/*/adapter_model.safetensors"))
+    }
+
+
+@pytest.fixture(scope="module")
+def shared_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prompt file for every run of this module: the kill tests compare their runs with one uninterrupted run."""
+    questions = ["Name three fruits.", "Explain gravity simply.", "Write a haiku about rain.", "What is 7 times 8?",
+                 "Give three tips for sleeping well.", "List four uses of a paperclip."]
+    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory: pytest.TempPathFactory, shared_prompts: Path) -> Path:
+    """One uninterrupted smoke run, the reference for every kill test of this module."""
+    run_dir = tmp_path_factory.mktemp("unbroken") / "run"
+    run_to_end(command(shared_prompts, run_dir))
+    return run_dir
+
+
 @pytest.mark.slow
-def test_killed_runs_resume_without_redoing_finished_stages(prompt_file: Path, tmp_path: Path) -> None:
-    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
-    run_to_end(command(prompt_file, unbroken))
+def test_killed_runs_resume_without_redoing_finished_stages(
+    shared_prompts: Path, tmp_path: Path, unbroken: Path
+) -> None:
+    prompt_file, broken = shared_prompts, tmp_path / "broken"
 
     first = broken / "iterations" / "iter_01"
     # 1: killed right after iteration 1's responses were written (mid data making).
@@ -110,3 +136,21 @@ def test_ctrl_c_stops_keeps_artifacts_and_says_how_to_resume(prompt_file: Path, 
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     run_to_end(command(prompt_file, run_dir, "resume=true"))
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_runs_killed_during_the_dpo_step_and_during_evaluation_resume_to_the_same_pairs_and_adapters(
+    shared_prompts: Path, tmp_path: Path, unbroken: Path
+) -> None:
+    prompt_file, broken = shared_prompts, tmp_path / "broken"
+    # 1: killed while iteration 1 trains (its scored pairs are written just before the DPO steps start).
+    kill_when(command(prompt_file, broken), broken / "iterations" / "iter_01" / "train_pairs.jsonl")
+    assert not (broken / "checkpoints" / "last.ckpt").exists(), "the kill came after iteration 1 was trained"
+    # 2: resumed, then killed while iteration 2 is evaluated (its adapters are saved just before evaluation).
+    kill_when(command(prompt_file, broken, "resume=true"), broken / "checkpoints" / "iter_02" / "judge")
+    assert not (broken / "summary.json").read_text().count('"iteration": 2'), "iteration 2 was already summarised"
+    # 3: resumed to the end.
+    run_to_end(command(prompt_file, broken, "resume=true"))
+    assert stage_texts(broken) == stage_texts(unbroken)
+    assert adapter_bytes(broken) == adapter_bytes(unbroken) and len(adapter_bytes(unbroken)) == 4
+    assert json.loads((broken / "summary.json").read_text())["status"] == "finished"

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT, compose
+
 from metareward.datafiles import MAX_LINE_CHARS
 from metareward.preflight import preflight_problems
 
@@ -37,8 +37,14 @@ FILES = {
         {"instruction": "Say hi.", "response": "Hi!", "judgment": "Fine. Score: 4", "score": 4},
     ),
 }
-TEXT_FIELD = {"prompts": "instruction", "eval_prompts": "instruction", "references": "output",
-              "judge_pairs": "good", "ift": "response", "eft": "judgment"}
+TEXT_FIELD = {
+    "prompts": "instruction",
+    "eval_prompts": "instruction",
+    "references": "output",
+    "judge_pairs": "good",
+    "ift": "response",
+    "eft": "judgment",
+}
 WITH_IDS = ("prompts", "eval_prompts", "judge_pairs")
 
 
@@ -66,7 +72,7 @@ def bad_files(kind: str, row: dict) -> dict[str, tuple[bytes | None, str]]:
         "enormous_line": (json.dumps({**row, "pad": "x" * MAX_LINE_CHARS}).encode(), "longer than"),
     }
     if kind in WITH_IDS:
-        files["duplicate_ids"] = ((json.dumps({**row, "id": "a"}) + "\n") .encode() * 2, "duplicate id 'a'")
+        files["duplicate_ids"] = ((json.dumps({**row, "id": "a"}) + "\n").encode() * 2, "duplicate id 'a'")
         files["list_id"] = (json.dumps({**row, "id": [1]}).encode() + b"\n", "ids must be text or whole numbers")
     if kind == "judge_pairs":
         files["text_score"] = (json.dumps({**row, "good_score": "high"}).encode() + b"\n", "must be a number")
@@ -98,8 +104,9 @@ def test_valid_files_in_every_editor_form_are_accepted(kind: str, tmp_path: Path
         "bom": b"\xef\xbb\xbf" + (json.dumps(row) + "\n").encode(),
         "blank_lines": ("\n  \n" + json.dumps(row) + "\n\n\t\n").encode(),
         "no_final_newline": json.dumps(row).encode(),
-        "unicode": json.dumps({k: (v + " ☂ é" if isinstance(v, str) and k != "id" else v) for k, v in row.items()},
-                              ensure_ascii=False).encode("utf-8"),
+        "unicode": json.dumps(
+            {k: (v + " ☂ é" if isinstance(v, str) and k != "id" else v) for k, v in row.items()}, ensure_ascii=False
+        ).encode("utf-8"),
     }
     for form, content in forms.items():
         path = tmp_path / f"{form}.jsonl"
@@ -112,8 +119,10 @@ def test_a_pool_smaller_than_one_iteration_and_a_header_only_table_are_refused(t
     pool.write_text("".join(json.dumps({"instruction": f"q{i}"}) + "\n" for i in range(2)))
     cfg = compose("+experiment=smoke", f"data.path={pool}", output_dir=tmp_path / "run")  # draws 3 per iteration
     assert preflight_problems(cfg) == [
-        f"data.path={str(pool)!r} holds 2 usable prompts, fewer than one iteration draws "
-        "(data.prompts_per_iteration=3); add prompts or lower data.prompts_per_iteration"
+        (
+            f"data.path={str(pool)!r} holds 2 usable prompts, fewer than one iteration draws "
+            "(data.prompts_per_iteration=3); add prompts or lower data.prompts_per_iteration"
+        )
     ]
     table = tmp_path / "pool.csv"
     table.write_text("id,instruction\r\n")
@@ -141,15 +150,25 @@ def test_model_directories_that_cannot_load_are_refused(files: dict[str, str], p
 
 def test_every_value_problem_of_a_config_is_reported_at_once(tmp_path: Path) -> None:
     cfg = compose(
-        "+experiment=smoke", "num_iterations=two", "dpo.beta=0", "actor.top_p=high", "dpo.loss=simpo",
-        "evaluation.arena.confidence=1.5", "dpo.label_smoothing=0.5", "meta_judge.elo_l2=-1",
+        "+experiment=smoke",
+        "num_iterations=two",
+        "dpo.beta=0",
+        "actor.top_p=high",
+        "dpo.loss=simpo",
+        "evaluation.arena.confidence=1.5",
+        "dpo.label_smoothing=0.5",
+        "meta_judge.elo_l2=-1",
         output_dir=tmp_path / "run",
     )
     problems = preflight_problems(cfg)
     expected = [
-        "num_iterations='two' is not a whole number", "actor.top_p='high' is not a number", "dpo.beta=0 must be > 0",
-        "dpo.loss='simpo' is not one of", "evaluation.arena.confidence=1.5 must be in (0, 1)",
-        "dpo.label_smoothing=0.5 must be in [0, 0.5)", "meta_judge.elo_l2=-1 must be >= 0",
+        "num_iterations='two' is not a whole number",
+        "actor.top_p='high' is not a number",
+        "dpo.beta=0 must be > 0",
+        "dpo.loss='simpo' is not one of",
+        "evaluation.arena.confidence=1.5 must be in (0, 1)",
+        "dpo.label_smoothing=0.5 must be in [0, 0.5)",
+        "meta_judge.elo_l2=-1 must be >= 0",
     ]
     assert len(problems) == len(expected), problems
     for phrase in expected:
@@ -165,6 +184,7 @@ def test_every_value_problem_of_a_config_is_reported_at_once(tmp_path: Path) -> 
         (["schedule.judge_training_iterations=null"], "schedule.judge_training_iterations is null"),
         (["pairs.rho_schedule=0.3"], "pairs.rho_schedule=0.3 is not a list"),
         (["evaluation.evaluator.kind=gpt"], "evaluation.evaluator.kind='gpt' is not one of"),
+        (["evaluation.evaluator.kind=[]"], "evaluation.evaluator.kind=[] is not a name"),  # found by hypothesis
         (["judge.score_mode=vibes"], "judge.score_mode='vibes' is not one of"),
         (["pairs.strategy=best"], "pairs.strategy='best' is not one of"),
         (["evaluation.evaluator.top_logprobs=50"], "top_logprobs=50 must be in [0, 20]"),
@@ -189,7 +209,9 @@ def test_shipped_experiments_pass_the_preflight(tmp_path: Path) -> None:
 
 def run_train(*overrides: str) -> subprocess.CompletedProcess:
     args = [sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", *overrides]
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
+    return subprocess.run(
+        args, check=False, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"}
+    )
 
 
 def test_refused_runs_exit_2_with_one_line_per_problem_and_create_nothing(tmp_path: Path) -> None:
@@ -202,8 +224,10 @@ def test_refused_runs_exit_2_with_one_line_per_problem_and_create_nothing(tmp_pa
         "error: invalid config:",
         "  - num_iterations='two' is not a whole number; set num_iterations to a whole number",
         f"  - data.path={str(tmp_path)!r} is a directory; point it at a JSONL file of prompts",
-        f"  - the run directory {run_dir} cannot be created (No such file or directory); "
-        "choose another with hydra.run.dir=...",
+        (
+            f"  - the run directory {run_dir} cannot be created (No such file or directory); "
+            "choose another with hydra.run.dir=..."
+        ),
     ]
     assert done.stdout == ""
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import compose
+
 from metareward import artifacts
 from metareward.artifacts import ArtifactError, read_records, write_json, write_records, write_text_atomic
 from metareward.engine.phases import PhaseResult

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT
 
 # Long judgments (the tiny model never ends one early) make the judging phase last well past the signal.
@@ -21,16 +20,24 @@ STOP_WITHIN_S = 15.0
 
 
 def command(prompt_file: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", f"data.path={prompt_file}",
-            f"hydra.run.dir={run_dir}", *SLOW_JUDGE, *extra]
+    return [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        f"hydra.run.dir={run_dir}",
+        *SLOW_JUDGE,
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_sigterm_while_generating_stops_within_seconds_and_resumes(prompt_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline"}
-    process = subprocess.Popen(command(prompt_file, run_dir), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        command(prompt_file, run_dir), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     first = run_dir / "iterations" / "iter_01"
     deadline = time.monotonic() + 300
     while not (first / "responses.jsonl").exists():  # the actor has answered: the judge is generating now
@@ -47,8 +54,9 @@ def test_sigterm_while_generating_stops_within_seconds_and_resumes(prompt_file: 
     assert "resume=true" in stderr and f"hydra.run.dir={run_dir}" in stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     written = (first / "responses.jsonl").stat().st_mtime_ns
-    done = subprocess.run(command(prompt_file, run_dir, "resume=true"), env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        command(prompt_file, run_dir, "resume=true"), check=False, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (first / "responses.jsonl").stat().st_mtime_ns == written, "the finished responses were made again"
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"

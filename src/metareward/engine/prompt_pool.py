@@ -167,9 +167,7 @@ def _pool_from_rows(
             drops["duplicate_id"] = bad.counts["duplicate_id"]
             continue
         seen_ids[prompt_id] = line_number
-        prompts.append(
-            PromptRecord(id=prompt_id, instruction=instruction.strip(), category=row.get("category") or "")
-        )
+        prompts.append(PromptRecord(id=prompt_id, instruction=instruction.strip(), category=row.get("category") or ""))
     if not prompts:
         raise PromptPoolError(f"{source}: no usable prompts (dropped: {dict(drops)})")
     return PromptPool(prompts=tuple(prompts), source=source, drops=dict(drops))

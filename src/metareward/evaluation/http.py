@@ -23,10 +23,10 @@ REDACTED = "[redacted]"
 @dataclass(frozen=True)
 class RetryPolicy:
     """`attempts` tries in all; before try k+1 the wait is backoff_s * 2**(k-1), at most max_backoff_s
-    (1, 2, 4 s by default: an endpoint restarting within a few seconds is waited for, one that is down is not)."""
+    (0.5, 1, 2 s by default: an endpoint restarting within a few seconds is waited for, one that is down is not)."""
 
     attempts: int = 4
-    backoff_s: float = 1.0
+    backoff_s: float = 0.5
     max_backoff_s: float = 30.0
 
     def wait_before(self, attempt: int) -> float:
@@ -49,11 +49,12 @@ def post_json(
     error: type[Exception],
     accept: Callable[[Any], bool] = lambda reply: True,
     policy: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> Any:
     """The endpoint's JSON reply for which `accept` holds; raises `error` with one sentence once the attempts are
     spent or at once for a reply that retrying cannot change."""
     policy = policy or DEFAULT_RETRY
+    sleep = sleep or time.sleep
     secrets = [value.split()[-1] for key, value in headers.items() if key.lower() == "authorization" and value]
     data = json.dumps(body).encode()
     last = "no attempt made"
@@ -64,12 +65,20 @@ def post_json(
         except _Retryable as fault:
             last = str(fault)
         except urllib.error.HTTPError as fault:  # a 4xx that another try would get again
-            raise error(_redact(f"The evaluator endpoint {url} refused the request: HTTP {fault.code} "
-                                f"{fault.reason}; check evaluation.evaluator.base_url, model and the API key", secrets)
-                        ) from None
-    raise error(_redact(f"The evaluator endpoint {url} failed {policy.attempts} attempts (last: {last}); the "
-                        "iteration's data is kept: once the endpoint answers, resume the run with resume=true",
-                        secrets))
+            raise error(
+                _redact(
+                    f"The evaluator endpoint {url} refused the request: HTTP {fault.code} "
+                    f"{fault.reason}; check evaluation.evaluator.base_url, model and the API key",
+                    secrets,
+                )
+            ) from None
+    raise error(
+        _redact(
+            f"The evaluator endpoint {url} failed {policy.attempts} attempts (last: {last}); the "
+            "iteration's data is kept: once the endpoint answers, resume the run with resume=true",
+            secrets,
+        )
+    )
 
 
 def _attempt(url: str, data: bytes, headers: dict[str, str], timeout_s: float, accept: Callable[[Any], bool]) -> Any:
