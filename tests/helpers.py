@@ -15,3 +15,15 @@ def compose(*overrides: str, output_dir: Path | None = None):
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         fixed = [f"paths.root_dir={REPO_ROOT}", f"paths.output_dir={output_dir or REPO_ROOT / 'outputs' / 'test'}"]
         return hydra_compose(config_name="train", overrides=fixed + list(overrides))
+
+
+def config_problems(*overrides: str) -> list[str]:
+    """The problems config validation reports for `overrides`, one per entry (empty when the config is valid)."""
+    from metareward.config import ConfigError, build_settings
+
+    try:
+        build_settings(compose(*overrides))
+    except ConfigError as error:
+        message = str(error).removeprefix("invalid config:").strip()
+        return [line.removeprefix("- ") for line in message.splitlines()]
+    return []

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import REPO_ROOT, compose
+from helpers import REPO_ROOT, compose, config_problems as problems
 from omegaconf import OmegaConf
 
 from metareward import validation
-from metareward.config import ConfigError, RunSettings, build_settings
+from metareward.config import RunSettings, build_settings
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
 
@@ -33,15 +33,6 @@ def cuda(monkeypatch):
     """A machine with CUDA and every optional package (the gpu extra, DeepSpeed)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(loading, "is_installed", lambda package: True)
-
-
-def problems(*overrides: str) -> list[str]:
-    try:
-        build_settings(compose(*overrides))
-    except ConfigError as error:
-        message = str(error).removeprefix("invalid config:").strip()
-        return [line.removeprefix("- ") for line in message.splitlines()]
-    return []
 
 
 def paper_settings(experiment: str) -> RunSettings:

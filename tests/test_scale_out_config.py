@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO_ROOT, compose
+from helpers import REPO_ROOT, compose, config_problems as problems
 from metareward import validation
-from metareward.config import ConfigError, build_settings, model_spec
+from metareward.config import build_settings, model_spec
 from metareward.model import loading
 
 MODELS = {
@@ -34,15 +34,6 @@ def cuda(monkeypatch):
     """A machine with CUDA and the gpu extra, but without DeepSpeed."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(loading, "is_installed", lambda package: package != "deepspeed")
-
-
-def problems(*overrides: str) -> list[str]:
-    try:
-        build_settings(compose(*overrides))
-    except ConfigError as error:
-        message = str(error).removeprefix("invalid config:").strip()
-        return [line.removeprefix("- ") for line in message.splitlines()]
-    return []
 
 
 # Every experiment with every trainer: tests/test_experiments.py.
