@@ -25,5 +25,5 @@ def config_problems(*overrides: str) -> list[str]:
         build_settings(compose(*overrides))
     except ConfigError as error:
         message = str(error).removeprefix("invalid config:").strip()
-        return [line.removeprefix("- ") for line in message.splitlines()]
+        return [line.strip().removeprefix("- ") for line in message.splitlines()]
     return []

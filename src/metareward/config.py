@@ -77,7 +77,7 @@ def build_settings(cfg: DictConfig) -> RunSettings:
         raise ConfigError(f"invalid config value: {error}") from None
     problems += values + settings.model.problems() + settings.adapters.problems() + settings.engine.problems()
     problems += settings.optim.problems() + environment_problems(cfg) + evaluation_problems(cfg)
-    problems += settings.generation.problems(cfg.trainer.get("devices", 1))
+    problems += settings.generation.problems(cfg.trainer.get("devices", 1), cfg.trainer.get("accelerator", "cpu"))
     if settings.num_iterations < 1:
         problems.append(f"num_iterations={settings.num_iterations} must be at least 1")
     if not settings.beta > 0:

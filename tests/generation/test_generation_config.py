@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -20,10 +22,12 @@ from helpers import compose
 
 from metareward.config import ConfigError, build_settings
 from metareward.engine.policy import Policy
-from metareward.generation.sampler import SamplingSettings
+from metareward.engine.settings import RoleSettings
+from metareward.generation.sampler import GenerationRequest, SamplingSettings
 from metareward.generation.spec import lora_rank_slot
 from metareward.generation.vllm_backend import (
     ServedAdapters,
+    VLLMBackend,
     choice_logprobs,
     completion_body,
     completion_tokens,
@@ -61,6 +65,23 @@ def test_vllm_settings_follow_the_model_and_refuse_the_in_memory_model(tmp_path:
     with pytest.raises(ConfigError, match="exists only in memory"):
         build_settings(compose("+experiment=smoke", "generation=vllm", f"generation.python={python}"))
     assert [lora_rank_slot(r) for r in (1, 4, 16, 17)] == [1, 8, 16, 32]
+
+
+def test_while_training_is_checked_against_the_accelerator_and_the_servers(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text("")
+    base = ("+experiment=meta_reward", "generation=vllm", f"generation.python={python}")
+    assert build_settings(compose(*base)).generation.while_training == "keep"
+    assert build_settings(compose(*base, "generation.while_training=stop")).generation.while_training == "stop"
+    with pytest.raises(ConfigError, match="while_training=sleep needs a GPU"):
+        build_settings(compose(*base, "generation.while_training=sleep"))
+    with pytest.raises(ConfigError, match="servers it does not own"):
+        build_settings(compose(*base, "generation.while_training=stop", "generation.urls=[http://h:8000]"))
+    with pytest.raises(ConfigError, match=r"while_training='nap' is not one of"):
+        build_settings(compose(*base, "generation.while_training=nap"))
+    sleeping = server_command("/m", ServerSettings(sleep_mode=True), 1)
+    assert "--enable-sleep-mode" in sleeping and "--enable-sleep-mode" not in server_command("/m", ServerSettings(), 1)
+    assert server_environment(ServerSettings(sleep_mode=True), {}, 2)["VLLM_SERVER_DEV_MODE"] == "1"
 
 
 def test_server_command_and_environment() -> None:
@@ -151,3 +172,49 @@ def test_the_hf_backend_satisfies_the_seam_unchanged() -> None:
     probabilities = policy.choose("seed", ["a b c"], ["a", "b"], 2, "read")
     assert probabilities.shape == (1, 2) and np.isclose(probabilities.sum(), 1.0)
     policy.close()
+
+
+def test_a_sleeping_engine_is_woken_by_the_next_request_and_its_adapters_loaded_again(
+    recording_server, tmp_path: Path
+) -> None:
+    url, calls = recording_server
+    model, tokenizer = build_tiny()
+    served = ServedAdapters(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tmp_path)
+    backend = VLLMBackend(served, tokenizer, (url,), (0,), progress=False, while_training="sleep")
+    assert backend.served_name("actor") == "actor-v1"
+    backend.release()
+    backend.release()  # once asleep, a second release asks nothing
+    assert calls[-1] == ("/sleep?level=1", {}) and sum(path.startswith("/sleep") for path, _ in calls) == 1
+    del calls[:]
+    assert backend.served_name("judge") == "judge-v2"  # woken first, then every adapter under a new name
+    assert [path for path, _ in calls] == ["/wake_up"] + ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"] * 2
+    assert calls[1][1]["lora_name"] == "actor-v2" and calls[2][1] == {"lora_name": "actor-v1"}
+    kept = VLLMBackend(served, tokenizer, (url,), (0,), progress=False)
+    del calls[:]
+    kept.release()
+    assert calls == []  # while_training=keep: the engine keeps its memory
+
+
+class _SlowCompletions(_Recorder):
+    """Loads adapters at once and answers a completion only after 5 s."""
+
+    def do_POST(self) -> None:
+        if self.path == "/v1/completions":
+            time.sleep(5)
+        super().do_POST()
+
+
+def test_an_interrupt_while_requests_are_open_stops_at_once_without_waiting_for_them(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowCompletions)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    model, tokenizer = build_tiny()
+    served = ServedAdapters(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tmp_path)
+    backend = VLLMBackend(served, tokenizer, (f"http://127.0.0.1:{server.server_address[1]}",), (0,), progress=False)
+    requests = [GenerationRequest(i, "a b c", i) for i in range(8)]
+    settings = RoleSettings(SamplingSettings(1.0, 1.0, 4), batch_size=8)
+    threading.Timer(0.5, signal.raise_signal, (signal.SIGINT,)).start()  # Ctrl-C, as SIGTERM becomes in a run
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        backend.generate("actor", requests, settings, "slow")
+    assert time.perf_counter() - started < 3.0  # not the 5 s the open requests take
+    server.shutdown()

@@ -158,6 +158,7 @@ def test_a_run_whose_endpoint_is_down_keeps_its_data_and_resumes_and_never_write
         "evaluation.evaluator.model=judge-model",
         "evaluation.evaluator.api_key_env=METAREWARD_TEST_KEY",
         "evaluation.evaluator.timeout_s=2",
+        "logger=wandb",  # offline: the wandb run is written into the run directory, and grepped with it below
     ]
     env = {**os.environ, "WANDB_MODE": "offline", "METAREWARD_TEST_KEY": KEY}
     endpoint.mode = "garbage"  # echoes the key back in its page
@@ -176,5 +177,6 @@ def test_a_run_whose_endpoint_is_down_keeps_its_data_and_resumes_and_never_write
     assert pairs.read_bytes() == kept
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["iterations"][0]["eval"]["win_rate"] is not None
+    assert list((run_dir / "wandb").glob("offline-run-*")), "no wandb run was written"
     leaked = [p for p in run_dir.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert leaked == [] and KEY not in done.stderr + done.stdout

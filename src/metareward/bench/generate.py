@@ -70,6 +70,9 @@ class RecordingBackend:
     def cue_read(self, cue_text, choices):
         return self.inner.cue_read(cue_text, choices)
 
+    def release(self) -> None:
+        self.inner.release()
+
     def close(self) -> None:
         self.inner.close()
 

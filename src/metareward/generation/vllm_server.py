@@ -49,6 +49,7 @@ class ServerSettings:
     devices: str | None = None  # CUDA_VISIBLE_DEVICES for the server (GPUs other than training's)
     seed: int = 0
     startup_timeout_s: float = 900.0
+    sleep_mode: bool = False  # set from generation.while_training=sleep: --enable-sleep-mode and its endpoints
     extra_args: tuple[str, ...] = field(default=())
 
 
@@ -91,6 +92,8 @@ def server_command(model_dir: str, settings: ServerSettings, port: int) -> list[
     command += [part for pair in options.items() for part in pair] + flags
     if settings.max_model_len is not None:
         command += ["--max-model-len", str(settings.max_model_len)]
+    if settings.sleep_mode:
+        command.append("--enable-sleep-mode")
     return command + list(settings.extra_args)
 
 
@@ -103,6 +106,8 @@ def server_environment(settings: ServerSettings, base: Mapping[str, str], cores:
     bind = f"0-{cores - 1}" if settings.cpu_threads_bind == "auto" else settings.cpu_threads_bind
     if bind:
         env["VLLM_CPU_OMP_THREADS_BIND"] = bind
+    if settings.sleep_mode:
+        env["VLLM_SERVER_DEV_MODE"] = "1"  # serves /sleep and /wake_up
     if settings.devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(settings.devices)
     env.pop("OMP_NUM_THREADS", None)  # the tests pin one thread for tiny models; the server sizes its own pool

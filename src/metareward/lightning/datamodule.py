@@ -177,6 +177,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
         data.stats["data/world_size"] = float(shard.world_size)
         data.digest = agreed_digest(data.pairs, shard)
         self.latest = data
+        policy.release()  # DPO trains next: a vLLM engine sleeps or stops if generation.while_training says so
         if not data.pairs:
             log.warning("iteration %d made no preference pairs: training is skipped for this iteration", iteration)
             return DataLoader([[]], batch_size=None, collate_fn=KindCollator(self.collator))
