@@ -60,3 +60,37 @@ def test_sigterm_while_generating_stops_within_seconds_and_resumes(prompt_file: 
     assert done.returncode == 0, done.stderr[-3000:]
     assert (first / "responses.jsonl").stat().st_mtime_ns == written, "the finished responses were made again"
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_sigterm_while_dpo_trains_stops_within_seconds_keeping_the_iterations_data(
+    prompt_file: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        f"hydra.run.dir={run_dir}",
+        "dpo.epochs_per_iteration=2000",  # passes over the pairs: the DPO phase lasts well past the signal
+    ]
+    process = subprocess.Popen(
+        args, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    pairs = run_dir / "iterations" / "iter_01" / "train_pairs.jsonl"
+    deadline = time.monotonic() + 300
+    while not pairs.exists():  # scored with the reference model: DPO trains next
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(2.0)  # into the training steps
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    stopped_after = time.monotonic() - sent
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert stopped_after < STOP_WITHIN_S, f"stopped {stopped_after:.1f} s after SIGTERM"
+    assert "Traceback" not in stderr and "resume=true" in stderr
+    assert pairs.stat().st_size > 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and not summary["iterations"], "iteration 1 cannot have finished"
