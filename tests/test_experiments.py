@@ -173,3 +173,24 @@ def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(c
     warm = warm_start_settings(cfg.warm_start)
     assert warm.enabled and warm.ift_path and warm.eft_path  # iteration 0 is SFT on IFT + EFT
     assert set(load_warm_start_data(warm)) == {"ift", "eft"}
+
+
+def leaves(node: object, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every leaf of a plain mapping."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    found: dict[str, object] = {}
+    for key, value in node.items():
+        found.update(leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_file_holds_only_what_differs_from_the_defaults(experiment: str) -> None:
+    raw = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "experiment" / f"{experiment}.yaml"))
+    # The groups the experiment picks (`- override /model: tiny`), without the values the file sets.
+    picks = [next(iter(entry.items())) for entry in raw.pop("defaults", [])]
+    base = OmegaConf.to_container(compose(*(f"{g.removeprefix('override /')}={v}" for g, v in picks)), resolve=False)
+    base_leaves = leaves(base)
+    restated = [key for key, value in leaves(raw).items() if key in base_leaves and base_leaves[key] == value]
+    assert restated == [], f"{experiment}.yaml restates defaults: {restated}"
