@@ -27,3 +27,12 @@ def config_problems(*overrides: str) -> list[str]:
         message = str(error).removeprefix("invalid config:").strip()
         return [line.strip().removeprefix("- ") for line in message.splitlines()]
     return []
+
+
+def default_engine_settings(**changes):
+    """The data engine's settings from the shipped config (their one source), with `changes` applied."""
+    import dataclasses
+
+    from metareward.config import build_settings
+
+    return dataclasses.replace(build_settings(compose()).engine, **changes)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, default_engine_settings
 
 from metareward.engine.policy import Policy
-from metareward.engine.settings import EngineSettings, RoleSettings
+from metareward.engine.settings import RoleSettings
 from metareward.generation.backends import build_backend
 from metareward.generation.sampler import GenerationRequest, SamplingSettings
 from metareward.generation.spec import GenerationSpec
@@ -36,7 +36,16 @@ def test_vllm_on_a_gpu_reads_choices_as_the_hf_backend(random_llama, tmp_path) -
     model, tokenizer = load_model_and_tokenizer(ModelSpec(str(folder)))
     adapters = RoleAdapters(model.cuda(), AdapterSpec(r=8, alpha=16))
     greedy = RoleSettings(SamplingSettings(0.0, 1.0, 8), 4)
-    engine = EngineSettings(0, 1, 2, 2, greedy, greedy, greedy, progress=False)
+    engine = default_engine_settings(
+        seed=0,
+        prompts_per_iteration=1,
+        num_responses=2,
+        num_judgments=2,
+        actor=greedy,
+        judge=greedy,
+        meta_judge=greedy,
+        progress=False,
+    )
     spec = GenerationSpec(
         backend="vllm",
         model_path=str(folder),

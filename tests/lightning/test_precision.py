@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers import default_engine_settings
 
 from metareward.core.losses import build_preference_loss
 from metareward.engine.iteration import IterationData
@@ -39,7 +40,7 @@ PAIRS = [
 
 def engine_settings() -> EngineSettings:
     role = RoleSettings(SamplingSettings(temperature=1.0, top_p=1.0, max_new_tokens=8), batch_size=2)
-    return EngineSettings(
+    return default_engine_settings(
         seed=0,
         prompts_per_iteration=1,
         num_responses=2,

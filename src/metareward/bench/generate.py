@@ -16,6 +16,7 @@ meta-judge requests hold what the actor wrote, so they differ between backends t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -80,10 +81,17 @@ class RecordingBackend:
 def engine_settings(
     num_responses: int, num_judgments: int, max_new: Sequence[int], batch: Sequence[int]
 ) -> EngineSettings:
+    """The shipped defaults (conf/, composed as train.py would) with the benchmark's sizes and sampling."""
+    from metareward.bench.e2e import compose
+    from metareward.config import build_settings
+
     def role(i: int) -> RoleSettings:
         return RoleSettings(SamplingSettings(0.8, 0.95, max_new[i]), batch[i])
 
-    return EngineSettings(
+    with tempfile.TemporaryDirectory() as scratch:
+        defaults = build_settings(compose([], Path(scratch) / "run")).engine
+    return dataclasses.replace(
+        defaults,
         seed=0,
         prompts_per_iteration=1,
         num_responses=num_responses,

@@ -30,6 +30,9 @@ class RoleSettings:
 
 @dataclass(frozen=True)
 class EngineSettings:
+    """The data engine's settings. No defaults here: the config (conf/) is their one source, read by
+    `config.build_settings`; code that needs settings without a run composes that config (as the benchmarks do)."""
+
     seed: int
     prompts_per_iteration: int
     num_responses: int
@@ -37,20 +40,20 @@ class EngineSettings:
     actor: RoleSettings
     judge: RoleSettings
     meta_judge: RoleSettings
-    drop_duplicate_responses: bool = True
-    score_mode: str = "hybrid"
-    verdict_mode: str = "hybrid"
-    calibrate_position: bool = False
-    pair_strategy: str = "length_controlled"
-    rho: float = 0.4
-    rho_schedule: tuple[float, ...] | None = None
-    judge_training_iterations: tuple[int, ...] = (1,)
-    max_judgment_chars: int | None = 1100
-    max_judgment_chars_schedule: tuple[int, ...] | None = None
-    elo_l2: float = 1e-3
-    max_prompt_tokens: int = 1536
-    unfinished: str = "drop"
-    progress: bool = True
+    drop_duplicate_responses: bool
+    score_mode: str
+    verdict_mode: str
+    calibrate_position: bool
+    pair_strategy: str
+    rho: float
+    rho_schedule: tuple[float, ...] | None
+    judge_training_iterations: tuple[int, ...]
+    max_judgment_chars: int | None
+    max_judgment_chars_schedule: tuple[int, ...] | None
+    elo_l2: float
+    max_prompt_tokens: int  # prompt + completion tokens DPO takes: the longest prompt the engine may send
+    unfinished: str
+    progress: bool
 
     def rho_for(self, iteration: int) -> float:
         return scheduled(self.rho_schedule, iteration, self.rho)
