@@ -150,7 +150,9 @@ def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> 
     assert [s.engine.trains_judge(t) for t in (1, 2, 3, 4)] == [True, True, False, False]
     assert (s.engine.judgment_cap_for(1), s.engine.judgment_cap_for(2)) == (1100, 1000)
     assert (s.engine.score_mode, s.engine.verdict_mode) == ("parse", "parse")
-    assert (s.loss, s.beta, s.optim.lr) == ("dpo", 0.1, 5e-6)
+    assert (s.dpo.loss.target, s.dpo.loss.params["beta"]) == ("metareward.core.losses.DPOLoss", 0.1)
+    assert s.dpo.optimizer.params["lr"] == 5e-6
+    assert s.dpo.lr_schedule.target == "metareward.training.optim.CosineSchedule"
     cfg = compose("+experiment=meta_reward_paper", "trainer=gpu")
     assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 32  # global batch on one device
 
@@ -166,8 +168,10 @@ def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(c
     assert (actor.temperature, actor.top_p) == (0.7, 0.9)
     assert s.engine.pair_strategy == "best_vs_worst" and s.engine.rho_for(1) == 0.0
     assert s.engine.judge_training_iterations == ()
-    assert (s.loss, s.beta) == ("dpo", 0.1)
-    assert (s.optim.lr, s.optim.min_lr, s.optim.lr_schedule) == (1e-6, 1e-7, "linear")
+    assert (s.dpo.loss.target, s.dpo.loss.params["beta"]) == ("metareward.core.losses.DPOLoss", 0.1)
+    assert s.dpo.optimizer.params["lr"] == 1e-6
+    assert s.dpo.lr_schedule.target == "metareward.training.optim.LinearSchedule"
+    assert s.dpo.lr_schedule.params == {"warmup_steps": 0, "min_lr": 1e-7}
     cfg = compose("+experiment=self_reward_paper", "trainer=gpu")
     assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 16
     warm = warm_start_settings(cfg.warm_start)

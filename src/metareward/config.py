@@ -7,10 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from metareward.components import DPOComponents, dpo_components, dpo_shape_problems
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
 from metareward.generation.spec import GenerationSpec, generation_spec
-from metareward.lightning.dpo_module import OptimSettings
 from metareward.model.adapters import AdapterSpec
 from metareward.model.loading import ModelSpec
 from metareward.validation import environment_problems, evaluation_problems, value_problems
@@ -35,11 +35,7 @@ class RunSettings:
     model: ModelSpec
     adapters: AdapterSpec
     engine: EngineSettings
-    optim: OptimSettings
-    loss: str
-    beta: float
-    label_smoothing: float
-    nll_weight: float
+    dpo: DPOComponents
     batch_size: int
     epochs_per_iteration: int
     max_prompt_tokens: int
@@ -70,26 +66,45 @@ def build_settings(cfg: DictConfig) -> RunSettings:
     problems: list[str] = []
     types, values = value_problems(cfg)
     if types:  # a value of the wrong type (num_iterations=two): named by its key, with every other such value
-        raise config_error(types + values + environment_problems(cfg))
+        raise config_error(types + values + dpo_shape_problems(cfg) + environment_problems(cfg))
     try:
         settings = _build(cfg, problems)
     except (TypeError, ValueError) as error:  # a value of the wrong type, e.g. actor.num_responses=many
         raise ConfigError(f"invalid config value: {error}") from None
     problems += values + settings.model.problems() + settings.adapters.problems() + settings.engine.problems()
-    problems += settings.optim.problems() + environment_problems(cfg) + evaluation_problems(cfg)
+    problems += settings.dpo.shape_problems() + dpo_value_problems(cfg.dpo, settings.dpo)
+    if not any(problem.startswith("dpo.") for problem in problems):  # a bad shared value is reported only once
+        problems += settings.dpo.refused()
+    problems += environment_problems(cfg) + evaluation_problems(cfg)
     problems += settings.generation.problems(cfg.trainer.get("devices", 1), cfg.trainer.get("accelerator", "cpu"))
     if settings.num_iterations < 1:
         problems.append(f"num_iterations={settings.num_iterations} must be at least 1")
-    if not settings.beta > 0:
-        problems.append(f"dpo.beta={settings.beta} must be > 0")
-    if settings.loss not in ("dpo", "ipo"):
-        problems.append(f"dpo.loss={settings.loss!r} is not one of ['dpo', 'ipo']")
     problems += completion_limit_problems(settings)
     if settings.batch_size < 1 or settings.epochs_per_iteration < 1:
         problems.append("dpo.batch_size and dpo.epochs_per_iteration must be at least 1")
     if problems:
         raise config_error(problems)
     return settings
+
+
+def dpo_value_problems(dpo: DictConfig, components: DPOComponents) -> list[str]:
+    """The ranges of the values the DPO components share (their YAML files read them as ${dpo.<key>}), and a
+    label smoothing that the chosen loss would silently ignore."""
+    found = []
+    beta, lr, min_lr = float(dpo.beta), float(dpo.lr), float(dpo.min_lr)
+    if not beta > 0:
+        found.append(f"dpo.beta={beta} must be > 0")
+    if not lr > 0:
+        found.append(f"dpo.lr={lr} must be > 0")
+    if not 0 <= min_lr <= lr:
+        found.append(f"dpo.min_lr={min_lr} must be in [0, dpo.lr]")
+    smoothing = float(dpo.label_smoothing)
+    if smoothing and components.loss.target and "label_smoothing" not in components.loss.params:
+        found.append(
+            f"dpo.label_smoothing={smoothing} is not read by the loss {components.loss.target} (dpo/loss); set it "
+            "to 0, or choose dpo/loss=dpo for conservative DPO"
+        )
+    return found
 
 
 def completion_limit_problems(settings: RunSettings) -> list[str]:
@@ -157,18 +172,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
             target_modules=tuple(adapters.target_modules),
         ),
         engine=engine,
-        optim=OptimSettings(
-            lr=float(cfg.dpo.lr),
-            weight_decay=float(cfg.dpo.weight_decay),
-            lr_schedule=str(cfg.dpo.lr_schedule),
-            min_lr=float(cfg.dpo.min_lr),
-            warmup_steps=int(cfg.dpo.warmup_steps),
-            reset_each_iteration=bool(cfg.dpo.reset_optimizer_each_iteration),
-        ),
-        loss=str(cfg.dpo.loss),
-        beta=float(cfg.dpo.beta),
-        label_smoothing=float(cfg.dpo.label_smoothing),
-        nll_weight=float(cfg.dpo.nll_weight),
+        dpo=dpo_components(cfg, problems),
         batch_size=int(cfg.dpo.batch_size),
         epochs_per_iteration=int(cfg.dpo.epochs_per_iteration),
         max_prompt_tokens=int(cfg.dpo.max_prompt_tokens),

@@ -41,7 +41,6 @@ def train(cfg: DictConfig) -> TrainResult:
     """Run every iteration of the configured experiment."""
     import lightning as L
 
-    from metareward.core.losses import build_preference_loss
     from metareward.lightning.callbacks import IterationSummary, ResumeCheckpoint
     from metareward.lightning.datamodule import SelfJudgedDataModule
     from metareward.lightning.dpo_module import DPOModule
@@ -78,8 +77,7 @@ def train(cfg: DictConfig) -> TrainResult:
     adapters = RoleAdapters(model, settings.adapters)
     if warm.enabled and checkpoint is None:
         summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm)  # iteration 0: M_0 for the loop
-    loss = build_preference_loss(settings.loss, settings.beta, settings.nll_weight, settings.label_smoothing)
-    module = DPOModule(adapters, loss, settings.optim)
+    module = DPOModule(adapters, settings.dpo.build_loss(), settings.dpo.build_optim())
     collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     datamodule = SelfJudgedDataModule(
         settings.engine,

@@ -37,11 +37,8 @@ def choice_problems(cfg: DictConfig) -> list[str]:
     """Every choice key given a name that is not one of its options."""
     from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
     from metareward.engine.settings import READ_MODES, UNFINISHED_POLICIES
-    from metareward.lightning.dpo_module import LR_SCHEDULES
 
     options = {
-        "dpo.loss": ("dpo", "ipo"),
-        "dpo.lr_schedule": LR_SCHEDULES,
         "judge.score_mode": READ_MODES,
         "meta_judge.verdict_mode": READ_MODES,
         "pairs.strategy": tuple(sorted(ACTOR_PAIR_STRATEGIES)),

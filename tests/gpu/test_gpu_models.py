@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from functools import partial
 
 import pytest
 import torch
 
-from metareward.core.losses import build_preference_loss
-from metareward.lightning.dpo_module import DPOModule, OptimSettings
+from metareward.core.losses import DPOLoss
+from metareward.lightning.dpo_module import DPOModule
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+from metareward.training.optim import ConstantSchedule, OptimSettings
 
 pytestmark = pytest.mark.gpu
 
@@ -47,7 +49,8 @@ def test_qlora_dpo_steps_train_only_the_adapters(random_llama) -> None:
     adapters = RoleAdapters(model, AdapterSpec(r=8, alpha=16, target_modules=("q_proj", "v_proj", "down_proj")))
     batch = dpo_batch(adapters.model, next(adapters.model.parameters()).device)
     base = {n: p.detach().clone() for n, p in adapters.base_parameters()}
-    module = DPOModule(adapters, build_preference_loss("dpo", beta=0.1), OptimSettings(lr=1e-3))
+    optim = OptimSettings(partial(torch.optim.AdamW, lr=1e-3), ConstantSchedule(0), reset_each_iteration=True)
+    module = DPOModule(adapters, DPOLoss(beta=0.1), optim)
     trainer = L.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch, batch], batch_size=None))

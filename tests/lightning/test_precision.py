@@ -7,6 +7,7 @@ be 0 up to float noise (Rafailov et al. 2023, Eq. 7). The DPO step runs inside L
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -14,18 +15,19 @@ import pytest
 import torch
 from helpers import default_engine_settings
 
-from metareward.core.losses import build_preference_loss
+from metareward.core.losses import DPOLoss
 from metareward.engine.iteration import IterationData
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
 from metareward.lightning import datamodule as datamodule_module
 from metareward.lightning.datamodule import SelfJudgedDataModule
-from metareward.lightning.dpo_module import DPOModule, OptimSettings
+from metareward.lightning.dpo_module import DPOModule
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny_model, build_tiny_tokenizer
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
+from metareward.training.optim import ConstantSchedule, OptimSettings
 
 PAIRS = [
     PairRecord(
@@ -60,8 +62,9 @@ def first_step_logratios(precision: str, run_dir: Path, monkeypatch: pytest.Monk
     )
     tokenizer = build_tiny_tokenizer()
     adapters = RoleAdapters(build_tiny_model(tokenizer, seed=0, hidden_size=128), AdapterSpec(r=4, alpha=8))
-    loss = build_preference_loss("dpo", beta=1.0)  # beta 1: the implicit rewards are the log-ratios themselves
-    module = DPOModule(adapters, loss, OptimSettings(lr=1e-2))
+    loss = DPOLoss(beta=1.0)  # beta 1: the implicit rewards are the log-ratios themselves
+    optim = OptimSettings(partial(torch.optim.AdamW, lr=1e-2), ConstantSchedule(0), reset_each_iteration=True)
+    module = DPOModule(adapters, loss, optim)
     seen: list[torch.Tensor] = []
     loss.register_forward_hook(lambda _, __, out: seen.append(torch.cat([out.chosen_rewards, out.rejected_rewards])))
     kinds: list[str] = []

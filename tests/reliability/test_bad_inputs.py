@@ -165,7 +165,7 @@ def test_every_value_problem_of_a_config_is_reported_at_once(tmp_path: Path) -> 
         "num_iterations='two' is not a whole number",
         "actor.top_p='high' is not a number",
         "dpo.beta=0 must be > 0",
-        "dpo.loss='simpo' is not one of",
+        "dpo.loss='simpo' is the old spelling: select the loss with dpo/loss=simpo",
         "evaluation.arena.confidence=1.5 must be in (0, 1)",
         "dpo.label_smoothing=0.5 must be in [0, 0.5)",
         "meta_judge.elo_l2=-1 must be >= 0",

@@ -23,8 +23,10 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 LARGE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 CHOICE_KEYS = [
-    "dpo.loss",
-    "dpo.lr_schedule",
+    # The components (conf/dpo/loss, optimizer, lr_schedule) are nodes; their class path is the choice here.
+    "dpo.loss._target_",
+    "dpo.optimizer._target_",
+    "dpo.lr_schedule._target_",
     "judge.score_mode",
     "meta_judge.verdict_mode",
     "pairs.strategy",
@@ -59,6 +61,9 @@ VALUES = st.one_of(
             "length_controlled",
             "split",
             "cosine",
+            "metareward.core.losses.IPOLoss",
+            "metareward.training.optim.CosineSchedule",
+            "torch.optim.SGD",
             "{a: 1}",
         ]
     ),

@@ -14,7 +14,6 @@ The reference inputs are detached inside the losses, so a caller may pass tensor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,9 +52,11 @@ def reward_margin(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tensor:
 
 
 class PreferenceLoss(nn.Module):
-    """Base class: holds beta, computes the log-ratios and rewards; subclasses define `pair_losses`."""
+    """Base class: holds beta, computes the log-ratios and rewards; subclasses define `pair_losses`.
 
-    accepts_label_smoothing: ClassVar[bool] = False
+    A new loss is one subclass plus one YAML file in `conf/dpo/loss/` naming it with `_target_` (README, "Adding a
+    loss, an optimizer or a schedule").
+    """
 
     def __init__(self, beta: float) -> None:
         super().__init__()
@@ -100,8 +101,6 @@ class DPOLoss(PreferenceLoss):
     probability eps (Mitchell 2023, "A note on DPO with noisy preferences"); eps = 0 is plain DPO. The losses are
     computed with `logsigmoid`, which is stable for large |h|.
     """
-
-    accepts_label_smoothing: ClassVar[bool] = True
 
     def __init__(self, beta: float, label_smoothing: float = 0.0) -> None:
         super().__init__(beta)
@@ -184,20 +183,8 @@ class NLLRegularised(nn.Module):
         return f"weight={self.weight}"
 
 
-PREFERENCE_LOSSES: dict[str, type[PreferenceLoss]] = {"dpo": DPOLoss, "ipo": IPOLoss}
-
-
-def build_preference_loss(
-    name: str, beta: float, nll_weight: float = 0.0, label_smoothing: float = 0.0
-) -> PreferenceLoss | NLLRegularised:
-    """The loss named `name`, wrapped in `NLLRegularised` when `nll_weight > 0`."""
-    if name not in PREFERENCE_LOSSES:
-        valid = ", ".join(repr(key) for key in PREFERENCE_LOSSES)
-        raise ValueError(f"Unknown preference loss {name!r}; choose one of {valid}.")
-    loss_class = PREFERENCE_LOSSES[name]
-    if label_smoothing and not loss_class.accepts_label_smoothing:
-        raise ValueError(f"label_smoothing={label_smoothing} is not supported by the {name!r} loss; set it to 0.")
-    if nll_weight < 0:
+def with_nll_term(loss: PreferenceLoss, nll_weight: float) -> PreferenceLoss | NLLRegularised:
+    """`loss` plus the chosen-response NLL term of iterative RPO when `nll_weight > 0`, else `loss` itself."""
+    if not nll_weight >= 0:
         raise ValueError(f"nll_weight must be >= 0, got {nll_weight}; use 0 to turn the NLL term off.")
-    loss = loss_class(beta, label_smoothing=label_smoothing) if loss_class.accepts_label_smoothing else loss_class(beta)
     return NLLRegularised(loss, nll_weight) if nll_weight > 0 else loss

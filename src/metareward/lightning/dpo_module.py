@@ -6,8 +6,6 @@ copy of the model is held. Only adapter parameters are optimised.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -16,38 +14,7 @@ import torch
 from metareward.core.logprobs import pair_logprobs
 from metareward.lightning.strategies import fsdp_root
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
-
-LR_SCHEDULES = ("constant", "linear", "cosine")
-
-
-@dataclass(frozen=True)
-class OptimSettings:
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    min_lr: float = 0.0
-    warmup_steps: int = 0
-    reset_each_iteration: bool = True
-
-    def problems(self) -> list[str]:
-        found = []
-        if not self.lr > 0:
-            found.append(f"dpo.lr={self.lr} must be > 0")
-        if self.lr_schedule not in LR_SCHEDULES:
-            found.append(f"dpo.lr_schedule={self.lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
-        if not 0 <= self.min_lr <= self.lr:
-            found.append(f"dpo.min_lr={self.min_lr} must be in [0, dpo.lr]")
-        return found
-
-
-def learning_rate(settings: OptimSettings, step: int, total_steps: int) -> float:
-    """The rate at `step` of an iteration of `total_steps`: linear warm-up, then the configured decay to min_lr."""
-    if step < settings.warmup_steps:
-        return settings.lr * (step + 1) / settings.warmup_steps
-    span = max(total_steps - settings.warmup_steps - 1, 1)
-    progress = min(max(step - settings.warmup_steps, 0) / span, 1.0)
-    shape = {"constant": 1.0, "linear": 1.0 - progress, "cosine": 0.5 * (1.0 + math.cos(math.pi * progress))}
-    return settings.min_lr + (settings.lr - settings.min_lr) * shape[settings.lr_schedule]
+from metareward.training.optim import OptimSettings, apply_schedule
 
 
 class DPOModule(L.LightningModule):
@@ -76,10 +43,8 @@ class DPOModule(L.LightningModule):
                 optimizer.state.clear()
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
-        lr = learning_rate(self.optim, self.iteration_step, self.iteration_steps)
         for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            apply_schedule(optimizer, self.optim.lr_schedule, self.iteration_step, self.iteration_steps)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.iteration_step += 1
@@ -146,4 +111,5 @@ class DPOModule(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.adapters.adapter_parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
+        """The configured optimizer (`dpo.optimizer`) over the adapter parameters only."""
+        return self.optim.optimizer(self.adapters.adapter_parameters())
