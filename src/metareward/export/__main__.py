@@ -1,0 +1,95 @@
+"""`python -m metareward.export --run-dir RUN --iteration T --prompts FILE --out DIR`: write iteration T's answers
+for AlpacaEval 2 and Arena-Hard.
+
+Reads the run's `run_config.yaml` for the model and adapter settings, loads the actor adapter saved after iteration
+T (0: the seed model M0, adapters off), answers every prompt of FILE greedily, and writes `DIR/model_outputs.json`
+(for `alpaca_eval --model_outputs`), `DIR/arena_hard_answers.jsonl` (Arena-Hard-Auto's model answers) and
+`DIR/export_stats.json`. A user mistake (missing run, iteration or adapter folder, bad prompt file) ends in one
+sentence and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from metareward.artifacts import ArtifactError
+from metareward.export.checkpoint import RunDirError
+from metareward.export.job import ExportError, ExportOptions, ExportResult, prepare_job, run_export
+from metareward.export.outputs import ALL_FORMATS, OUTPUT_FORMATS
+from metareward.model.embedded import EmbeddedModelError
+from metareward.model.loading import ModelLoadError
+
+USER_ERRORS = (ExportError, RunDirError, ModelLoadError, EmbeddedModelError, ArtifactError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m metareward.export", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--run-dir", required=True, help="a run directory of train.py (it holds run_config.yaml and checkpoints/)")
+    add("--iteration", type=int, required=True, help="0: the seed model M0; T >= 1: the adapters saved after T")
+    add("--prompts", required=True, help="alpaca_eval's eval-set JSON, JSONL with `instruction`, or question.jsonl")
+    add("--out", required=True, help="folder for the answer files and export_stats.json")
+    add("--format", default=ALL_FORMATS, choices=[*OUTPUT_FORMATS, ALL_FORMATS], help="which answer files to write")
+    add("--max-new-tokens", type=int, default=None, help="default: the run's evaluation.max_new_tokens")
+    add("--batch-size", type=int, default=None, help="default: the run's evaluation.batch_size")
+    add(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="longer prompts are skipped, never cut; default: the run's evaluation.max_prompt_tokens",
+    )
+    add("--temperature", type=float, default=0.0, help="0 (default): greedy")
+    add("--generator", default=None, help="the model's name in the files; default: <experiment>-iter<T>")
+    add("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    return ExportOptions(
+        run_dir=args.run_dir,
+        iteration=args.iteration,
+        prompts=args.prompts,
+        out=args.out,
+        format=args.format,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        max_prompt_tokens=args.max_prompt_tokens,
+        temperature=args.temperature,
+        generator=args.generator,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    try:
+        result = run_export(prepare_job(options_from_args(args)))
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(result))
+    return 0
+
+
+def format_report(result: ExportResult) -> str:
+    stats = result.stats
+    lines = [
+        f"wrote {stats['answered']} answers of iteration {stats['iteration']} ({stats['generator']}) to:",
+        *(f"  {path}" for path in result.paths),
+    ]
+    skipped = stats["dropped"]["prompt_too_long"]
+    if skipped:
+        lines.append(f"skipped {skipped} prompts over {stats['max_prompt_tokens']} tokens (ids in export_stats.json)")
+    if stats["unfinished"]:
+        lines.append(f"{stats['unfinished']} answers hit --max-new-tokens={stats['max_new_tokens']} before ending")
+    alpaca = [path for path in result.paths if path.name == OUTPUT_FORMATS["alpaca_eval"].file_name]
+    if alpaca:
+        lines.append(f"next: alpaca_eval --model_outputs {alpaca[0]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""A finished (or partly finished) run directory as a model to answer with: the run's config snapshot, the adapters
+saved after each iteration, and the policy of iteration T.
+
+Iteration 0 is M0, the seed model (the base weights with every adapter off: role `seed`); iteration T >= 1 is the
+actor adapter saved by `AdapterCheckpoint` after iteration T (`checkpoints/iter_TT/<adapter>/`, PEFT format) on
+the base model named by `run_config.yaml`. Every check here reads files only, so it runs before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from metareward.config import model_spec
+from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec
+from metareward.model.loading import ModelSpec
+from metareward.resume import SNAPSHOT
+
+if TYPE_CHECKING:
+    from metareward.engine.policy import Policy
+    from metareward.model.adapters import RoleAdapters
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class RunDirError(ValueError):
+    """The run directory, or the iteration asked for, cannot be exported; the message names what exists."""
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A run directory of train.py and its resolved config (`run_config.yaml`)."""
+
+    run_dir: Path
+    cfg: DictConfig
+
+    @property
+    def experiment(self) -> str:
+        return str(self.cfg.get("experiment", "run"))
+
+    def model(self) -> ModelSpec:
+        return model_spec(self.cfg.model)
+
+    def adapters(self) -> AdapterSpec:
+        section = self.cfg.model.adapters
+        return AdapterSpec(
+            mode=str(section.mode),
+            r=int(section.r),
+            alpha=int(section.alpha),
+            dropout=float(section.dropout),
+            target_modules=tuple(section.target_modules),
+        )
+
+    def actor_adapter(self) -> str:
+        """The adapter the actor role uses (`actor` in split mode, `policy` in shared mode)."""
+        return ADAPTERS_BY_MODE.get(str(self.cfg.model.adapters.mode), ADAPTERS_BY_MODE["split"])["actor"]
+
+    def checkpoints_dir(self) -> Path:
+        """The run's adapter folder: `<run>/checkpoints`, else where the run's config put it (a moved run keeps
+        its folder beside it; a configured one elsewhere is found through the snapshot)."""
+        beside = self.run_dir / "checkpoints"
+        configured = OmegaConf.select(self.cfg, "callbacks.adapter_checkpoint.directory", default=None)
+        return beside if beside.is_dir() or not configured else Path(str(configured))
+
+    def adapter_folder(self, iteration: int) -> Path:
+        return self.checkpoints_dir() / f"iter_{iteration:02d}" / self.actor_adapter()
+
+    def saved_iterations(self) -> list[int]:
+        """Iterations whose actor adapter folder holds a config and weights."""
+        found = []
+        for folder in sorted(self.checkpoints_dir().glob(f"iter_*/{self.actor_adapter()}")):
+            number = folder.parent.name.removeprefix("iter_")
+            if number.isdigit() and all((folder / name).is_file() for name in ADAPTER_FILES):
+                found.append(int(number))
+        return sorted(found)
+
+    def evaluation(self, key: str, default: Any) -> Any:
+        """A value of the run's `evaluation` group (the defaults of an export: max_new_tokens, batch_size, ...)."""
+        return OmegaConf.select(self.cfg, f"evaluation.{key}", default=default)
+
+
+def open_run(run_dir: str | Path) -> SavedRun:
+    """The run in `run_dir`; a missing directory or config snapshot raises RunDirError naming the fix."""
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise RunDirError(f"--run-dir={str(path)!r} is not a directory; point it at a run directory of train.py")
+    snapshot = path / SNAPSHOT
+    if not snapshot.is_file():
+        raise RunDirError(
+            f"--run-dir={str(path)!r} holds no {SNAPSHOT}, so it is not a run of train.py (or training never "
+            "started there); point it at outputs/runs/<experiment>/<date_time>"
+        )
+    try:
+        cfg = OmegaConf.load(snapshot)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException) as error:
+        raise RunDirError(f"the run's config snapshot {snapshot} is damaged ({type(error).__name__})") from None
+    if not isinstance(cfg, DictConfig) or "model" not in cfg:
+        raise RunDirError(f"the run's config snapshot {snapshot} names no model; it is not a run_config.yaml")
+    return SavedRun(path, cfg)
+
+
+def iteration_problem(run: SavedRun, iteration: int) -> str | None:
+    """Why `iteration` cannot be exported from `run`, naming the iterations that can, or None."""
+    saved = run.saved_iterations()
+    shown = ", ".join(str(i) for i in saved) if saved else "none yet"
+    if iteration < 0:
+        return f"--iteration={iteration} must be 0 (the seed model M0) or a trained iteration ({shown})"
+    if iteration == 0 or iteration in saved:
+        return None
+    return (
+        f"--iteration={iteration} has no saved adapters ({run.adapter_folder(iteration)} is missing or incomplete); "
+        f"iterations with saved adapters: {shown}"
+    )
+
+
+def load_policy(
+    run: SavedRun, iteration: int, max_prompt_tokens: int, progress: bool = True
+) -> tuple[Policy, RoleAdapters]:
+    """The run's base model with LoRA adapters, the actor adapter loaded from iteration `iteration` (>= 1; at 0 the
+    adapters stay fresh and are switched off by the `seed` role), as the in-process generation backend."""
+    import torch
+
+    from metareward.engine.policy import Policy
+    from metareward.model.adapters import RoleAdapters
+    from metareward.model.chat import stop_token_ids
+    from metareward.model.loading import load_model_and_tokenizer
+
+    spec = run.model()
+    model, tokenizer = load_model_and_tokenizer(spec)
+    if torch.cuda.is_available() and not spec.quantization:  # quantized weights are placed on the GPU by loading
+        model = model.to("cuda")
+    adapters = RoleAdapters(model, run.adapters())
+    if iteration > 0:
+        load_adapter_weights(adapters, run.actor_adapter(), run.adapter_folder(iteration))
+    adapters.model.eval()
+    stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+    return Policy(adapters, tokenizer, max_prompt_tokens, progress, stops), adapters
+
+
+def load_adapter_weights(adapters: RoleAdapters, name: str, folder: Path) -> None:
+    """Copy a saved adapter (`<folder>/adapter_model.safetensors`, PEFT names without the adapter name, as
+    `RoleAdapters.save` writes them) into adapter `name`. Every saved tensor must land on a LoRA parameter of the
+    same shape and every LoRA parameter of `name` must be given, so a run saved with other LoRA settings is
+    refused instead of half-loaded."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        saved = load_file(str(folder / "adapter_model.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise RunDirError(f"the adapter {folder} does not read back ({type(error).__name__}); re-export it") from None
+    own = {key: p for key, p in adapters.model.named_parameters() if f".{name}." in key and "lora_" in key}
+    targets = {key.replace(f".{name}.", "."): p for key, p in own.items()}
+    unknown = sorted(set(saved) - set(targets))
+    missing = sorted(set(targets) - set(saved))
+    wrong = sorted(k for k in set(saved) & set(targets) if saved[k].shape != targets[k].shape)
+    if unknown or missing or wrong:
+        first = (unknown or missing or wrong)[0]
+        raise RunDirError(
+            f"the adapter {folder} does not fit the run's model.adapters settings ({len(unknown)} unknown, "
+            f"{len(missing)} missing, {len(wrong)} differently shaped tensors, e.g. {first}); export with the "
+            "run_config.yaml it was trained with"
+        )
+    with torch.no_grad():
+        for key, tensor in saved.items():
+            targets[key].copy_(tensor.to(dtype=targets[key].dtype, device=targets[key].device))
