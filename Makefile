@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PIP_TORCH_ARGS ?=
 
-.PHONY: setup setup-vllm model test test-fast train bench clean
+.PHONY: setup setup-vllm model lint test test-fast train bench clean
 
 setup: $(STAMP) model
 
@@ -43,6 +43,11 @@ $(VLLM_STAMP): $(VLLM_LOCK)
 	$(VLLM_VENV)/bin/pip install --quiet --no-deps -r $(VLLM_LOCK)
 	$(VLLM_VENV)/bin/python -c "import vllm"
 	touch $(VLLM_STAMP)
+
+# ruff as configured in pyproject.toml: lint findings and unformatted files both fail.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: setup setup-vllm
 	$(PY) -m pytest -q

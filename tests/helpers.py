@@ -36,3 +36,24 @@ def default_engine_settings(**changes):
     from metareward.config import build_settings
 
     return dataclasses.replace(build_settings(compose()).engine, **changes)
+
+
+def quiet_cpu_trainer(**changes):
+    """A one-device CPU Trainer as the loop runs it (a data reload per epoch, no validation), silent and without
+    checkpoints or loggers, for tests that fit a module directly; `changes` override any argument."""
+    import lightning as L
+
+    arguments = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": 1,
+        "reload_dataloaders_every_n_epochs": 1,
+        "use_distributed_sampler": False,
+        "num_sanity_val_steps": 0,
+        "limit_val_batches": 0,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**arguments, **changes})

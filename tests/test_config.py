@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from helpers import compose, config_problems
 
-from helpers import compose
 from metareward.config import ConfigError, build_settings
 
 # Every experiment composed and validated with every trainer, and the paper values: tests/test_experiments.py.
@@ -13,8 +13,12 @@ from metareward.config import ConfigError, build_settings
 def test_user_facing_keys_reach_the_settings() -> None:
     s = build_settings(
         compose(
-            "num_iterations=3", "seed=7", "data.prompts_per_iteration=5", "actor.num_responses=6",
-            "judge.num_judgments=4", "pairs.rho=0.25",
+            "num_iterations=3",
+            "seed=7",
+            "data.prompts_per_iteration=5",
+            "actor.num_responses=6",
+            "judge.num_judgments=4",
+            "pairs.rho=0.25",
         )
     )
     assert (s.num_iterations, s.seed, s.engine.prompts_per_iteration) == (3, 7, 5)
@@ -55,3 +59,10 @@ def test_dpo_completion_limit_must_fit_every_answer_and_unfinished_policy_is_kno
     # Without judge training, the judge's answers are never trained: only the actor's limit counts.
     build_settings(compose("judge.max_new_tokens=400", "schedule.judge_training_iterations=[]"))
     assert build_settings(compose()).engine.unfinished == "drop"
+
+
+def test_max_epochs_is_num_iterations_and_set_only_through_it() -> None:
+    assert compose("+experiment=smoke", "num_iterations=3").trainer.max_epochs == 3
+    assert config_problems("+experiment=smoke", "trainer.max_epochs=5") == [
+        "trainer.max_epochs=5 differs from num_iterations=2: each iteration is one epoch, so set num_iterations instead"
+    ]

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT, compose
+from helpers import config_problems as problems
 
-from helpers import REPO_ROOT, compose, config_problems as problems
 from metareward import validation
 from metareward.config import build_settings, model_spec
 from metareward.model import loading
@@ -114,7 +115,11 @@ def test_the_cli_refuses_trainer_fsdp_here_in_one_line(tmp_path) -> None:
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", "trainer=fsdp", f"hydra.run.dir={tmp_path}"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -127,8 +132,15 @@ def test_model_configs_compose_without_problems(name: str, cuda) -> None:
     spec = settings.model
     assert spec.path == MODELS[name] and spec.dtype == "bfloat16" and spec.attn_implementation == "auto"
     assert spec.gradient_checkpointing and spec.quantization == ("4bit" if name == "llama2_70b" else None)
-    assert set(settings.adapters.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                     "down_proj"}
+    assert set(settings.adapters.target_modules) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert model_spec(compose(f"model={name}").model) == spec
 
 

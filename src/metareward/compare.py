@@ -92,7 +92,7 @@ def final_metric(summary_path: Path, name: str = "eval.lc_win_rate") -> float:
     """
     value = run_row(Path(summary_path)).get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - a user-facing data problem, reported as the other bad-input errors
             f"{summary_path} has no number {name!r} at its last iteration; enable the evaluation callback that "
             "writes it or search against another metric"
         )

@@ -79,6 +79,11 @@ def build_settings(cfg: DictConfig) -> RunSettings:
     problems += settings.generation.problems(cfg.trainer.get("devices", 1), cfg.trainer.get("accelerator", "cpu"))
     if settings.num_iterations < 1:
         problems.append(f"num_iterations={settings.num_iterations} must be at least 1")
+    if cfg.trainer.get("max_epochs") != settings.num_iterations:  # one epoch per iteration: conf/trainer/cpu.yaml
+        problems.append(
+            f"trainer.max_epochs={cfg.trainer.get('max_epochs')} differs from num_iterations={settings.num_iterations}: "
+            "each iteration is one epoch, so set num_iterations instead"
+        )
     problems += completion_limit_problems(settings)
     if settings.batch_size < 1 or settings.epochs_per_iteration < 1:
         problems.append("dpo.batch_size and dpo.epochs_per_iteration must be at least 1")

@@ -20,13 +20,19 @@ from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
-from metareward.resume import CHECKPOINT, prepare_run_dir
+from metareward.resume import prepare_run_dir
 from metareward.sft.formatting import SFTDataError
 
 log = logging.getLogger("metareward")
 
 USER_ERRORS = (
-    ConfigError, PromptPoolError, ModelLoadError, EmbeddedModelError, EvaluationDataError, SFTDataError, ArtifactError
+    ConfigError,
+    PromptPoolError,
+    ModelLoadError,
+    EmbeddedModelError,
+    EvaluationDataError,
+    SFTDataError,
+    ArtifactError,
 )
 
 
@@ -44,6 +50,7 @@ def train(cfg: DictConfig) -> TrainResult:
     from metareward.lightning.callbacks import IterationSummary, ResumeCheckpoint
     from metareward.lightning.datamodule import SelfJudgedDataModule
     from metareward.lightning.dpo_module import DPOModule
+    from metareward.lightning.handoff import RunContext, in_run_order
     from metareward.model.adapters import RoleAdapters
     from metareward.model.loading import load_model_and_tokenizer
     from metareward.sft.warm_start import load_warm_start_data, warm_start, warm_start_settings
@@ -65,31 +72,26 @@ def train(cfg: DictConfig) -> TrainResult:
         str(cfg.data.get("on_bad_line", "fail")),
         str(cfg.data.instruction_suffix),
     )
-    callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    # The context exists before the model, so every callback (and any bad file one names) is built first.
+    context = RunContext.for_run(run_dir, settings.generation, settings.engine)
+    callbacks = [_callback(c, context) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     checkpoint = prepare_run_dir(cfg, run_dir, resume)
-    summary = IterationSummary(run_dir / "summary.json", settings.experiment, resume=resume)
-    callbacks.append(summary)
-    callbacks.append(ResumeCheckpoint(run_dir / CHECKPOINT))
+    summary = IterationSummary(context, settings.experiment, resume=resume)
+    callbacks = in_run_order([*callbacks, summary, ResumeCheckpoint(context)])
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, tokenizer = load_model_and_tokenizer(settings.model)
     adapters = RoleAdapters(model, settings.adapters)
+    context.attach_model(adapters, tokenizer)
     if warm.enabled and checkpoint is None:
         summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm)  # iteration 0: M_0 for the loop
     module = DPOModule(adapters, settings.dpo.build_loss(), settings.dpo.build_optim())
     collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     datamodule = SelfJudgedDataModule(
-        settings.engine,
-        pool,
-        collator,
-        run_dir,
-        settings.batch_size,
-        settings.epochs_per_iteration,
-        resume=resume,
-        generation=settings.generation,
+        context, settings.engine, pool, collator, settings.batch_size, settings.epochs_per_iteration, resume=resume
     )
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_epochs=settings.num_iterations)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)  # max_epochs: num_iterations
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     try:
@@ -100,10 +102,24 @@ def train(cfg: DictConfig) -> TrainResult:
     return TrainResult(run_dir, module, interrupted=bool(trainer.interrupted))
 
 
-def _instantiate(node: Any) -> Any:
+def _callback(node: Any, context: Any) -> Any:
+    """A configured callback; a RunCallback (one of ours) is given the run's context as `context=`."""
+    from hydra.utils import get_object
+
+    from metareward.lightning.handoff import RunCallback
+
+    try:
+        target = get_object(str(node._target_))
+    except Exception:  # noqa: BLE001 - a target that does not resolve: instantiate reports it in its own words
+        target = None
+    wants_context = isinstance(target, type) and issubclass(target, RunCallback)
+    return _instantiate(node, context=context) if wants_context else _instantiate(node)
+
+
+def _instantiate(node: Any, **kwargs: Any) -> Any:
     """Hydra's instantiate, with a user mistake inside a constructor surfacing as itself rather than wrapped."""
     try:
-        return instantiate(node)
+        return instantiate(node, **kwargs)
     except InstantiationException as error:
         if isinstance(error.__cause__, USER_ERRORS):
             raise error.__cause__ from None

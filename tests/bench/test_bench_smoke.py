@@ -44,6 +44,8 @@ def test_scale_benchmark_without_a_gpu_says_so_in_one_line(capsys: pytest.Captur
         pytest.skip("this machine has a GPU")
     assert main(["scale", "--json"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: the scale benchmark needs a CUDA GPU (an 8B model in bf16 takes 16 GB); --quick checks its code path "
-        "on a tiny model anywhere"
+        (
+            "error: the scale benchmark needs a CUDA GPU (an 8B model in bf16 takes 16 GB); --quick checks its code "
+            "path on a tiny model anywhere"
+        )
     ]

@@ -99,9 +99,7 @@ def _trl_dpo(loss_types: list[str], weights: list[float], beta: float, logps: di
     # Spread each row's sum evenly over its completion tokens (TRL shifts by one: position t predicts t + 1).
     per_token = completion_mask[:, 1:].double() * (sums / lengths)[:, None]
     zeros = torch.zeros_like(per_token)
-    model = lambda **_: SimpleNamespace(
-        log_probs=per_token, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool()
-    )
+    model = lambda **_: SimpleNamespace(log_probs=per_token, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool())
     inputs = {
         "input_ids": torch.zeros(len(lengths), width, dtype=torch.long),
         "attention_mask": torch.ones(len(lengths), width, dtype=torch.long),

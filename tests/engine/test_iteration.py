@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import compose
+
 from metareward.config import build_settings
 from metareward.engine.iteration import iteration_dir, make_iteration_data
 from metareward.engine.policy import Policy
@@ -56,7 +56,7 @@ def test_same_seed_same_data_and_another_seed_other_data(prompt_file: Path, tmp_
     run_iteration(prompt_file, tmp_path / "a")
     run_iteration(prompt_file, tmp_path / "b")
     run_iteration(prompt_file, tmp_path / "c", "seed=1")
-    read = lambda run, name: (iteration_dir(tmp_path / run, 1) / name).read_text()  # noqa: E731
+    read = lambda run, name: (iteration_dir(tmp_path / run, 1) / name).read_text()
     for name in ("responses.jsonl", "judgments.jsonl", "meta_judgments.jsonl", "pairs.jsonl"):
         assert read("a", name) == read("b", name)
     assert read("a", "responses.jsonl") != read("c", "responses.jsonl")

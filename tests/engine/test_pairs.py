@@ -9,7 +9,9 @@ from metareward.engine.phases import MetaTarget, meta_targets
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
 
 PROMPT = PromptRecord("p", "Explain tides.")
-RESPONSES = [ResponseRecord("p", k, text, 10, True) for k, text in enumerate(["short ok", "a much longer answer", "mid"])]
+RESPONSES = [
+    ResponseRecord("p", k, text, 10, True) for k, text in enumerate(["short ok", "a much longer answer", "mid"])
+]
 
 
 def judgment(response: int, index: int, score: float | None, text: str = "") -> JudgmentRecord:
@@ -17,16 +19,33 @@ def judgment(response: int, index: int, score: float | None, text: str = "") -> 
 
 
 def test_scored_responses_average_valid_scores_and_pairs_follow_the_strategy() -> None:
-    judgments = [judgment(0, 0, 4.0), judgment(0, 1, None), judgment(1, 0, 1.0), judgment(1, 1, 2.0), judgment(2, 0, 3.0)]
+    judgments = [
+        judgment(0, 0, 4.0),
+        judgment(0, 1, None),
+        judgment(1, 0, 1.0),
+        judgment(1, 1, 2.0),
+        judgment(2, 0, 3.0),
+    ]
     per_prompt = scored_responses(RESPONSES, judgments)
     assert [r.score for r in per_prompt["p"]] == [4.0, 1.5, 3.0]
     best = actor_pairs({"p": PROMPT}, per_prompt, rho=0.0, strategy="best_vs_worst").items[0]
-    assert (best.chosen, best.rejected, best.chosen_score, best.rejected_score) == ("short ok", "a much longer answer", 4.0, 1.5)
+    assert (best.chosen, best.rejected, best.chosen_score, best.rejected_score) == (
+        "short ok",
+        "a much longer answer",
+        4.0,
+        1.5,
+    )
     assert best.kind == "actor" and best.prompt == "Explain tides."
 
 
 def test_meta_target_is_the_response_with_the_most_varied_valid_scores() -> None:
-    judgments = [judgment(0, 0, 4.0), judgment(0, 1, 4.0), judgment(1, 0, 1.0), judgment(1, 1, 5.0), judgment(1, 2, None)]
+    judgments = [
+        judgment(0, 0, 4.0),
+        judgment(0, 1, 4.0),
+        judgment(1, 0, 1.0),
+        judgment(1, 1, 5.0),
+        judgment(1, 2, None),
+    ]
     targets, drops = meta_targets({"p": PROMPT}, RESPONSES, judgments)
     assert drops == {}
     assert targets[0].response.index == 1 and [j.index for j in targets[0].judgments] == [0, 1]

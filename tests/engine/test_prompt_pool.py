@@ -15,10 +15,16 @@ def write(path, lines):
 def test_loads_ids_categories_and_defaults(tmp_path) -> None:
     path = write(
         tmp_path / "p.jsonl",
-        [json.dumps({"id": "a", "instruction": " Say hi ", "category": "writing"}), json.dumps({"instruction": "Add 2+2"})],
+        [
+            json.dumps({"id": "a", "instruction": " Say hi ", "category": "writing"}),
+            json.dumps({"instruction": "Add 2+2"}),
+        ],
     )
     pool = load_prompt_pool(str(path))
-    assert [(p.id, p.instruction, p.category) for p in pool.prompts] == [("a", "Say hi", "writing"), ("p-2", "Add 2+2", "")]
+    assert [(p.id, p.instruction, p.category) for p in pool.prompts] == [
+        ("a", "Say hi", "writing"),
+        ("p-2", "Add 2+2", ""),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -44,7 +50,9 @@ def test_missing_file_is_a_clear_error(tmp_path) -> None:
 
 
 def test_empty_and_too_long_prompts_are_counted(tmp_path) -> None:
-    path = write(tmp_path / "p.jsonl", ['{"instruction": ""}', '{"instruction": "' + "x" * 50 + '"}', '{"instruction": "ok"}'])
+    path = write(
+        tmp_path / "p.jsonl", ['{"instruction": ""}', '{"instruction": "' + "x" * 50 + '"}', '{"instruction": "ok"}']
+    )
     pool = load_prompt_pool(str(path), max_prompt_chars=20)
     assert len(pool.prompts) == 1 and pool.drops == {"empty_instruction": 1, "too_long": 1}
 
@@ -69,7 +77,14 @@ def test_iterations_draw_disjoint_prompts_until_the_pool_is_used_up(tmp_path) ->
 def test_skip_policy_counts_bad_lines_instead_of_failing(tmp_path) -> None:
     path = write(
         tmp_path / "p.jsonl",
-        ['{"id": "a", "instruction": "x"}', "{oops", '{"prompt": "y"}', '{"id": "a", "instruction": "z"}', "[3]", '{"instruction": "w"}'],
+        [
+            '{"id": "a", "instruction": "x"}',
+            "{oops",
+            '{"prompt": "y"}',
+            '{"id": "a", "instruction": "z"}',
+            "[3]",
+            '{"instruction": "w"}',
+        ],
     )
     pool = load_prompt_pool(str(path), on_bad_line="skip")
     assert [p.instruction for p in pool.prompts] == ["x", "w"]

@@ -29,7 +29,9 @@ def test_shipped_files_load() -> None:
 
 def test_reference_answers_and_clear_errors(tmp_path: Path) -> None:
     path = tmp_path / "eval.jsonl"
-    path.write_text(json.dumps({"instruction": "Say hi.", "output": "Hi!"}) + "\n" + json.dumps({"instruction": "x"}) + "\n")
+    path.write_text(
+        json.dumps({"instruction": "Say hi.", "output": "Hi!"}) + "\n" + json.dumps({"instruction": "x"}) + "\n"
+    )
     assert load_eval_prompts(path, 1, reference_field="output") == [EvalPrompt("eval-0001", "Say hi.", "Hi!")]
     with pytest.raises(EvaluationDataError, match="row 2 has no 'output' field"):
         load_eval_prompts(path, 2, reference_field="output")
@@ -49,9 +51,19 @@ def test_baseline_cache_is_used_only_for_the_same_prompts(tmp_path: Path) -> Non
 
 def test_report_figures_are_saved_as_png(tmp_path: Path) -> None:
     records = [
-        {"iteration": t, "eval": {"win_rate": w, "lc_win_rate": None, "arena_score": w, "arena_ci_low": w - 5,
-                                  "arena_ci_high": w + 5, "avg_length": 100 + t, "judge_accuracy": 0.7},
-         "stats": {"pairs/actor_chosen_chars": 80.0, "meta/positional_bias": 0.5}}
+        {
+            "iteration": t,
+            "eval": {
+                "win_rate": w,
+                "lc_win_rate": None,
+                "arena_score": w,
+                "arena_ci_low": w - 5,
+                "arena_ci_high": w + 5,
+                "avg_length": 100 + t,
+                "judge_accuracy": 0.7,
+            },
+            "stats": {"pairs/actor_chosen_chars": 80.0, "meta/positional_bias": 0.5},
+        }
         for t, w in ((1, 52.0), (2, 58.0))
     ]
     paths = save_figures(report_figures({"run": records}, {1: [3.0, 4.5], 2: [4.0]}), tmp_path / "plots")

@@ -65,8 +65,15 @@ def test_seed_evaluator_is_the_base_model_with_adapters_off() -> None:
 
 
 def test_read_reply_prefers_logprobs_then_the_written_letter() -> None:
-    top = [{"token": " A", "logprob": np.log(0.3)}, {"token": "B", "logprob": np.log(0.1)}, {"token": "x", "logprob": -1}]
-    with_logprobs = {"message": {"content": "A"}, "logprobs": {"content": [{"token": "A", "logprob": -1, "top_logprobs": top}]}}
+    top = [
+        {"token": " A", "logprob": np.log(0.3)},
+        {"token": "B", "logprob": np.log(0.1)},
+        {"token": "x", "logprob": -1},
+    ]
+    with_logprobs = {
+        "message": {"content": "A"},
+        "logprobs": {"content": [{"token": "A", "logprob": -1, "top_logprobs": top}]},
+    }
     assert read_reply(with_logprobs) == pytest.approx(0.75)
     assert read_reply({"message": {"content": "Answer B is better."}}) == 0.0
     assert read_reply({"message": {"content": "A"}, "logprobs": None}) == 1.0
@@ -103,8 +110,17 @@ def chat_server(embedded_checkpoint: Path, tmp_path: Path):
         pytest.skip("the transformers CLI is not installed")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    command = [str(cli if cli.exists() else "transformers"), "serve", str(embedded_checkpoint),
-               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    command = [
+        str(cli if cli.exists() else "transformers"),
+        "serve",
+        str(embedded_checkpoint),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+    ]
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -115,7 +131,9 @@ def chat_server(embedded_checkpoint: Path, tmp_path: Path):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"transformers serve did not start: {(tmp_path / 'serve.log').read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"transformers serve did not start: {(tmp_path / 'serve.log').read_text()[-2000:]}"
+                    )
                 time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/v1", str(embedded_checkpoint)
     finally:

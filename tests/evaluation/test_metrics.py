@@ -46,13 +46,22 @@ def synthetic_annotations(n: int, bias: float, slope: float, seed: int):
     return 1.0 / (1.0 + np.exp(-logits)), model_lengths, baseline_lengths
 
 
-@pytest.mark.parametrize(("n", "bias", "slope", "seed"), [(16, 1.0, 2.0, 0), (24, -1.0, 1.0, 1), (40, 0.5, 3.0, 2), (12, 2.0, 0.0, 3), (60, 0.0, 1.5, 4)])
+@pytest.mark.parametrize(
+    ("n", "bias", "slope", "seed"),
+    [(16, 1.0, 2.0, 0), (24, -1.0, 1.0, 1), (40, 0.5, 3.0, 2), (12, 2.0, 0.0, 3), (60, 0.0, 1.5, 4)],
+)
 def test_lc_win_rate_equals_alpaca_eval_on_the_same_annotations(alpaca_glm, n, bias, slope, seed) -> None:
     preferences, model_lengths, baseline_lengths = synthetic_annotations(n, bias, slope, seed)
     annotations = [
         # alpaca_eval: output_1/generator_1 is the baseline, preference 1 + P(output_2 wins)
-        {"preference": 1.0 + p, "output_1": "b" * int(lb), "output_2": "m" * int(lm), "generator_1": "baseline",
-         "generator_2": "model", "annotator": "test"}
+        {
+            "preference": 1.0 + p,
+            "output_1": "b" * int(lb),
+            "output_2": "m" * int(lm),
+            "generator_1": "baseline",
+            "generator_2": "model",
+            "annotator": "test",
+        }
         for p, lm, lb in zip(preferences, model_lengths, baseline_lengths)
     ]
     with warnings.catch_warnings():

@@ -191,8 +191,9 @@ def test_greedy_matches_transformers_on_smollm2():
     requests = [GenerationRequest(i, render_prompt(tokenizer, m), i) for i, m in enumerate(messages)]
     settings = SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=20)
     ours = generate(model, tokenizer, requests, settings, batch_size=3, progress=False)
-    batch = tokenizer([r.prompt for r in requests], add_special_tokens=False, padding=True, padding_side="left",
-                      return_tensors="pt")
+    batch = tokenizer(
+        [r.prompt for r in requests], add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
+    )
     reference = model.generate(**batch, do_sample=False, max_new_tokens=20)
     for row, result in zip(reference[:, batch.input_ids.shape[1] :].tolist(), ours):
         expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row

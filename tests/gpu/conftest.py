@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO_ROOT
 
 
@@ -34,9 +33,15 @@ def random_llama(tmp_path: Path) -> Callable[..., Path]:
 
         tokenizer = build_tiny_tokenizer()
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
-            max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads // 2,
+            max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(0)
@@ -55,8 +60,14 @@ def train_run(prompt_file: Path, tmp_path: Path) -> Callable[..., dict]:
     def run(*overrides: str) -> dict:
         run_dir = tmp_path / "run"
         env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-        args = [sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", f"data.path={prompt_file}",
-                f"hydra.run.dir={run_dir}", *overrides]
+        args = [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            "+experiment=smoke",
+            f"data.path={prompt_file}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ]
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1200, check=False)
         assert done.returncode == 0, done.stderr[-4000:]
         return json.loads((run_dir / "summary.json").read_text())

@@ -34,8 +34,14 @@ def dpo_batch(model: torch.nn.Module, device: torch.device) -> dict:
     completion_mask[:, -4:] = 1
     with torch.no_grad():
         ref, _ = completion_logprobs(model, input_ids, attention_mask, completion_mask)
-    return {"kind": "actor", "pairs": 2, "input_ids": input_ids, "attention_mask": attention_mask,
-            "completion_mask": completion_mask, "ref_logps": ref.float()}
+    return {
+        "kind": "actor",
+        "pairs": 2,
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "completion_mask": completion_mask,
+        "ref_logps": ref.float(),
+    }
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs the gpu extra (bitsandbytes)")
@@ -51,8 +57,16 @@ def test_qlora_dpo_steps_train_only_the_adapters(random_llama) -> None:
     base = {n: p.detach().clone() for n, p in adapters.base_parameters()}
     optim = OptimSettings(partial(torch.optim.AdamW, lr=1e-3), ConstantSchedule(0), reset_each_iteration=True)
     module = DPOModule(adapters, DPOLoss(beta=0.1), optim)
-    trainer = L.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_epochs=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="gpu",
+        devices=1,
+        precision="bf16-mixed",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch, batch], batch_size=None))
     assert math.isfinite(module.iteration_means()["train/loss"])
     assert all(torch.equal(p, base[n]) for n, p in adapters.base_parameters())  # 4-bit weights untouched

@@ -38,9 +38,20 @@ def test_summary_holds_the_eval_figures_for_every_iteration(eval_run: Path) -> N
     assert summary["status"] == "finished" and [it["iteration"] for it in summary["iterations"]] == [1, 2]
     for it in summary["iterations"]:
         figures = it["eval"]
-        for name in ("win_rate", "lc_win_rate", "arena_score", "arena_ci_low", "arena_ci_high", "avg_length",
-                     "baseline_avg_length", "judge_accuracy", "judge_accuracy_with_ties", "judge_spearman",
-                     "judge_kendall", "judge_score_mean"):
+        for name in (
+            "win_rate",
+            "lc_win_rate",
+            "arena_score",
+            "arena_ci_low",
+            "arena_ci_high",
+            "avg_length",
+            "baseline_avg_length",
+            "judge_accuracy",
+            "judge_accuracy_with_ties",
+            "judge_spearman",
+            "judge_kendall",
+            "judge_score_mean",
+        ):
             assert name in figures, name
         assert 0.0 <= figures["win_rate"] <= 100.0 and figures["avg_length"] > 0
         assert figures["arena_ci_low"] <= figures["arena_score"] <= figures["arena_ci_high"]
@@ -67,8 +78,9 @@ def test_report_notebook_runs_on_the_run_directory(eval_run: Path, monkeypatch) 
 
     monkeypatch.setenv("METAREWARD_RUN_DIRS", str(eval_run))
     notebook = nbformat.read(REPO_ROOT / "notebooks" / "report.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}).execute()
+    NotebookClient(
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 4

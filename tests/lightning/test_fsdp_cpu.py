@@ -12,19 +12,36 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 from safetensors.torch import load_file
 
-from helpers import REPO_ROOT
-
-FSDP_ON_CPU = ("trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-               "trainer.strategy._target_=cpu_fsdp.CPUFSDPStrategy")
+FSDP_ON_CPU = (
+    "trainer=fsdp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.precision=32-true",
+    "trainer.strategy._target_=cpu_fsdp.CPUFSDPStrategy",
+)
 
 
 def run(prompt_file: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    args = [sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", f"data.path={prompt_file}",
-            f"hydra.run.dir={run_dir}", "callbacks.dashboard=null", *FSDP_ON_CPU, *extra]
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        f"hydra.run.dir={run_dir}",
+        "callbacks.dashboard=null",
+        *FSDP_ON_CPU,
+        *extra,
+    ]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

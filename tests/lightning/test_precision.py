@@ -13,16 +13,18 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import default_engine_settings
+from helpers import default_engine_settings, quiet_cpu_trainer
 
 from metareward.core.losses import DPOLoss
 from metareward.engine.iteration import IterationData
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
+from metareward.generation.spec import GenerationSpec
 from metareward.lightning import datamodule as datamodule_module
 from metareward.lightning.datamodule import SelfJudgedDataModule
 from metareward.lightning.dpo_module import DPOModule
+from metareward.lightning.handoff import RunContext
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny_model, build_tiny_tokenizer
 from metareward.records import PairRecord
@@ -75,29 +77,18 @@ def first_step_logratios(precision: str, run_dir: Path, monkeypatch: pytest.Monk
 
     # Each kind's 4 pairs form one batch both for the reference (chunks of 8) and for training, so the rows are
     # padded alike: bf16 rounding then depends only on the precision context, not on how the pairs were batched.
+    settings = engine_settings()
+    context = RunContext.for_run(run_dir, GenerationSpec(), settings)
+    context.attach_model(adapters, tokenizer)
     data = SelfJudgedDataModule(
-        engine_settings(),
+        context,
+        settings,
         PromptPool((), "stub"),
         PairCollator(tokenizer),
-        run_dir,
         batch_size=4,
         epochs_per_iteration=2,
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=precision,
-        max_epochs=1,
-        reload_dataloaders_every_n_epochs=1,
-        use_distributed_sampler=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Kinds()],
-    )
+    trainer = quiet_cpu_trainer(precision=precision, callbacks=[Kinds()])
     trainer.fit(module, datamodule=data)
     assert len(seen) == len(kinds) == 4 and set(kinds) == {"actor", "judge"}
     assert any(float(r.abs().max()) > 1e-3 for r in seen[1:]), "training never moved the policy"

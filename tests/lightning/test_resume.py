@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT
 
 STAGE_FILES = ("prompts.jsonl", "responses.jsonl", "judgments.jsonl", "pairs.jsonl")
@@ -19,8 +18,12 @@ STAGE_FILES = ("prompts.jsonl", "responses.jsonl", "judgments.jsonl", "pairs.jso
 
 def command(prompt_file: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, str(REPO_ROOT / "train.py"), "+experiment=smoke", f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}", *extra,
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
     ]
 
 
@@ -29,7 +32,7 @@ def environment() -> dict[str, str]:
 
 
 def run_to_end(args: list[str]) -> None:
-    done = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args, check=False, env=environment(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -63,8 +66,14 @@ def adapter_bytes(run_dir: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def shared_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prompt file for every run of this module: the kill tests compare their runs with one uninterrupted run."""
-    questions = ["Name three fruits.", "Explain gravity simply.", "Write a haiku about rain.", "What is 7 times 8?",
-                 "Give three tips for sleeping well.", "List four uses of a paperclip."]
+    questions = [
+        "Name three fruits.",
+        "Explain gravity simply.",
+        "Write a haiku about rain.",
+        "What is 7 times 8?",
+        "Give three tips for sleeping well.",
+        "List four uses of a paperclip.",
+    ]
     path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
     path.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
     return path
@@ -107,14 +116,23 @@ def test_resume_refuses_a_changed_config(prompt_file: Path, tmp_path: Path) -> N
     run_to_end(command(prompt_file, tmp_path, "num_iterations=1"))
     done = subprocess.run(
         command(prompt_file, tmp_path, "num_iterations=1", "resume=true", "pairs.rho=0.1"),
-        env=environment(), capture_output=True, text=True, timeout=600,
+        check=False,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 2 and "pairs.rho (was 0.4, now 0.1)" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_resume_needs_an_earlier_run(prompt_file: Path, tmp_path: Path) -> None:
     done = subprocess.run(
-        command(prompt_file, tmp_path / "new", "resume=true"), env=environment(), capture_output=True, text=True, timeout=600
+        command(prompt_file, tmp_path / "new", "resume=true"),
+        check=False,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 2 and "holds no run to resume" in done.stderr
 

@@ -91,7 +91,10 @@ def test_ranks_generate_different_lengths_inside_full_weights(tmp_path: Path) ->
     ranks = [
         subprocess.Popen(
             [sys.executable, __file__, str(rank), str(world), str(tmp_path / f"rank{rank}.json")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for rank in range(world)
     ]

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from helpers import REPO_ROOT, compose
+
 from metareward.model.tiny import build_tiny
 from metareward.run import train
 
@@ -33,7 +33,11 @@ def test_two_iterations_train_the_adapters_and_leave_the_base_alone(prompt_file:
     fresh, _ = build_tiny()
     trained = dict(result.module.model.named_parameters())
     for name, parameter in fresh.named_parameters():
-        peft_name = "base_model.model." + name.replace(".weight", ".base_layer.weight") if "_proj" in name and "self_attn" in name else "base_model.model." + name
+        peft_name = (
+            "base_model.model." + name.replace(".weight", ".base_layer.weight")
+            if "_proj" in name and "self_attn" in name
+            else "base_model.model." + name
+        )
         assert torch.equal(trained[peft_name], parameter), name
     actor_b = [p for n, p in trained.items() if "lora_B.actor" in n]
     assert actor_b and any(p.abs().sum() > 0 for p in actor_b)  # LoRA B starts at zero; training moved it
@@ -43,19 +47,34 @@ def test_two_iterations_train_the_adapters_and_leave_the_base_alone(prompt_file:
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_cli_run_leaves_an_offline_wandb_run(prompt_file: Path, tmp_path: Path) -> None:
-    run = run_cli("+experiment=smoke", "logger=wandb", "num_iterations=1", f"data.path={prompt_file}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    run = run_cli(
+        "+experiment=smoke",
+        "logger=wandb",
+        "num_iterations=1",
+        f"data.path={prompt_file}",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert list((tmp_path / "wandb").glob("offline-run-*")), "no offline wandb run directory"
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
 
 
 def test_cli_reports_a_bad_config_in_plain_sentences(tmp_path: Path) -> None:
-    run = run_cli("+experiment=smoke", "pairs.rho=2", "actor.num_responses=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    run = run_cli(
+        "+experiment=smoke", "pairs.rho=2", "actor.num_responses=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path
+    )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "pairs.rho=2.0 must be in [0, 0.5]" in run.stderr and "actor.num_responses=1" in run.stderr
@@ -68,9 +87,18 @@ def test_cli_reports_a_missing_prompt_file(tmp_path: Path) -> None:
 
 def test_warm_start_runs_as_iteration_zero(prompt_file: Path, tmp_path: Path) -> None:
     cfg = compose(
-        "+experiment=smoke", f"data.path={prompt_file}", "num_iterations=1", "warm_start=eft", "warm_start.max_steps=2",
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        "num_iterations=1",
+        "warm_start=eft",
+        "warm_start.max_steps=2",
         # The tiny model's byte-level tokenizer needs room: examples over the limits are dropped, never cut.
-        "warm_start.max_prompt_tokens=4096", "warm_start.max_completion_tokens=4096", "callbacks.win_rate=null", "callbacks.judge_quality=null", "callbacks.dashboard=null", output_dir=tmp_path,
+        "warm_start.max_prompt_tokens=4096",
+        "warm_start.max_completion_tokens=4096",
+        "callbacks.win_rate=null",
+        "callbacks.judge_quality=null",
+        "callbacks.dashboard=null",
+        output_dir=tmp_path,
     )
     train(cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -23,13 +23,15 @@ def test_spec_problems_name_the_key() -> None:
 
 
 def test_gradient_checkpointing_still_trains_the_adapters() -> None:
-    model, tokenizer = load_model_and_tokenizer(ModelSpec("builtin:tiny", gradient_checkpointing=True))
+    model, _ = load_model_and_tokenizer(ModelSpec("builtin:tiny", gradient_checkpointing=True))
     adapters = RoleAdapters(model, AdapterSpec(r=4, alpha=8))
     adapters.model.train()
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     logps, _ = completion_logprobs(adapters.model, ids, torch.ones_like(ids), torch.tensor([[0, 0, 0, 1, 1, 1]]))
     logps.sum().backward()
-    grads = [p.grad for n, p in adapters.model.named_parameters() if "lora_B.actor" in n]  # B starts at 0, A does not: B gets the first gradient
+    grads = [
+        p.grad for n, p in adapters.model.named_parameters() if "lora_B.actor" in n
+    ]  # B starts at 0, A does not: B gets the first gradient
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for n, p in adapters.model.named_parameters() if "lora_" not in n)
 

@@ -65,7 +65,9 @@ def pair_logprobs(
     model keeps no KV cache (transformers switches it off), so the batch is scored row by row as well.
     """
     _check_shapes(input_ids, attention_mask, completion_mask)
-    split = None if model.training and _checkpointing(model) else paired_prompts(input_ids, attention_mask, completion_mask)
+    split = (
+        None if model.training and _checkpointing(model) else paired_prompts(input_ids, attention_mask, completion_mask)
+    )
     if split is None:
         return completion_logprobs(model, input_ids, attention_mask, completion_mask)
     return shared_prompt_logprobs(model, *split)

@@ -7,8 +7,8 @@ can be inspected stage by stage. Returns the pairs and flat, namespaced statisti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +35,26 @@ from metareward.timing import Stopwatch
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class IterationData:
+    """One iteration's pairs and statistics. Frozen: the DataModule's scored copy comes from `scored`, so the
+    data an iteration made (and wrote to pairs.jsonl and stats.json) is never changed under a reader."""
+
     iteration: int
     pairs: list[PairRecord]
     stats: dict[str, float] = field(default_factory=dict)
     digest: str = ""  # of the pairs' texts, equal on every rank
 
+    def scored(self, pairs: Sequence[PairRecord], digest: str, stats: Mapping[str, float]) -> IterationData:
+        """A copy with `pairs` (now with reference log-probs), their `digest`, and `stats` merged over these."""
+        return replace(self, pairs=list(pairs), stats={**self.stats, **stats}, digest=digest)
+
 
 def iteration_dir(run_dir: Path, iteration: int) -> Path:
     return run_dir / "iterations" / f"iter_{iteration:02d}"
+
+
+ONE_PROCESS = Shard()  # a run without distributed training: rank 0 of 1
 
 
 def make_iteration_data(
@@ -54,7 +64,7 @@ def make_iteration_data(
     iteration: int,
     run_dir: Path,
     reuse: bool = False,
-    shard: Shard = Shard(),
+    shard: Shard = ONE_PROCESS,
     oversize: Callable[[PairRecord], str | None] = lambda pair: None,
 ) -> IterationData:
     """Make iteration t's pairs with the policy as it is now (M_t).

@@ -44,9 +44,7 @@ def average_length(texts: Sequence[str]) -> float:
     return float(np.mean([len(t) for t in texts])) if texts else math.nan
 
 
-def lc_win_rate(
-    preferences: Sequence[float], model_lengths: Sequence[int], baseline_lengths: Sequence[int]
-) -> float:
+def lc_win_rate(preferences: Sequence[float], model_lengths: Sequence[int], baseline_lengths: Sequence[int]) -> float:
     """Length-controlled win rate in percent, with AlpacaEval's own GLM (Dubois et al. 2024, arXiv 2404.04475).
 
     The GLM is `length_controlled_minimal`: logit P(model wins) = theta + phi * tanh(delta / sd(delta)), with

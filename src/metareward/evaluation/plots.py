@@ -61,8 +61,13 @@ def win_rate_figure(runs: Runs) -> Figure:
     """Raw, length-controlled and Arena-style win rates (with the bootstrap interval) per iteration."""
     figure = Figure(figsize=(6, 4), layout="constrained")
     ax = figure.add_subplot()
-    _series(ax, runs, {"win_rate": "win rate", "lc_win_rate": "LC win rate", "arena_score": "arena score"},
-            "% against the baseline", "Win rates per iteration")
+    _series(
+        ax,
+        runs,
+        {"win_rate": "win rate", "lc_win_rate": "LC win rate", "arena_score": "arena score"},
+        "% against the baseline",
+        "Win rates per iteration",
+    )
     for records in runs.values():
         low = [_value(r, "arena_ci_low") for r in records]
         high = [_value(r, "arena_ci_high") for r in records]

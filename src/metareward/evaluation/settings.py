@@ -39,7 +39,9 @@ class EvaluatorSpec:
         if self.kind not in BUILDERS:
             found.append(f"evaluation.evaluator.kind={self.kind!r} is not one of {sorted(BUILDERS)}")
         if self.kind == "model" and not self.path:
-            found.append("evaluation.evaluator.kind=model needs evaluation.evaluator.path (a local directory or hub id)")
+            found.append(
+                "evaluation.evaluator.kind=model needs evaluation.evaluator.path (a local directory or hub id)"
+            )
         if self.kind == "openai" and not (self.base_url and self.model):
             found.append(
                 "evaluation.evaluator.kind=openai needs evaluation.evaluator.base_url and evaluation.evaluator.model"
@@ -72,7 +74,9 @@ BUILDERS: dict[str, Callable[[EvaluatorSpec, GenerationBackend, PreTrainedTokeni
 }
 
 
-def build_evaluator(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
+def build_evaluator(
+    spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase
+) -> PreferenceEvaluator:
     """`policy` is the run's generation backend (the seed evaluator reads M0 through it); the others ignore it."""
     problems = spec.problems()
     if problems:

@@ -1,4 +1,8 @@
-"""Callbacks: per-iteration statistics and summary.json, and per-iteration adapter checkpoints."""
+"""Callbacks: per-iteration statistics and summary.json, per-iteration adapter checkpoints, the resume checkpoint.
+
+Each is a `RunCallback`: it gets the run's `RunContext` by constructor and runs in the order of its `Stage`
+(see handoff.py).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import lightning as L
 import torch
 
 from metareward.artifacts import read_json, write_json
+from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights, plain_name
+from metareward.resume import CHECKPOINT
 from metareward.timing import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -39,15 +45,19 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class IterationSummary(L.Callback):
+class IterationSummary(RunCallback):
     """Logs each iteration's data statistics and writes `summary.json` at the run root after every iteration.
 
     The file is rewritten atomically after each iteration, so a crash keeps every finished iteration's record.
-    Evaluation callbacks put their figures in `pl_module.eval_results[iteration]` before this one runs.
+    Its `eval` record is what the evaluation callbacks published on the context's board: this callback's stage
+    (SUMMARIZE) puts it after every evaluation, and it seals the iteration on the board as it reads it.
     """
 
-    def __init__(self, path: Path, experiment: str, resume: bool = False) -> None:
-        self.path = Path(path)
+    stage = Stage.SUMMARIZE
+
+    def __init__(self, context: RunContext, experiment: str, resume: bool = False) -> None:
+        super().__init__(context)
+        self.path = context.run_dir / "summary.json"
         self.experiment = experiment
         self.started = time.perf_counter()
         self.boundary = self.started
@@ -68,7 +78,7 @@ class IterationSummary(L.Callback):
         self.global_zero = trainer.is_global_zero
         self.started = self.boundary = time.perf_counter()
         with full_weights(trainer):
-            self.base_fingerprint = base_fingerprint(pl_module.adapters)
+            self.base_fingerprint = base_fingerprint(self.context.adapters)
         self._write()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -76,15 +86,15 @@ class IterationSummary(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = time.perf_counter()
-        iteration = trainer.current_epoch + 1
-        data = trainer.datamodule.latest
+        iteration = iteration_of(trainer)
+        data = self.context.data_for(iteration)
         stats = dict(data.stats) if data is not None else {}
         stats["time/train"] = now - self.train_started
         train = pl_module.iteration_means()
         with full_weights(trainer):
             weights = {
-                "adapter_norms": adapter_norms(pl_module.adapters),
-                "base_unchanged": bool(torch.equal(base_fingerprint(pl_module.adapters), self.base_fingerprint)),
+                "adapter_norms": adapter_norms(self.context.adapters),
+                "base_unchanged": bool(torch.equal(base_fingerprint(self.context.adapters), self.base_fingerprint)),
             }
         record = {
             "iteration": iteration,
@@ -96,7 +106,7 @@ class IterationSummary(L.Callback):
                 "reward_accuracy": _finite(train.get("train/reward_accuracy", math.nan)),
                 **{k.split("/", 1)[1]: v for k, v in train.items() if k not in ("train/loss", "train/reward_accuracy")},
             },
-            "eval": dict(getattr(pl_module, "eval_results", {}).get(iteration, {})),
+            "eval": self.context.board.seal(iteration),
             "weights": weights,
             "seconds": now - self.boundary,
             "phases": {k.split("/", 1)[1]: v for k, v in stats.items() if k.startswith("time/")},
@@ -134,16 +144,22 @@ class IterationSummary(L.Callback):
         )
 
 
-class AdapterCheckpoint(L.Callback):
-    """Saves the LoRA adapters after every iteration (`iter_XX/<adapter>/`), and the merged actor on request."""
+class AdapterCheckpoint(RunCallback):
+    """Saves the LoRA adapters after every iteration (`iter_XX/<adapter>/`), and the merged actor on request.
 
-    def __init__(self, directory: str | Path, save_merged: bool = False) -> None:
+    Stage SAVE, before the evaluations: a run killed while it evaluates keeps the iteration's adapters.
+    """
+
+    stage = Stage.SAVE
+
+    def __init__(self, context: RunContext, directory: str | Path, save_merged: bool = False) -> None:
+        super().__init__(context)
         self.directory = Path(directory)
         self.save_merged = save_merged
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        target = self.directory / f"iter_{trainer.current_epoch + 1:02d}"
-        adapters = pl_module.adapters
+        target = self.directory / f"iter_{iteration_of(trainer):02d}"
+        adapters = self.context.adapters
         with full_weights(trainer):  # every rank gathers; rank 0 writes
             if not trainer.is_global_zero:
                 return
@@ -154,22 +170,26 @@ class AdapterCheckpoint(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.save_merged or not trainer.is_global_zero:
             return
-        adapters = pl_module.adapters
+        adapters = self.context.adapters
         adapters.activate("actor")
         merged = adapters.model.merge_and_unload(adapter_names=[adapters.adapter_for_role["actor"]])
         merged.save_pretrained(str(self.directory / "merged_actor"))
-        trainer.datamodule.collator.tokenizer.save_pretrained(str(self.directory / "merged_actor"))
+        self.context.tokenizer.save_pretrained(str(self.directory / "merged_actor"))
         log.info("saved the merged actor model to %s", self.directory / "merged_actor")
 
 
-class ResumeCheckpoint(L.Callback):
-    """After every iteration, a Lightning checkpoint (adapters, optimizer, loop state) at `path`, atomically.
+class ResumeCheckpoint(RunCallback):
+    """After every iteration, a Lightning checkpoint (adapters, optimizer, loop state) at run_dir/CHECKPOINT,
+    atomically. Stage RESUME, after every other callback: once it is written, the iteration counts as done.
 
     `python train.py ... hydra.run.dir=<run> resume=true` restarts from it: finished iterations are not redone.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    stage = Stage.RESUME
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        self.path = context.run_dir / CHECKPOINT
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,14 +22,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from metareward.artifacts import read_records, write_records
 from metareward.core.seeding import derive_seed
 from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
-from metareward.engine.policy import GenerationBackend
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
-from metareward.generation.backends import build_backend
-from metareward.generation.spec import GenerationSpec
+from metareward.lightning.handoff import RunContext, iteration_of
 from metareward.lightning.strategies import full_weights
-from metareward.model.adapters import PAIR_KIND_ROLE
+from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
 from metareward.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
@@ -111,72 +108,52 @@ class KindCollator:
 
 
 class SelfJudgedDataModule(L.LightningDataModule):
+    """Makes iteration t's pairs at the start of epoch t - 1 and hands them to the callbacks through the run's
+    `RunContext` (which also gives it the adapters, the run directory and the generation backend)."""
+
     def __init__(
         self,
+        context: RunContext,
         settings: EngineSettings,
         pool: PromptPool,
         collator: PairCollator,
-        run_dir: Path,
         batch_size: int,
         epochs_per_iteration: int = 1,
         reference_batch_size: int = 8,
         resume: bool = False,
-        generation: GenerationSpec | None = None,
     ) -> None:
         super().__init__()
+        self.context = context
         self.settings = settings
         self.pool = pool
         self.collator = collator
-        self.run_dir = run_dir
         self.batch_size = batch_size
         self.epochs_per_iteration = epochs_per_iteration
         self.reference_batch_size = reference_batch_size
         self.resume = resume
-        self.latest: IterationData | None = None
-        self.generation = generation or GenerationSpec()
-        self.backend: GenerationBackend | None = None  # built on first use; evaluation callbacks use it too
-
-    def policy(self, adapters) -> GenerationBackend:
-        """The generation backend of the run (conf/generation), built once: a vLLM server starts only once."""
-        if self.backend is None:
-            tokenizer = self.collator.tokenizer
-            self.backend = build_backend(self.generation, adapters, tokenizer, self.settings, self.run_dir)
-        return self.backend
 
     def teardown(self, stage: str) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+        self.context.close_backend()  # built once by the first `context.backend()`: a vLLM server starts only once
 
     def train_dataloader(self) -> DataLoader:
-        iteration = self.trainer.current_epoch + 1
-        module = self.trainer.lightning_module
+        iteration = iteration_of(self.trainer)
         shard = Shard(self.trainer.global_rank, self.trainer.world_size)
-        policy = self.policy(module.adapters)
+        policy = self.context.backend()
         with full_weights(self.trainer):  # the model is called outside the strategy's forward: see strategies.py
-            data = make_iteration_data(
+            made = make_iteration_data(
                 policy,
                 self.settings,
                 self.pool,
                 iteration,
-                self.run_dir,
+                self.context.run_dir,
                 reuse=self.resume,
                 shard=shard,
                 oversize=self.collator.oversize,
             )
-            start = time.perf_counter()
-            scored_path = iteration_dir(self.run_dir, iteration) / "train_pairs.jsonl"
-            if self.resume and scored_path.is_file():
-                data.pairs = read_records(scored_path, PairRecord)
-                data.stats["data/stages_reused"] += 1
-            else:
-                data.pairs = self._with_reference(module.adapters, data.pairs, iteration, shard)
-                if shard.writes:
-                    write_records(scored_path, data.pairs)
-            data.stats["time/reference"] = time.perf_counter() - start
-        data.stats["data/world_size"] = float(shard.world_size)
-        data.digest = agreed_digest(data.pairs, shard)
-        self.latest = data
+            pairs, stats = self._reference_pairs(made, shard)
+        stats["data/world_size"] = float(shard.world_size)
+        data = made.scored(pairs, agreed_digest(pairs, shard), stats)
+        self.context.publish_data(data)
         policy.release()  # DPO trains next: a vLLM engine sleeps or stops if generation.while_training says so
         if not data.pairs:
             log.warning("iteration %d made no preference pairs: training is skipped for this iteration", iteration)
@@ -191,7 +168,24 @@ class SelfJudgedDataModule(L.LightningDataModule):
         )
         return DataLoader(PairDataset(data.pairs), batch_sampler=sampler, collate_fn=KindCollator(self.collator))
 
-    def _with_reference(self, adapters, pairs: list[PairRecord], iteration: int, shard: Shard) -> list[PairRecord]:
+    def _reference_pairs(self, made: IterationData, shard: Shard) -> tuple[list[PairRecord], dict[str, float]]:
+        """The iteration's pairs with reference log-probs from M_t (read back on resume), and the stats to merge."""
+        start = time.perf_counter()
+        scored_path = iteration_dir(self.context.run_dir, made.iteration) / "train_pairs.jsonl"
+        stats: dict[str, float] = {}
+        if self.resume and scored_path.is_file():
+            pairs = read_records(scored_path, PairRecord)
+            stats["data/stages_reused"] = made.stats["data/stages_reused"] + 1
+        else:
+            pairs = self._with_reference(self.context.adapters, made.pairs, made.iteration, shard)
+            if shard.writes:
+                write_records(scored_path, pairs)
+        stats["time/reference"] = time.perf_counter() - start
+        return pairs, stats
+
+    def _with_reference(
+        self, adapters: RoleAdapters, pairs: Sequence[PairRecord], iteration: int, shard: Shard
+    ) -> list[PairRecord]:
         """Reference log-probs from M_t, each kind scored with the adapter that kind trains (sharded by rank)."""
         scored: dict[int, PairRecord] = {}
         for kind, role in PAIR_KIND_ROLE.items():

@@ -28,8 +28,6 @@ class DPOModule(L.LightningModule):
         self.iteration_steps = 1
         # name -> [pair-weighted sum, pairs] over the current epoch-iteration
         self.epoch_metrics: dict[str, list[float]] = {}
-        # iteration -> evaluation figures; evaluation callbacks fill it, IterationSummary writes it to summary.json
-        self.eval_results: dict[int, dict[str, Any]] = {}
         # Checkpoints hold the adapters only, so the base weights are always absent from them: strategies that load
         # the weights themselves (FSDP, DeepSpeed) must not ask for every key. load_state_dict checks the adapters.
         self.strict_loading = False
@@ -54,9 +52,7 @@ class DPOModule(L.LightningModule):
             return None  # an iteration without pairs: nothing to learn, the loop goes on
         kind = batch["kind"]
         self.adapters.activate(PAIR_KIND_ROLE[kind])
-        logps, counts = pair_logprobs(
-            self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-        )
+        logps, counts = pair_logprobs(self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         policy_chosen, policy_rejected = logps.chunk(2)
         ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
         chosen_lengths, rejected_lengths = counts.chunk(2)
@@ -99,7 +95,9 @@ class DPOModule(L.LightningModule):
         return super().load_state_dict(state_dict, strict=False, assign=assign)
 
     def configure_gradient_clipping(
-        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
         """Under FSDP the norm is clipped by the root module, over every rank's shard (Lightning's own clipping

@@ -1,8 +1,9 @@
 """Evaluation after every iteration: win rates against a baseline, judge quality on labelled pairs, dashboards.
 
-Each callback puts its figures for iteration t (= current_epoch + 1) into `pl_module.eval_results[t]` (written to
-summary.json by IterationSummary, which runs after them) and logs them as `eval/<name>` to every logger. Files go
-to run_dir/eval/ (baseline cache, per-iteration annotations) and run_dir/plots/ (PNG files).
+Each evaluation callback (stage EVALUATE) publishes its figures for iteration t on the run context's board under
+its own `name` and logs them as `eval/<figure>` to every logger; the dashboard (stage REPORT) and IterationSummary
+(SUMMARIZE, which writes them to summary.json) read the board after every evaluation has run (see handoff.py).
+Files go to run_dir/eval/ (baseline cache, per-iteration annotations) and run_dir/plots/ (PNG files).
 """
 
 from __future__ import annotations
@@ -38,34 +39,38 @@ from metareward.evaluation.runner import (
 )
 from metareward.evaluation.settings import EvaluatorSpec, build_evaluator
 from metareward.generation.sampler import SamplingSettings
+from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights
 
 log = logging.getLogger(__name__)
 
 
-def record_figures(trainer: L.Trainer, pl_module: L.LightningModule, figures: Mapping[str, Any]) -> None:
-    """Store figures for this iteration and log the numeric ones as eval/<name>."""
-    iteration = trainer.current_epoch + 1
-    pl_module.eval_results.setdefault(iteration, {}).update(figures)
+def publish_figures(trainer: L.Trainer, context: RunContext, source: str, figures: Mapping[str, Any]) -> None:
+    """Publish `source`'s figures for this iteration on the board and log the numeric ones as eval/<figure>."""
+    iteration = iteration_of(trainer)
+    context.board.publish(iteration, source, figures)
     numeric = {f"eval/{k}": float(v) for k, v in figures.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     for logger in trainer.loggers:
         logger.log_metrics({**numeric, "iteration": iteration}, step=trainer.global_step)
 
 
-def eval_dir(trainer: L.Trainer, iteration: int | None = None) -> Path:
-    root = Path(trainer.datamodule.run_dir) / "eval"
+def eval_dir(run_dir: Path, iteration: int | None = None) -> Path:
+    root = run_dir / "eval"
     return root if iteration is None else root / f"iter_{iteration:02d}"
 
 
-class WinRateCallback(L.Callback):
+class WinRateCallback(RunCallback):
     """Answers held-out prompts with the current actor and compares each answer with a baseline answer.
 
     The baseline is the reference answer in the data (`reference_field`) or else the seed model M0's answer
     (adapters off), made once per run and cached in run_dir/eval/baseline_answers.jsonl.
     """
 
+    stage = Stage.EVALUATE
+
     def __init__(
         self,
+        context: RunContext,
         data_path: str,
         num_prompts: int = 16,
         max_new_tokens: int = 96,
@@ -79,7 +84,10 @@ class WinRateCallback(L.Callback):
         arena: Mapping[str, Any] | None = None,
         seed: int = 0,
         instruction_suffix: str = "",
+        name: str = "win_rate",
     ) -> None:
+        super().__init__(context)
+        self.name = name
         prompts = load_eval_prompts(data_path, num_prompts, instruction_field, reference_field)
         # The held-out prompts are asked the way the loop's prompts are (data.instruction_suffix).
         self.prompts = [replace(p, instruction=p.instruction + instruction_suffix) for p in prompts]
@@ -94,14 +102,14 @@ class WinRateCallback(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         with full_weights(trainer):  # the model is called outside the strategy's forward: see strategies.py
-            self._evaluate(trainer, pl_module)
+            self._evaluate(trainer)
 
-    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _evaluate(self, trainer: L.Trainer) -> None:
         started = time.perf_counter()
-        iteration = trainer.current_epoch + 1
-        tokenizer = trainer.datamodule.collator.tokenizer
-        baseline = self._baseline(trainer, pl_module, tokenizer)
-        backend = trainer.datamodule.policy(pl_module.adapters)  # the run's generation backend
+        iteration = iteration_of(trainer)
+        tokenizer = self.context.tokenizer
+        baseline = self._baseline()
+        backend = self.context.backend()  # the run's generation backend
         answers = answer_prompts(
             backend,
             "actor",
@@ -115,9 +123,10 @@ class WinRateCallback(L.Callback):
         if self.evaluator is None:
             self.evaluator = build_evaluator(self.spec, backend, tokenizer)
         figures, rows = win_rate_report(self.prompts, answers, [b.text for b in baseline], self.evaluator, self.arena)
-        write_json(eval_dir(trainer, iteration) / "win_rate.json", {"figures": figures, "annotations": rows})
+        folder = eval_dir(self.context.run_dir, iteration)
+        write_json(folder / "win_rate.json", {"figures": figures, "annotations": rows})
         figures["seconds_win_rate"] = time.perf_counter() - started
-        record_figures(trainer, pl_module, figures)
+        publish_figures(trainer, self.context, self.name, figures)
         log.info(
             "iteration %d: win rate %s, LC %s against %s",
             iteration,
@@ -126,15 +135,15 @@ class WinRateCallback(L.Callback):
             baseline[0].source if baseline else "nothing",
         )
 
-    def _baseline(self, trainer: L.Trainer, pl_module: L.LightningModule, tokenizer) -> list[BaselineAnswer]:
+    def _baseline(self) -> list[BaselineAnswer]:
         if all(p.reference is not None for p in self.prompts):
             return [BaselineAnswer(p.id, str(p.reference), "reference") for p in self.prompts]
-        path = eval_dir(trainer) / "baseline_answers.jsonl"
+        path = eval_dir(self.context.run_dir) / "baseline_answers.jsonl"
         cached = cached_baseline(path, self.prompts)
         if cached is not None:
             return cached
         texts = answer_prompts(
-            trainer.datamodule.policy(pl_module.adapters),
+            self.context.backend(),
             SEED_ROLE,
             self.prompts,
             self.sampling,
@@ -148,43 +157,49 @@ class WinRateCallback(L.Callback):
         return answers
 
 
-class JudgeQualityCallback(L.Callback):
+class JudgeQualityCallback(RunCallback):
     """Scores both answers of labelled pairs with the current judge (score read by probability after "Score: ")
     and reports agreement with the labels; also the distribution of the iteration's judge scores."""
 
+    stage = Stage.EVALUATE
+
     def __init__(
         self,
+        context: RunContext,
         data_path: str,
         num_pairs: int = 24,
         batch_size: int = 8,
         max_prompt_tokens: int = 1536,
         tie_tolerance: float = 0.0,
+        name: str = "judge_quality",
     ) -> None:
+        super().__init__(context)
+        self.name = name
         self.pairs = load_labelled_pairs(data_path, num_pairs)
         self.batch_size, self.max_prompt_tokens, self.tie_tolerance = batch_size, max_prompt_tokens, tie_tolerance
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         with full_weights(trainer):
-            self._evaluate(trainer, pl_module)
+            self._evaluate(trainer)
 
-    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _evaluate(self, trainer: L.Trainer) -> None:
         started = time.perf_counter()
-        iteration = trainer.current_epoch + 1
+        iteration = iteration_of(trainer)
         items = [(p.instruction, p.good) for p in self.pairs] + [(p.instruction, p.poor) for p in self.pairs]
-        backend = trainer.datamodule.policy(pl_module.adapters)
+        backend = self.context.backend()
         scores = read_judge_scores(backend, items, self.batch_size, self.max_prompt_tokens)
         n = len(self.pairs)
         figures, rows = judge_quality_report(self.pairs, scores[:n], scores[n:], self.tie_tolerance)
-        write_json(eval_dir(trainer, iteration) / "judge_quality.json", {"figures": figures, "pairs": rows})
-        figures.update(self._score_distribution(trainer, iteration))
+        folder = eval_dir(self.context.run_dir, iteration)
+        write_json(folder / "judge_quality.json", {"figures": figures, "pairs": rows})
+        figures.update(self._score_distribution(iteration))
         figures["seconds_judge_quality"] = time.perf_counter() - started
-        record_figures(trainer, pl_module, figures)
+        publish_figures(trainer, self.context, self.name, figures)
 
-    @staticmethod
-    def _score_distribution(trainer: L.Trainer, iteration: int) -> dict[str, float]:
+    def _score_distribution(self, iteration: int) -> dict[str, float]:
         from metareward.evaluation.plots import judge_scores
 
-        scores = judge_scores(trainer.datamodule.run_dir).get(iteration, [])
+        scores = judge_scores(self.context.run_dir).get(iteration, [])
         return {f"judge_score_{k}": v for k, v in score_distribution(scores).items()}
 
 
@@ -230,12 +245,15 @@ def sample_tables(run_dir: Path, iteration: int, limit: int) -> dict[str, tuple[
     return tables
 
 
-class DashboardCallback(L.Callback):
+class DashboardCallback(RunCallback):
     """Per iteration: PNG plots in `plots_dir` (win rates, lengths, judge quality, judge score histogram) and, for
     wandb loggers, the same plots as images plus Tables of sample responses, judgments, meta-judgments and
-    evaluation answers. Runs after the evaluation callbacks so their figures are in."""
+    evaluation answers. Stage REPORT: it reads the board after every evaluation callback has published."""
 
-    def __init__(self, plots_dir: str, num_table_rows: int = 8, run_name: str = "run") -> None:
+    stage = Stage.REPORT
+
+    def __init__(self, context: RunContext, plots_dir: str, num_table_rows: int = 8, run_name: str = "run") -> None:
+        super().__init__(context)
         self.plots_dir = Path(plots_dir)
         self.num_table_rows = num_table_rows
         self.run_name = run_name
@@ -244,13 +262,11 @@ class DashboardCallback(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from metareward.evaluation.plots import judge_scores, report_figures, save_figures
 
-        iteration = trainer.current_epoch + 1
-        data = trainer.datamodule.latest
+        iteration = iteration_of(trainer)
+        data = self.context.data_for(iteration)
         stats = dict(data.stats) if data is not None else {}
-        self.records.append(
-            {"iteration": iteration, "eval": dict(pl_module.eval_results.get(iteration, {})), "stats": stats}
-        )
-        run_dir = Path(trainer.datamodule.run_dir)
+        self.records.append({"iteration": iteration, "eval": self.context.board.figures(iteration), "stats": stats})
+        run_dir = self.context.run_dir
         paths = save_figures(report_figures({self.run_name: self.records}, judge_scores(run_dir)), self.plots_dir)
         wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         if wandb_loggers:
