@@ -63,7 +63,8 @@ def _guarded(check: Callable[[], list[str]]) -> list[str]:
         return check()
     except USER_ERRORS as error:
         return problems_of(error)
-    except (TypeError, ValueError) as error:  # a value of the wrong type reaching a loader: named by the type checks
+    # A value of the wrong type reaching a loader (int(inf) raises OverflowError): named by the type checks too.
+    except (TypeError, ValueError, OverflowError) as error:
         return [f"invalid config value: {error}"]
 
 
