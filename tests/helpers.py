@@ -57,3 +57,11 @@ def quiet_cpu_trainer(**changes):
         "enable_model_summary": False,
     }
     return L.Trainer(**{**arguments, **changes})
+
+
+def smoke_train_command(prompt_file, run_dir, *overrides: str) -> list[str]:
+    """`python train.py +experiment=smoke` on `prompt_file`, writing its run to `run_dir`, plus `overrides`."""
+    import sys
+
+    base = ["+experiment=smoke", f"data.path={prompt_file}", f"hydra.run.dir={run_dir}"]
+    return [sys.executable, str(REPO_ROOT / "train.py"), *base, *overrides]

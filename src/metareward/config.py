@@ -139,6 +139,17 @@ def model_spec(model: DictConfig) -> ModelSpec:
     )
 
 
+def adapter_spec(adapters: DictConfig) -> AdapterSpec:
+    """The `model.adapters` group as an AdapterSpec."""
+    return AdapterSpec(
+        mode=str(adapters.mode),
+        r=int(adapters.r),
+        alpha=int(adapters.alpha),
+        dropout=float(adapters.dropout),
+        target_modules=tuple(adapters.target_modules),
+    )
+
+
 def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
     engine = EngineSettings(
         seed=int(cfg.seed),
@@ -163,19 +174,12 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         unfinished=str(cfg.pairs.unfinished),
         progress=bool(cfg.progress),
     )
-    adapters = cfg.model.adapters
     return RunSettings(
         experiment=str(cfg.experiment),
         num_iterations=int(cfg.num_iterations),
         seed=int(cfg.seed),
         model=model_spec(cfg.model),
-        adapters=AdapterSpec(
-            mode=str(adapters.mode),
-            r=int(adapters.r),
-            alpha=int(adapters.alpha),
-            dropout=float(adapters.dropout),
-            target_modules=tuple(adapters.target_modules),
-        ),
+        adapters=adapter_spec(cfg.model.adapters),
         engine=engine,
         dpo=dpo_components(cfg, problems),
         batch_size=int(cfg.dpo.batch_size),

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, smoke_train_command
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
@@ -32,20 +31,17 @@ def test_one_iteration_and_its_evaluation_run_through_vllm_with_the_server_stopp
     questions = ["Name a colour.", "What is 2 + 2?", "Say hello.", "Name a fruit.", "What day follows Monday?"]
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
     run_dir = tmp_path / "run"
-    args = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
+    args = smoke_train_command(
+        prompts,
+        run_dir,
         "model=smollm2_135m",
         "num_iterations=1",
-        f"data.path={prompts}",
         "generation=vllm",
         f"generation.python={VLLM_PYTHON}",
         "generation.kv_cache_gb=1",
         "generation.while_training=stop",
         "logger=wandb",
-        f"hydra.run.dir={run_dir}",
-    ]
+    )
     env = {**os.environ, "WANDB_MODE": "offline"}
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import smoke_train_command
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,14 +59,7 @@ def train_run(prompt_file: Path, tmp_path: Path) -> Callable[..., dict]:
     def run(*overrides: str) -> dict:
         run_dir = tmp_path / "run"
         env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-        args = [
-            sys.executable,
-            str(REPO_ROOT / "train.py"),
-            "+experiment=smoke",
-            f"data.path={prompt_file}",
-            f"hydra.run.dir={run_dir}",
-            *overrides,
-        ]
+        args = smoke_train_command(prompt_file, run_dir, *overrides)
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1200, check=False)
         assert done.returncode == 0, done.stderr[-4000:]
         return json.loads((run_dir / "summary.json").read_text())

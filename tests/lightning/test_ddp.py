@@ -9,27 +9,23 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import smoke_train_command
 
 
 def run(prompt_file: Path, run_dir: Path, *extra: str) -> dict:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    args = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
-        f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}",
+    args = smoke_train_command(
+        prompt_file,
+        run_dir,
         "callbacks.win_rate=null",
         "callbacks.judge_quality=null",
         "callbacks.dashboard=null",
         "num_iterations=1",
         *extra,
-    ]
+    )
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((run_dir / "summary.json").read_text())

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import smoke_train_command
 from safetensors.torch import load_file
 
 FSDP_ON_CPU = (
@@ -32,16 +31,7 @@ def run(prompt_file: Path, run_dir: Path, *extra: str) -> subprocess.CompletedPr
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
     }
-    args = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
-        f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}",
-        "callbacks.dashboard=null",
-        *FSDP_ON_CPU,
-        *extra,
-    ]
+    args = smoke_train_command(prompt_file, run_dir, "callbacks.dashboard=null", *FSDP_ON_CPU, *extra)
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

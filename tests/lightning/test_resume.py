@@ -6,25 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import smoke_train_command
 
 STAGE_FILES = ("prompts.jsonl", "responses.jsonl", "judgments.jsonl", "pairs.jsonl")
-
-
-def command(prompt_file: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
-        f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}",
-        *extra,
-    ]
 
 
 def environment() -> dict[str, str]:
@@ -83,7 +71,7 @@ def shared_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def unbroken(tmp_path_factory: pytest.TempPathFactory, shared_prompts: Path) -> Path:
     """One uninterrupted smoke run, the reference for every kill test of this module."""
     run_dir = tmp_path_factory.mktemp("unbroken") / "run"
-    run_to_end(command(shared_prompts, run_dir))
+    run_to_end(smoke_train_command(shared_prompts, run_dir))
     return run_dir
 
 
@@ -95,14 +83,14 @@ def test_killed_runs_resume_without_redoing_finished_stages(
 
     first = broken / "iterations" / "iter_01"
     # 1: killed right after iteration 1's responses were written (mid data making).
-    kill_when(command(prompt_file, broken), first / "responses.jsonl")
+    kill_when(smoke_train_command(prompt_file, broken), first / "responses.jsonl")
     responses_written = (first / "responses.jsonl").stat().st_mtime_ns
     # 2: resumed, then killed once iteration 1 is trained and checkpointed (during iteration 2).
-    kill_when(command(prompt_file, broken, "resume=true"), broken / "checkpoints" / "last.ckpt")
+    kill_when(smoke_train_command(prompt_file, broken, "resume=true"), broken / "checkpoints" / "last.ckpt")
     assert (first / "responses.jsonl").stat().st_mtime_ns == responses_written, "a finished stage was recomputed"
     trained_first = (first / "train_pairs.jsonl").stat().st_mtime_ns
     # 3: resumed to the end.
-    run_to_end(command(prompt_file, broken, "resume=true"))
+    run_to_end(smoke_train_command(prompt_file, broken, "resume=true"))
     assert (first / "train_pairs.jsonl").stat().st_mtime_ns == trained_first, "iteration 1 was made again"
 
     assert stage_texts(broken) == stage_texts(unbroken)
@@ -113,9 +101,9 @@ def test_killed_runs_resume_without_redoing_finished_stages(
 
 
 def test_resume_refuses_a_changed_config(prompt_file: Path, tmp_path: Path) -> None:
-    run_to_end(command(prompt_file, tmp_path, "num_iterations=1"))
+    run_to_end(smoke_train_command(prompt_file, tmp_path, "num_iterations=1"))
     done = subprocess.run(
-        command(prompt_file, tmp_path, "num_iterations=1", "resume=true", "pairs.rho=0.1"),
+        smoke_train_command(prompt_file, tmp_path, "num_iterations=1", "resume=true", "pairs.rho=0.1"),
         check=False,
         env=environment(),
         capture_output=True,
@@ -127,7 +115,7 @@ def test_resume_refuses_a_changed_config(prompt_file: Path, tmp_path: Path) -> N
 
 def test_resume_needs_an_earlier_run(prompt_file: Path, tmp_path: Path) -> None:
     done = subprocess.run(
-        command(prompt_file, tmp_path / "new", "resume=true"),
+        smoke_train_command(prompt_file, tmp_path / "new", "resume=true"),
         check=False,
         env=environment(),
         capture_output=True,
@@ -140,7 +128,7 @@ def test_resume_needs_an_earlier_run(prompt_file: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ctrl_c_stops_keeps_artifacts_and_says_how_to_resume(prompt_file: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = command(prompt_file, run_dir)
+    args = smoke_train_command(prompt_file, run_dir)
     process = subprocess.Popen(args, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     marker = run_dir / "iterations" / "iter_01" / "responses.jsonl"
     deadline = time.monotonic() + 300
@@ -152,7 +140,7 @@ def test_ctrl_c_stops_keeps_artifacts_and_says_how_to_resume(prompt_file: Path, 
     assert process.returncode == 130, stderr[-2000:]
     assert "resume=true" in stderr and f"hydra.run.dir={run_dir}" in stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
-    run_to_end(command(prompt_file, run_dir, "resume=true"))
+    run_to_end(smoke_train_command(prompt_file, run_dir, "resume=true"))
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
 
 
@@ -162,13 +150,13 @@ def test_runs_killed_during_the_dpo_step_and_during_evaluation_resume_to_the_sam
 ) -> None:
     prompt_file, broken = shared_prompts, tmp_path / "broken"
     # 1: killed while iteration 1 trains (its scored pairs are written just before the DPO steps start).
-    kill_when(command(prompt_file, broken), broken / "iterations" / "iter_01" / "train_pairs.jsonl")
+    kill_when(smoke_train_command(prompt_file, broken), broken / "iterations" / "iter_01" / "train_pairs.jsonl")
     assert not (broken / "checkpoints" / "last.ckpt").exists(), "the kill came after iteration 1 was trained"
     # 2: resumed, then killed while iteration 2 is evaluated (its adapters are saved just before evaluation).
-    kill_when(command(prompt_file, broken, "resume=true"), broken / "checkpoints" / "iter_02" / "judge")
+    kill_when(smoke_train_command(prompt_file, broken, "resume=true"), broken / "checkpoints" / "iter_02" / "judge")
     assert not (broken / "summary.json").read_text().count('"iteration": 2'), "iteration 2 was already summarised"
     # 3: resumed to the end.
-    run_to_end(command(prompt_file, broken, "resume=true"))
+    run_to_end(smoke_train_command(prompt_file, broken, "resume=true"))
     assert stage_texts(broken) == stage_texts(unbroken)
     assert adapter_bytes(broken) == adapter_bytes(unbroken) and len(adapter_bytes(unbroken)) == 4
     assert json.loads((broken / "summary.json").read_text())["status"] == "finished"

@@ -141,25 +141,21 @@ def test_a_run_whose_endpoint_is_down_keeps_its_data_and_resumes_and_never_write
 ) -> None:
     import os
     import subprocess
-    import sys
 
-    from helpers import REPO_ROOT
+    from helpers import smoke_train_command
 
     run_dir = tmp_path / "run"
-    args = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
+    args = smoke_train_command(
+        prompt_file,
+        run_dir,
         "num_iterations=1",
-        f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}",
         "evaluation.evaluator.kind=openai",
         f"evaluation.evaluator.base_url={endpoint.url}",
         "evaluation.evaluator.model=judge-model",
         "evaluation.evaluator.api_key_env=METAREWARD_TEST_KEY",
         "evaluation.evaluator.timeout_s=2",
         "logger=wandb",  # offline: the wandb run is written into the run directory, and grepped with it below
-    ]
+    )
     env = {**os.environ, "WANDB_MODE": "offline", "METAREWARD_TEST_KEY": KEY}
     endpoint.mode = "garbage"  # echoes the key back in its page
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=600)

@@ -7,28 +7,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import smoke_train_command
 
 # Long judgments (the tiny model never ends one early) make the judging phase last well past the signal.
 SLOW_JUDGE = ("judge.max_new_tokens=1000", "dpo.max_completion_tokens=1000")
 STOP_WITHIN_S = 15.0
-
-
-def command(prompt_file: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
-        f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}",
-        *SLOW_JUDGE,
-        *extra,
-    ]
 
 
 @pytest.mark.slow
@@ -36,7 +23,11 @@ def test_sigterm_while_generating_stops_within_seconds_and_resumes(prompt_file: 
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline"}
     process = subprocess.Popen(
-        command(prompt_file, run_dir), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        smoke_train_command(prompt_file, run_dir, *SLOW_JUDGE),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     first = run_dir / "iterations" / "iter_01"
     deadline = time.monotonic() + 300
@@ -55,7 +46,12 @@ def test_sigterm_while_generating_stops_within_seconds_and_resumes(prompt_file: 
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     written = (first / "responses.jsonl").stat().st_mtime_ns
     done = subprocess.run(
-        command(prompt_file, run_dir, "resume=true"), check=False, env=env, capture_output=True, text=True, timeout=600
+        smoke_train_command(prompt_file, run_dir, *SLOW_JUDGE, "resume=true"),
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (first / "responses.jsonl").stat().st_mtime_ns == written, "the finished responses were made again"
@@ -67,14 +63,8 @@ def test_sigterm_while_dpo_trains_stops_within_seconds_keeping_the_iterations_da
     prompt_file: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    args = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "+experiment=smoke",
-        f"data.path={prompt_file}",
-        f"hydra.run.dir={run_dir}",
-        "dpo.epochs_per_iteration=2000",  # passes over the pairs: the DPO phase lasts well past the signal
-    ]
+    # Passes over the pairs: the DPO phase lasts well past the signal.
+    args = smoke_train_command(prompt_file, run_dir, "dpo.epochs_per_iteration=2000")
     process = subprocess.Popen(
         args, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -16,7 +16,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metareward.config import model_spec
+from metareward.config import adapter_spec, model_spec
 from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec
 from metareward.model.loading import ModelSpec
 from metareward.resume import SNAPSHOT
@@ -47,14 +47,7 @@ class SavedRun:
         return model_spec(self.cfg.model)
 
     def adapters(self) -> AdapterSpec:
-        section = self.cfg.model.adapters
-        return AdapterSpec(
-            mode=str(section.mode),
-            r=int(section.r),
-            alpha=int(section.alpha),
-            dropout=float(section.dropout),
-            target_modules=tuple(section.target_modules),
-        )
+        return adapter_spec(self.cfg.model.adapters)
 
     def actor_adapter(self) -> str:
         """The adapter the actor role uses (`actor` in split mode, `policy` in shared mode)."""
