@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PIP_TORCH_ARGS ?=
 
-.PHONY: setup setup-vllm model lint test test-fast train bench clean
+.PHONY: setup setup-vllm model lint test test-fast train study bench clean
 
 setup: $(STAMP) model
 
@@ -57,6 +57,15 @@ test-fast: setup
 
 train: setup
 	$(PY) train.py +experiment=meta_reward
+
+# The CPU study (about 1.5 hours on 2 cores): Meta-Rewarding at rho 0.4 and 0, and Self-Rewarding, 3 iterations each
+# (conf/sweep/study.yaml); then the per-iteration table (study.md) and figure (study.png) in the sweep directory.
+STUDY_TIME := $(shell date +%Y-%m-%d_%H-%M-%S)
+STUDY_DIR ?= outputs/multiruns/study/$(STUDY_TIME)
+
+study: setup
+	$(PY) train.py -m +sweep=study hydra.sweep.dir=$(STUDY_DIR)
+	$(PY) -m metareward.compare $(STUDY_DIR) --per-iteration --plot $(STUDY_DIR)/study.png | tee $(STUDY_DIR)/study.md
 
 bench: setup
 	$(PY) -m metareward.bench all --json

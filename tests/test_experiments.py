@@ -192,9 +192,16 @@ def leaves(node: object, prefix: str = "") -> dict[str, object]:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_file_holds_only_what_differs_from_the_defaults(experiment: str) -> None:
     raw = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "experiment" / f"{experiment}.yaml"))
-    # The groups the experiment picks (`- override /model: tiny`), without the values the file sets.
-    picks = [next(iter(entry.items())) for entry in raw.pop("defaults", [])]
-    base = OmegaConf.to_container(compose(*(f"{g.removeprefix('override /')}={v}" for g, v in picks)), resolve=False)
-    base_leaves = leaves(base)
+    # What the file builds on: the groups it picks (`- override /model: tiny`) and the experiments it extends
+    # (`- meta_reward`), without the values the file sets itself.
+    entries = raw.pop("defaults", [])
+    picks = [next(iter(entry.items())) for entry in entries if isinstance(entry, dict)]
+    parents = [entry for entry in entries if isinstance(entry, str)]
+    overrides = [f"{g.removeprefix('override /')}={v}" for g, v in picks] + [f"+experiment={p}" for p in parents[:1]]
+    base = compose(*overrides)
+    for parent in parents[1:]:  # a later parent's values win, as in Hydra's defaults list
+        extra = OmegaConf.load(REPO_ROOT / "conf" / "experiment" / f"{parent}.yaml")
+        base = OmegaConf.merge(base, {k: v for k, v in extra.items() if k != "defaults"})
+    base_leaves = leaves(OmegaConf.to_container(base, resolve=False))
     restated = [key for key, value in leaves(raw).items() if key in base_leaves and base_leaves[key] == value]
     assert restated == [], f"{experiment}.yaml restates defaults: {restated}"

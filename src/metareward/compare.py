@@ -4,6 +4,10 @@ Every `summary.json` under the given directories is one run. Its row holds the r
 (from `.hydra/overrides.yaml` beside it; the ones every run shares are left out of the table) and the metrics
 of its last finished iteration: pair counts, `train.*`, `eval.*` when an evaluation callback wrote them, the
 iteration's seconds, and the run's status and total seconds. `--plot out.png` draws one bar chart per metric.
+
+`--per-iteration` prints every iteration of every run instead, as a Markdown table of the study's figures with
+their bootstrap intervals (see iteration_report.py); with it, `--plot` draws those figures per iteration, one line
+per run.
 """
 
 from __future__ import annotations
@@ -162,6 +166,29 @@ def plot_runs(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path
     return present
 
 
+def run_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A name per run: its varying overrides (k=v), else its directory's name; unique names stay as they are."""
+    keys = varying_keys(rows)
+    labels = [" ".join(f"{k.lstrip('+')}={row['overrides'].get(k, '-')}" for k in keys) for row in rows]
+    labels = [label or Path(row["run"]).name for label, row in zip(labels, rows)]
+    repeated = {label for label in labels if labels.count(label) > 1}
+    return [f"{label} ({Path(row['run']).name})" if label in repeated else label for label, row in zip(labels, rows)]
+
+
+def print_iterations(summaries: Sequence[Path], rows: Sequence[dict[str, Any]], plot: Path | None) -> int:
+    from metareward.iteration_report import markdown_table, plot_iterations
+
+    runs = {
+        label: json.loads(path.read_text(encoding="utf-8")).get("iterations") or []
+        for label, path in zip(run_labels(rows), summaries)
+    }
+    print(markdown_table(runs))
+    if plot is not None:
+        plotted = plot_iterations(runs, plot)
+        print(f"plot: {plot}" if plotted else "plot: no run has an evaluated iteration; nothing drawn")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metareward.compare", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="multirun directories, run directories or summary.json files")
@@ -175,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--plot", type=Path, help="also save a bar chart per metric to this PNG file")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument(
+        "--per-iteration",
+        action="store_true",
+        help="one row per iteration of every run (objective, win rates, length, judge, meta-judge, with intervals)",
+    )
     args = parser.parse_args(argv)
     summaries = find_summaries(args.paths)
     if not summaries:
@@ -183,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     rows = [run_row(path) for path in summaries]
+    if args.per_iteration:
+        return print_iterations(summaries, rows, args.plot)
     if args.metrics is None:
         args.metrics = [m for m in DEFAULT_METRICS if any(row.get(m) is not None for row in rows)]
     print(json.dumps(rows, indent=2) if args.json else format_table(rows, args.metrics))

@@ -18,6 +18,7 @@ from metareward.evaluation.metrics import (
     game_outcomes,
     judge_agreement,
     lc_win_rate,
+    mean_interval,
     score_distribution,
     win_rate,
 )
@@ -132,3 +133,24 @@ def test_score_distribution_by_hand() -> None:
     result = score_distribution([0.0, 1.2, 4.6, 5.0, None])
     assert result["mean"] == pytest.approx(2.7) and result["share_5"] == 0.5 and result["share_1"] == 0.25
     assert score_distribution([]) == {}
+
+
+def test_mean_interval_by_hand_and_against_scipy_bootstrap() -> None:
+    from scipy.stats import bootstrap
+
+    constant = mean_interval([3.0] * 7)
+    assert (constant.mean, constant.low, constant.high) == (3.0, 3.0, 3.0)
+    assert all(math.isnan(v) for v in (mean_interval([]).mean, mean_interval([]).low, mean_interval([]).high))
+    # two prompts scored 1 and 3: a resample of two prompts has mean 1, 2 or 3 (probabilities 1/4, 1/2, 1/4), so the
+    # 95% percentile interval runs from 1 to 3
+    pair = mean_interval([1.0, 3.0], num_bootstrap=4000, seed=1)
+    assert (pair.mean, pair.low, pair.high) == (2.0, 1.0, 3.0)
+    values = np.random.default_rng(5).normal(3.0, 1.0, size=60)
+    ours = mean_interval(values, num_bootstrap=20000, confidence=0.9, seed=2)
+    reference = bootstrap((values,), np.mean, n_resamples=20000, confidence_level=0.9, method="percentile", rng=7)
+    assert ours.mean == pytest.approx(values.mean())
+    assert [ours.low, ours.high] == pytest.approx(
+        [reference.confidence_interval.low, reference.confidence_interval.high], abs=0.02
+    )
+    with pytest.raises(ValueError, match="flat sequence"):
+        mean_interval([[1.0, 2.0]])

@@ -51,6 +51,11 @@ def test_summary_holds_the_eval_figures_for_every_iteration(eval_run: Path) -> N
             "judge_spearman",
             "judge_kendall",
             "judge_score_mean",
+            "seed_judge_score",
+            "baseline_seed_judge_score",
+            "finished_share",
+            "baseline_finished_share",
+            "win_rate_ci_low",
         ):
             assert name in figures, name
         assert 0.0 <= figures["win_rate"] <= 100.0 and figures["avg_length"] > 0
@@ -70,6 +75,9 @@ def test_run_directory_holds_plots_and_the_offline_wandb_run(eval_run: Path) -> 
     assert runs and list(runs[0].glob("*.wandb"))
     media = list(runs[0].rglob("media/table/**/*.json")) + list(runs[0].rglob("media/images/**/*.png"))
     assert media, "no wandb tables or images were written"
+    # the per-iteration figures are charted against the iteration: the run's log holds the metric definitions
+    log = b"".join(path.read_bytes() for path in runs[0].glob("*.wandb"))
+    assert b"eval/*" in log and b"pairs/*" in log
 
 
 def test_report_notebook_runs_on_the_run_directory(eval_run: Path, monkeypatch) -> None:
@@ -83,4 +91,5 @@ def test_report_notebook_runs_on_the_run_directory(eval_run: Path, monkeypatch) 
     ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
+    # the four report plots and the study's per-iteration figure
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 5

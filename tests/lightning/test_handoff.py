@@ -66,7 +66,9 @@ def fit(module: DPOModule, data: SelfJudgedDataModule, callbacks: list[L.Callbac
 
 
 def judge_quality(context: RunContext) -> JudgeQualityCallback:
-    return JudgeQualityCallback(context, str(LABELLED_PAIRS), num_pairs=2, batch_size=4)
+    return JudgeQualityCallback(
+        context, str(LABELLED_PAIRS), num_pairs=2, batch_size=4, max_prompt_tokens=1536, tie_tolerance=0.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def three_iterations(tmp_path_factory: pytest.TempPathFactory):
         listed = [
             IterationSummary(context, "handoff"),
             ResumeCheckpoint(context),
-            DashboardCallback(context, str(run_dir / "plots")),
+            DashboardCallback(context, str(run_dir / "plots"), num_table_rows=8, run_name="run"),
             judge_quality(context),
             AdapterCheckpoint(context, run_dir / "checkpoints"),
         ]
@@ -121,7 +123,10 @@ def test_the_iteration_number_comes_from_one_function_for_epochs_0_to_2(three_it
 def test_the_run_order_puts_every_evaluation_before_the_summary(tmp_path: Path) -> None:
     context = RunContext(tmp_path, lambda adapters, tokenizer: None)
     summary, resume = IterationSummary(context, "order"), ResumeCheckpoint(context)
-    evaluation, dashboard = judge_quality(context), DashboardCallback(context, str(tmp_path / "plots"))
+    evaluation, dashboard = (
+        judge_quality(context),
+        DashboardCallback(context, str(tmp_path / "plots"), num_table_rows=8, run_name="run"),
+    )
     saved, other = AdapterCheckpoint(context, tmp_path), L.Callback()
     ordered = in_run_order([resume, summary, dashboard, evaluation, other, saved])
     assert ordered == [saved, evaluation, other, dashboard, summary, resume]

@@ -40,6 +40,7 @@ class BaselineAnswer:
     prompt_id: str
     text: str
     source: str  # "seed" (answered by M0) or "reference" (given in the evaluation data)
+    finished: bool | None = None  # whether M0's answer ended before max_new_tokens; None for a reference answer
 
 
 def _rows(path: str | Path, what: str, key: str) -> list[dict]:

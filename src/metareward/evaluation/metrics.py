@@ -111,13 +111,37 @@ def arena_score(
     )
     if not len(outcomes):
         return ArenaScore(math.nan, math.nan, math.nan)
-    per_prompt = outcomes.mean(axis=1)
+    interval = mean_interval(100.0 * outcomes.mean(axis=1), num_bootstrap, confidence, seed)
+    return ArenaScore(interval.mean, interval.low, interval.high)
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """A mean over prompts and its bootstrap percentile interval."""
+
+    mean: float
+    low: float
+    high: float
+
+
+def mean_interval(
+    values: Sequence[float], num_bootstrap: int = 200, confidence: float = 0.95, seed: int = 0
+) -> MeanInterval:
+    """The mean of per-prompt values and its percentile bootstrap interval (Efron and Tibshirani 1993, ch. 13).
+
+    Resample the prompts with replacement `num_bootstrap` times; the interval is the (1 - confidence)/2 and
+    (1 + confidence)/2 quantiles of the resampled means. nan throughout for no values.
+    """
+    per_prompt = np.asarray(values, dtype=np.float64)
+    if per_prompt.ndim != 1:
+        raise ValueError("mean_interval needs a flat sequence of per-prompt values.")
+    if not len(per_prompt):
+        return MeanInterval(math.nan, math.nan, math.nan)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(per_prompt), size=(num_bootstrap, len(per_prompt)))
-    resampled = per_prompt[draws].mean(axis=1)
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(resampled, [tail, 1.0 - tail])
-    return ArenaScore(float(100.0 * per_prompt.mean()), float(100.0 * low), float(100.0 * high))
+    low, high = np.quantile(per_prompt[draws].mean(axis=1), [tail, 1.0 - tail])
+    return MeanInterval(float(per_prompt.mean()), float(low), float(high))
 
 
 def _correlation(result) -> float | None:

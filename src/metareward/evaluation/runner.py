@@ -21,14 +21,13 @@ from metareward.evaluation.data import EvalPrompt, LabelledPair
 from metareward.evaluation.evaluators import PreferenceEvaluator
 from metareward.evaluation.metrics import (
     arena_score,
-    average_length,
     both_orders,
     judge_agreement,
     lc_win_rate,
-    win_rate,
+    mean_interval,
 )
 from metareward.generation.choice_probs import expected_score
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.sampler import Generation, GenerationRequest, SamplingSettings
 from metareward.model.chat import render_prompt
 
 
@@ -53,17 +52,33 @@ def answer_prompts(
     max_prompt_tokens: int,
     seed: int,
     desc: str = "evaluation answers",
-) -> list[str]:
+) -> list[Generation]:
     """One answer per prompt by `role` (the actor, or SEED_ROLE for M0), each request seeded from (seed, prompt id)
-    so reruns answer alike."""
+    so reruns answer alike; each answer knows whether it ended or hit `max_new_tokens`."""
     requests = [
         GenerationRequest(p.id, render_prompt(backend.tokenizer, p.instruction), derive_seed(seed, "eval", p.id))
         for p in prompts
     ]
-    generations = backend.generate(
+    return backend.generate(
         role, requests, RoleSettings(sampling, batch_size), desc, max_prompt_tokens=max_prompt_tokens
     )
-    return [g.text for g in generations]
+
+
+def with_interval(name: str, values: Sequence[float], arena: ArenaSettings) -> dict[str, float]:
+    """`name` (the mean over prompts) with `name`_ci_low and `name`_ci_high, its bootstrap interval."""
+    interval = mean_interval(values, arena.num_bootstrap, arena.confidence, arena.seed)
+    return {name: interval.mean, f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
+
+
+def answer_figures(
+    answers: Sequence[str], finished: Sequence[bool | None], arena: ArenaSettings, prefix: str = ""
+) -> dict[str, float | None]:
+    """Mean answer length in characters and the share of answers that ended before `max_new_tokens`, each with
+    its bootstrap interval over prompts. Answers whose ending is unknown (reference answers) give no share."""
+    figures = with_interval(f"{prefix}avg_length", [len(a) for a in answers], arena)
+    if finished and all(f is not None for f in finished):
+        figures.update(with_interval(f"{prefix}finished_share", [float(bool(f)) for f in finished], arena))
+    return {k: finite_or_none(v) for k, v in figures.items()}
 
 
 def win_rate_report(
@@ -73,7 +88,7 @@ def win_rate_report(
     evaluator: PreferenceEvaluator,
     arena: ArenaSettings,
 ) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
-    """Figures (win_rate, lc_win_rate, arena_score with its interval, lengths) and one annotation row per prompt.
+    """Figures (win_rate and arena_score with their intervals, lc_win_rate) and one annotation row per prompt.
 
     The evaluator judges both orders; p_model_first = P(A) with the model's answer as A, p_baseline_first = P(A)
     with the baseline's answer as A, and the prompt's preference is their position-debiased mean.
@@ -86,13 +101,11 @@ def win_rate_report(
     preferences = both_orders(first, second)
     score = arena_score(first, second, arena.tie_margin, arena.num_bootstrap, arena.confidence, arena.seed)
     figures = {
-        "win_rate": win_rate(preferences),
+        **with_interval("win_rate", 100.0 * preferences, arena),
         "lc_win_rate": lc_win_rate(preferences, [len(a) for a in answers], [len(b) for b in baseline]),
         "arena_score": score.score,
         "arena_ci_low": score.low,
         "arena_ci_high": score.high,
-        "avg_length": average_length(answers),
-        "baseline_avg_length": average_length(baseline),
         "eval_prompts": float(len(prompts)),
         # share of preference mass on the first-shown answer, over both orders (0.5 = no position bias)
         "evaluator_prefers_first": float(np.mean(probabilities)) if probabilities else math.nan,
@@ -123,13 +136,15 @@ def read_judge_scores(
     items: Sequence[tuple[str, str]],
     batch_size: int,
     max_prompt_tokens: int,
+    role: str = "judge",
+    desc: str = "judge quality",
 ) -> np.ndarray:
-    """E[score] = sum_k k * P(k | judge prompt, "Score: ") for k in 0..5, read with the judge adapter, one forward
-    pass per item."""
+    """E[score] = sum_k k * P(k | judge prompt, "Score: ") for k in 0..5, read with `role`'s weights (the judge
+    adapter, or SEED_ROLE for the frozen seed judge M0), one forward pass per item."""
     if not items:
         return np.zeros(0)
     contexts = judge_score_contexts(backend.tokenizer, items)
-    probabilities = backend.choose("judge", contexts, SCORE_CHOICES, batch_size, "judge quality", max_prompt_tokens)
+    probabilities = backend.choose(role, contexts, SCORE_CHOICES, batch_size, desc, max_prompt_tokens)
     return expected_score(probabilities, [float(c) for c in SCORE_CHOICES])
 
 

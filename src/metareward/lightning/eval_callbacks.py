@@ -32,10 +32,13 @@ from metareward.evaluation.evaluators import PreferenceEvaluator
 from metareward.evaluation.metrics import score_distribution
 from metareward.evaluation.runner import (
     ArenaSettings,
+    answer_figures,
     answer_prompts,
+    finite_or_none,
     judge_quality_report,
     read_judge_scores,
     win_rate_report,
+    with_interval,
 )
 from metareward.evaluation.settings import EvaluatorSpec, build_evaluator
 from metareward.generation.sampler import SamplingSettings
@@ -64,6 +67,11 @@ class WinRateCallback(RunCallback):
 
     The baseline is the reference answer in the data (`reference_field`) or else the seed model M0's answer
     (adapters off), made once per run and cached in run_dir/eval/baseline_answers.jsonl.
+
+    Besides the win rates it reports the answers' mean length and the share that finish, and, with `seed_judge`,
+    the loop's own objective on held-out prompts: the frozen seed judge M0's expected score of every answer
+    (`seed_judge_score`), next to that of the baseline answers; each a mean over prompts with its bootstrap interval
+    (the `arena` settings). Every value comes from conf/evaluation/default.yaml through conf/callbacks/default.yaml.
     """
 
     stage = Stage.EVALUATE
@@ -72,18 +80,19 @@ class WinRateCallback(RunCallback):
         self,
         context: RunContext,
         data_path: str,
-        num_prompts: int = 16,
-        max_new_tokens: int = 96,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        batch_size: int = 16,
-        max_prompt_tokens: int = 1024,
-        instruction_field: str = "instruction",
-        reference_field: str | None = None,
-        evaluator: Mapping[str, Any] | None = None,
-        arena: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        instruction_suffix: str = "",
+        num_prompts: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        batch_size: int,
+        max_prompt_tokens: int,
+        instruction_field: str,
+        reference_field: str | None,
+        evaluator: Mapping[str, Any],
+        arena: Mapping[str, Any],
+        seed: int,
+        instruction_suffix: str,
+        seed_judge: bool,
         name: str = "win_rate",
     ) -> None:
         super().__init__(context)
@@ -93,12 +102,14 @@ class WinRateCallback(RunCallback):
         self.prompts = [replace(p, instruction=p.instruction + instruction_suffix) for p in prompts]
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens)
         self.batch_size, self.max_prompt_tokens, self.seed = batch_size, max_prompt_tokens, seed
-        self.spec = EvaluatorSpec(**dict(evaluator or {}))
+        self.spec = EvaluatorSpec(**dict(evaluator))
         problems = self.spec.problems()
         if problems:
             raise ValueError("; ".join(problems) + ".")
-        self.arena = ArenaSettings(**dict(arena or {}), seed=seed)
+        self.arena = ArenaSettings(**dict(arena), seed=seed)
+        self.seed_judge = seed_judge
         self.evaluator: PreferenceEvaluator | None = None
+        self._baseline_seed_figures: dict[str, float | None] | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         with full_weights(trainer):  # the model is called outside the strategy's forward: see strategies.py
@@ -120,9 +131,18 @@ class WinRateCallback(RunCallback):
             self.seed,
             desc=f"iteration {iteration}: evaluation answers",
         )
+        texts, baseline_texts = [a.text for a in answers], [b.text for b in baseline]
         if self.evaluator is None:
             self.evaluator = build_evaluator(self.spec, backend, tokenizer)
-        figures, rows = win_rate_report(self.prompts, answers, [b.text for b in baseline], self.evaluator, self.arena)
+        figures, rows = win_rate_report(self.prompts, texts, baseline_texts, self.evaluator, self.arena)
+        figures.update(answer_figures(texts, [a.finished for a in answers], self.arena))
+        figures.update(answer_figures(baseline_texts, [b.finished for b in baseline], self.arena, "baseline_"))
+        if self.seed_judge:
+            scores = self._seed_judge_scores(texts, f"iteration {iteration}: seed judge")
+            figures.update(with_interval("seed_judge_score", scores, self.arena))
+            figures.update(self._baseline_seed_judge(baseline_texts))
+            for row, score in zip(rows, scores):
+                row["seed_judge_score"] = float(score)
         folder = eval_dir(self.context.run_dir, iteration)
         write_json(folder / "win_rate.json", {"figures": figures, "annotations": rows})
         figures["seconds_win_rate"] = time.perf_counter() - started
@@ -135,6 +155,19 @@ class WinRateCallback(RunCallback):
             baseline[0].source if baseline else "nothing",
         )
 
+    def _seed_judge_scores(self, answers: list[str], desc: str) -> list[float]:
+        items = [(p.instruction, a) for p, a in zip(self.prompts, answers)]
+        backend = self.context.backend()
+        return read_judge_scores(backend, items, self.batch_size, self.max_prompt_tokens, SEED_ROLE, desc).tolist()
+
+    def _baseline_seed_judge(self, baseline: list[str]) -> dict[str, float | None]:
+        """The seed judge's score of the baseline answers: the same every iteration, read once per run."""
+        if self._baseline_seed_figures is None:
+            scores = self._seed_judge_scores(baseline, "seed judge: baseline answers")
+            figures = with_interval("baseline_seed_judge_score", scores, self.arena)
+            self._baseline_seed_figures = {k: finite_or_none(v) for k, v in figures.items()}
+        return dict(self._baseline_seed_figures)
+
     def _baseline(self) -> list[BaselineAnswer]:
         if all(p.reference is not None for p in self.prompts):
             return [BaselineAnswer(p.id, str(p.reference), "reference") for p in self.prompts]
@@ -142,7 +175,7 @@ class WinRateCallback(RunCallback):
         cached = cached_baseline(path, self.prompts)
         if cached is not None:
             return cached
-        texts = answer_prompts(
+        generations = answer_prompts(
             self.context.backend(),
             SEED_ROLE,
             self.prompts,
@@ -152,7 +185,7 @@ class WinRateCallback(RunCallback):
             self.seed,
             desc="seed model answers",
         )
-        answers = [BaselineAnswer(p.id, t, "seed") for p, t in zip(self.prompts, texts)]
+        answers = [BaselineAnswer(p.id, g.text, "seed", g.finished) for p, g in zip(self.prompts, generations)]
         save_baseline(path, answers)
         return answers
 
@@ -167,10 +200,10 @@ class JudgeQualityCallback(RunCallback):
         self,
         context: RunContext,
         data_path: str,
-        num_pairs: int = 24,
-        batch_size: int = 8,
-        max_prompt_tokens: int = 1536,
-        tie_tolerance: float = 0.0,
+        num_pairs: int,
+        batch_size: int,
+        max_prompt_tokens: int,
+        tie_tolerance: float,
         name: str = "judge_quality",
     ) -> None:
         super().__init__(context)
@@ -245,6 +278,10 @@ def sample_tables(run_dir: Path, iteration: int, limit: int) -> dict[str, tuple[
     return tables
 
 
+# The per-iteration metric families: eval/ (publish_figures), and the data statistics IterationSummary logs.
+PER_ITERATION_PREFIXES = ("eval", "pairs", "actor", "judge", "meta", "data", "time")
+
+
 class DashboardCallback(RunCallback):
     """Per iteration: PNG plots in `plots_dir` (win rates, lengths, judge quality, judge score histogram) and, for
     wandb loggers, the same plots as images plus Tables of sample responses, judgments, meta-judgments and
@@ -252,12 +289,20 @@ class DashboardCallback(RunCallback):
 
     stage = Stage.REPORT
 
-    def __init__(self, context: RunContext, plots_dir: str, num_table_rows: int = 8, run_name: str = "run") -> None:
+    def __init__(self, context: RunContext, plots_dir: str, num_table_rows: int, run_name: str) -> None:
         super().__init__(context)
         self.plots_dir = Path(plots_dir)
         self.num_table_rows = num_table_rows
         self.run_name = run_name
         self.records: list[dict[str, Any]] = []
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """wandb charts the per-iteration figures (evaluation, data statistics) against the iteration, not the step."""
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.define_metric("iteration")
+                for prefix in PER_ITERATION_PREFIXES:
+                    logger.experiment.define_metric(f"{prefix}/*", step_metric="iteration")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from metareward.evaluation.plots import judge_scores, report_figures, save_figures
