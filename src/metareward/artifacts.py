@@ -1,4 +1,5 @@
-"""Atomic JSON Lines and JSON files in the run directory: a crash never leaves a half-written artifact.
+"""Atomic JSON Lines and JSON files in the run directory: a crash never leaves a half-written artifact; and the one
+reader of the JSON Lines files the project writes (`json_lines`).
 
 A full disk (or quota) while writing ends in `ArtifactError` naming the file, with the previous version of the file,
 if any, left in place; a damaged file read back on resume ends in `ArtifactError` naming it and what to do.
@@ -11,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,23 +83,47 @@ def write_records(path: Path, records: Iterable[Any]) -> int:
     return len(lines)
 
 
+def json_lines(path: Path, what: str = "JSON value", redo: str = REDO) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON Lines file the project wrote, in order. A line that is
+    not JSON raises ArtifactError naming `path:line` and `what` it should be, a file that is not UTF-8 names the
+    file; both end with `redo`, what to do about it. (A user's data files are read by `metareward.datafiles`.)"""
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                if line.strip():
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise damaged_line(path, number, what, error, redo) from None
+                    yield number, value
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{path} is damaged: not UTF-8 text; {redo}") from None
+
+
+def damaged_line(path: Path, number: int, what: str, error: Exception, redo: str = REDO) -> ArtifactError:
+    return ArtifactError(
+        f"{path}:{number} is damaged: not a valid {what} ({type(error).__name__}: {_first_line(error)}); {redo}"
+    )
+
+
+def read_json_lines(path: Path, limit: int | None = None, redo: str = REDO) -> list[Any]:
+    """The values of a JSON Lines file the project wrote (its first `limit` when given); see `json_lines`."""
+    values = []
+    for _, value in json_lines(path, redo=redo):
+        if limit is not None and len(values) >= limit:
+            break
+        values.append(value)
+    return values
+
+
 def read_records(path: Path, record_type: type[Record]) -> list[Record]:
     """The records of a JSON Lines file; a line that does not parse as one raises ArtifactError naming it."""
     records = []
-    try:
-        with path.open(encoding="utf-8") as stream:
-            for line_number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(from_dict(record_type, json.loads(line)))
-                except (json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as error:
-                    raise ArtifactError(
-                        f"{path}:{line_number} is damaged: not a valid {record_type.__name__} "
-                        f"({type(error).__name__}: {_first_line(error)}); {REDO}"
-                    ) from None
-    except UnicodeDecodeError:
-        raise ArtifactError(f"{path} is damaged: not UTF-8 text; {REDO}") from None
+    for number, row in json_lines(path, record_type.__name__):
+        try:
+            records.append(from_dict(record_type, row))
+        except (TypeError, KeyError, ValueError, AttributeError) as error:
+            raise damaged_line(path, number, record_type.__name__, error) from None
     return records
 
 

@@ -119,8 +119,9 @@ NUMBERS: dict[str, Number] = {
     "evaluation.top_p": PROBABILITY_MASS,
     "evaluation.batch_size": COUNT,
     "evaluation.max_prompt_tokens": COUNT,
-    "evaluation.evaluator.max_tokens": ELSEWHERE_INT,
-    "evaluation.evaluator.batch_size": ELSEWHERE_INT,
+    # The evaluator's (conf/evaluation/evaluator/): checked here when the selected one has the key.
+    "evaluation.evaluator.max_tokens": COUNT,
+    "evaluation.evaluator.batch_size": COUNT,
     "evaluation.evaluator.top_logprobs": Number(int, 0, 20),  # the OpenAI API allows 0 to 20
     "evaluation.evaluator.timeout_s": POSITIVE,
     "evaluation.evaluator.max_prompt_tokens": COUNT,
@@ -168,8 +169,6 @@ ELSEWHERE_RANGES: dict[str, Number] = {
     "dpo.epochs_per_iteration": COUNT,
     "model.adapters.r": COUNT,
     "model.adapters.dropout": Number(float, 0, 1, high_open=True),
-    "evaluation.evaluator.max_tokens": COUNT,
-    "evaluation.evaluator.batch_size": COUNT,
     "warm_start.epochs": COUNT,
     "warm_start.lr": POSITIVE,
     "warm_start.batch_size": COUNT,

@@ -1,9 +1,10 @@
-"""Parts of a run named by `_target_` in the config (the preference loss, the optimizer, the LR schedule), checked
-before any model loads and then built.
+"""Parts of a run named by `_target_` in the config (the preference loss, the optimizer, the LR schedule, the judge
+prompt), checked before any model loads and then built.
 
 A component is a config node `{_target_: package.module.Class, <keyword parameters>}`; with `_partial_: true` the
 caller supplies the leading arguments later (an optimizer gets the adapter parameters). Adding one is a class plus
-a YAML file in its config group (`conf/dpo/loss/`, `conf/dpo/optimizer/`, `conf/dpo/lr_schedule/`): nothing here
+a YAML file in its config group (`conf/dpo/loss/`, `conf/dpo/optimizer/`, `conf/dpo/lr_schedule/`,
+`conf/judge/prompt/`): nothing here
 names the classes. Problems are found in two passes, so that one mistake is reported once: the node's shape (a bare
 name in the old `dpo.loss=ipo` spelling, a `_target_` that does not import, parameters the class does not take or
 lacks), then, once the shape and the shared values are sound, whatever the constructor itself refuses.
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metareward.core.losses import NLLRegularised, PreferenceLoss, with_nll_term
+from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt, JudgePromptError
 from metareward.training.optim import OptimSettings
 
 TARGET, PARTIAL = "_target_", "_partial_"
@@ -114,7 +116,11 @@ def locate(target: str) -> Callable[..., Any]:
 
 def component(cfg: DictConfig, key: str, problems: list[str]) -> Component:
     """The component at `key`; what makes it unreadable goes to `problems` (and an empty component comes back)."""
-    node = OmegaConf.select(cfg, key, default=None)
+    return node_component(OmegaConf.select(cfg, key, default=None), key, problems)
+
+
+def node_component(node: Any, key: str, problems: list[str]) -> Component:
+    """`node`, the config node found at `key`, as a component (see `component`)."""
     group = key.replace(".", "/")
     empty = Component(key, "", {})
     if node is None:
@@ -211,3 +217,40 @@ def dpo_shape_problems(cfg: DictConfig) -> list[str]:
     found: list[str] = []
     components = dpo_components(cfg, found, typed=False)
     return found + components.shape_problems()
+
+
+def checked_build(node: Component, problems: list[str], kind: type, settings_error: type[Exception]) -> Any:
+    """`node` built, or None with every problem added to `problems`, one sentence each: a `_target_` that does not
+    import, parameters the class does not take, what its constructor refuses (each problem of a `settings_error`,
+    which carries `.problems`, named by its key), a result that is no `kind`."""
+    found = node.problems()
+    if not node.target or found:
+        problems += found
+        return None
+    try:
+        built = node.build()
+    except settings_error as error:
+        problems += [f"{node.key}.{problem}" for problem in error.problems]
+        return None
+    except Exception as error:  # noqa: BLE001 - the class may be the user's: whatever it raises is a problem
+        problems.append(f"{node.key}: {node.target} refused its parameters: {one_line(error)}")
+        return None
+    if not isinstance(built, kind):
+        problems.append(f"{node.key}: {node.target} is not a {kind.__module__}.{kind.__qualname__}")
+        return None
+    return built
+
+
+def judge_prompt(cfg: DictConfig, problems: list[str]) -> JudgePrompt:
+    """The judge prompt at `judge.prompt` (conf/judge/prompt/), built. What is wrong with it goes to `problems`, one
+    line per problem (a bad template, a scale whose minimum is not below its maximum, ...), and the default prompt
+    stands in so that the other settings are still checked; such settings are never used."""
+    built = checked_build(component(cfg, "judge.prompt", problems), problems, JudgePrompt, JudgePromptError)
+    return ADDITIVE_FIVE_POINT if built is None else built
+
+
+def judge_prompt_problems(cfg: DictConfig) -> list[str]:
+    """Every problem of the judge prompt (for a config with a value of the wrong type, whose settings are not built)."""
+    found: list[str] = []
+    judge_prompt(cfg, found)
+    return found

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from metareward.components import DPOComponents, dpo_components, dpo_shape_problems
+from metareward.components import DPOComponents, dpo_components, dpo_shape_problems, judge_prompt, judge_prompt_problems
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
 from metareward.generation.spec import GenerationSpec, generation_spec
@@ -20,11 +20,20 @@ class ConfigError(ValueError):
     """One or more config values are unusable; the message lists each, naming the key and the fix."""
 
 
-def config_error(problems: list[str]) -> ConfigError:
-    """One problem on one line (`invalid config: ...`), several as a list below it."""
+ErrorType = TypeVar("ErrorType", bound=Exception)
+
+
+def problems_error(error_type: type[ErrorType], heading: str, problems: list[str]) -> ErrorType:
+    """Every problem in one error: one on one line (`<heading>: ...`), several as a list below the heading. The run's
+    config check (ConfigError) and the export's (ExportError) both report this way."""
     if len(problems) == 1:
-        return ConfigError(f"invalid config: {problems[0]}")
-    return ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+        return error_type(f"{heading}: {problems[0]}")
+    return error_type(f"{heading}:\n  - " + "\n  - ".join(problems))
+
+
+def config_error(problems: list[str]) -> ConfigError:
+    """`invalid config: ...`, one problem per line."""
+    return problems_error(ConfigError, "invalid config", problems)
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,9 @@ def build_settings(cfg: DictConfig) -> RunSettings:
     problems: list[str] = []
     types, values = value_problems(cfg)
     if types:  # a value of the wrong type (num_iterations=two): named by its key, with every other such value
-        raise config_error(types + values + dpo_shape_problems(cfg) + environment_problems(cfg))
+        raise config_error(
+            types + values + dpo_shape_problems(cfg) + judge_prompt_problems(cfg) + environment_problems(cfg)
+        )
     try:
         settings = _build(cfg, problems)
     except (TypeError, ValueError) as error:  # a value of the wrong type, e.g. actor.num_responses=many
@@ -160,6 +171,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         judge=_role(cfg, "judge", problems),
         meta_judge=_role(cfg, "meta_judge", problems),
         drop_duplicate_responses=bool(cfg.actor.drop_duplicates),
+        judge_prompt=judge_prompt(cfg, problems),
         score_mode=str(cfg.judge.score_mode),
         verdict_mode=str(cfg.meta_judge.verdict_mode),
         calibrate_position=bool(cfg.meta_judge.calibrate_position),

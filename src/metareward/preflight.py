@@ -97,6 +97,7 @@ def _warm_start_problems(cfg: DictConfig) -> list[str]:
 
 def _evaluation_file_problems(cfg: DictConfig) -> list[str]:
     from metareward.evaluation.data import load_eval_prompts, load_labelled_pairs
+    from metareward.evaluation.settings import evaluator_checkpoint
     from metareward.model.loading import checkpoint_problems
 
     callbacks = cfg.get("callbacks") or {}
@@ -112,9 +113,8 @@ def _evaluation_file_problems(cfg: DictConfig) -> list[str]:
                 win_rate.reference_field,
             )
         )
-        evaluator = win_rate.get("evaluator") or {}
-        path = Path(str(evaluator.get("path") or "")).expanduser()
-        if evaluator.get("kind") == "model" and path.is_dir():
+        path = evaluator_checkpoint(win_rate.get("evaluator"))
+        if path is not None:
             found += checkpoint_problems(path, "evaluation.evaluator.path")
     if judge_quality is not None:
         found += _guarded(lambda: _loaded(load_labelled_pairs, judge_quality.data_path, judge_quality.num_pairs))

@@ -12,7 +12,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metareward.artifacts import write_text_atomic
+from metareward.artifacts import ArtifactError, read_json, read_json_lines, write_text_atomic
 from metareward.config import ConfigError
 
 SNAPSHOT = "run_config.yaml"
@@ -127,17 +127,14 @@ def damaged_stage_problem(run_dir: Path) -> str | None:
     for path in sorted((run_dir / "iterations").glob("iter_*/*.json*")):
         try:
             if path.suffix == ".json":
-                json.loads(path.read_text(encoding="utf-8"))
-                continue
-            with path.open(encoding="utf-8") as stream:
-                for number, line in enumerate(stream, start=1):
-                    if line.strip():
-                        json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            where = path if path.suffix == ".json" else f"{path}:{number}"
+                read_json(path)
+            else:
+                read_json_lines(path)
+        except ArtifactError as error:
+            where_and_why = str(error).split("; ")[0]  # the readers' own advice gives way to this one
             return (
-                f"the stage file {where} is damaged ({type(error).__name__}); delete it and resume again to redo "
-                "that stage (finished stages before it are reused)"
+                f"the stage file {where_and_why}; delete it and resume again to redo that stage (finished stages "
+                "before it are reused)"
             )
     return None
 

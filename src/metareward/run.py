@@ -36,6 +36,34 @@ USER_ERRORS = (
 )
 
 
+def cue_read_problems(tokenizer, engine, evaluations_read_scores: bool) -> list[str]:
+    """Probability reads need every choice of the judge prompt to be one token after its cue for this tokenizer (a
+    0-10 scale's "10" is two tokens for most small models). The loop reads them unless its mode is parse; the judge
+    quality and seed judge evaluations always read scores so."""
+    from metareward.generation.choice_probs import choice_token_ids
+
+    prompt = engine.judge_prompt
+    score_mode = "probability (evaluation)" if evaluations_read_scores else engine.score_mode
+    reads = [
+        ("judge.score_mode", engine.score_mode, score_mode, prompt.score_cue, prompt.score_choices),
+        ("meta_judge.verdict_mode", engine.verdict_mode, engine.verdict_mode, prompt.winner_cue, prompt.winner_choices),
+    ]
+    problems = []
+    for key, mode, reader, cue, choices in reads:
+        if mode == "parse" and reader == mode:
+            continue
+        try:
+            choice_token_ids(tokenizer, cue + " ", choices)
+        except ValueError as error:
+            who = f"{key}={mode}" if reader == mode else "the judge quality and seed judge evaluations"
+            fix = f"use {key}=parse or another judge/prompt" if reader == mode else "use another judge/prompt"
+            problems.append(
+                f"{who} read the judge prompt's choices {list(choices)} from next-token probabilities, but this "
+                f"model's tokenizer cannot ({str(error).splitlines()[0]}); {fix}"
+            )
+    return problems
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -61,7 +89,7 @@ def train(cfg: DictConfig) -> TrainResult:
     if warm.problems():
         raise config_error(warm.problems())
     if warm.enabled:
-        load_warm_start_data(warm)  # a bad IFT/EFT file fails here, before any model is loaded
+        load_warm_start_data(warm, settings.engine.judge_prompt)  # a bad IFT/EFT file fails here, before the model
     run_dir = Path(cfg.paths.output_dir)
     resume = bool(cfg.get("resume", False))
     pool = load_prompt_pool(
@@ -82,10 +110,14 @@ def train(cfg: DictConfig) -> TrainResult:
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, tokenizer = load_model_and_tokenizer(settings.model)
+    evaluations_read_scores = any(getattr(c, "reads_judge_scores", False) for c in callbacks)
+    unreadable = cue_read_problems(tokenizer, settings.engine, evaluations_read_scores)
+    if unreadable:
+        raise config_error(unreadable)
     adapters = RoleAdapters(model, settings.adapters)
     context.attach_model(adapters, tokenizer)
     if warm.enabled and checkpoint is None:
-        summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm)  # iteration 0: M_0 for the loop
+        summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm, settings.engine.judge_prompt)  # iteration 0
     module = DPOModule(adapters, settings.dpo.build_loss(), settings.dpo.build_optim())
     collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     datamodule = SelfJudgedDataModule(

@@ -158,9 +158,7 @@ def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
 
 def evaluation_problems(cfg: DictConfig) -> list[str]:
     """The evaluator settings and the evaluation files, when the evaluation callbacks are switched on."""
-    from omegaconf import OmegaConf
-
-    from metareward.evaluation.settings import EvaluatorSpec
+    from metareward.evaluation.settings import evaluator_problems
 
     callbacks = cfg.get("callbacks") or {}
     evaluation = cfg.get("evaluation")
@@ -168,11 +166,7 @@ def evaluation_problems(cfg: DictConfig) -> list[str]:
         return []
     found = []
     if callbacks.get("win_rate") is not None:
-        spec = EvaluatorSpec(**OmegaConf.to_container(evaluation.evaluator, resolve=True))  # type: ignore[arg-type]
-        if isinstance(spec.kind, str):
-            found += spec.problems()
-        else:  # a list or mapping given for the name (found by tests/reliability/test_properties.py)
-            found.append(f"evaluation.evaluator.kind={spec.kind!r} is not a name; use seed, model or openai")
+        found += evaluator_problems(evaluation.get("evaluator"))
         path = Path(str(evaluation.data_path)).expanduser()
         found += [p for p in [file_problem(path, "evaluation.data_path", EVAL_PROMPTS)] if p]
     if callbacks.get("judge_quality") is not None:

@@ -10,6 +10,11 @@ TRL 1.16's DPO "sigmoid" loss ignores `label_smoothing` (it only feeds the "robu
 conservative-DPO form is compared against `CPOTrainer.cpo_loss` (sigmoid), which applies the same smoothing
 formula to a log-prob difference: fed the policy-minus-reference log-ratios, it is exactly cDPO.
 
+SimPO is compared against `CPOTrainer.cpo_loss` with `loss_type="simpo"`, fed the mean token log-probs (TRL averages
+them itself before that call for SimPO); TRL's `simpo_gamma` is the paper's gamma, our beta * gamma_beta_ratio.
+TRL 1.16 has no R-DPO (its DPO `ld_alpha` is LD-DPO, a different length treatment), so R-DPO is checked by hand and
+against DPO, which it equals at alpha = 0 or with equal lengths.
+
 TRL is optional (the `bench` extra): only the comparisons with it skip without it (`importorskip` inside them);
 the hand-worked numbers, gradients and helpers always run.
 """
@@ -29,6 +34,8 @@ from metareward.core.losses import (
     IPOLoss,
     NLLRegularised,
     PreferenceLossOutput,
+    RDPOLoss,
+    SimPOLoss,
     reward_accuracy,
     reward_margin,
     with_nll_term,
@@ -154,6 +161,96 @@ def test_ipo_matches_trl_length_normalised(beta):
     assert not torch.isclose(unnormalised.loss, trl_loss)
 
 
+def _trl_simpo(beta: float, gamma: float, logps: dict[str, torch.Tensor]):
+    """TRL's SimPO loss (CPOTrainer.cpo_loss, loss_type="simpo") on the mean token log-probs."""
+    trainer = object.__new__(_trl_trainer("cpo"))
+    trainer.alpha, trainer.loss_type = 0.0, "simpo"  # alpha is AlphaPO's reward transform here, 0 = off
+    trainer.beta, trainer.simpo_gamma, trainer.label_smoothing = beta, gamma, 0.0
+    trainer.accelerator = _SingleProcessAccelerator()
+    return trainer.cpo_loss(
+        logps["policy_chosen_logps"] / logps["chosen_lengths"],
+        logps["policy_rejected_logps"] / logps["rejected_lengths"],
+    )
+
+
+@pytest.mark.parametrize(("beta", "gamma_beta_ratio"), [(2.0, 0.5), (2.5, 0.55), (10.0, 0.0), (0.5, 1.0)])
+def test_simpo_matches_trl(beta, gamma_beta_ratio):
+    logps = _random_logps(batch=16, seed=11)  # unequal lengths, so the normalisation matters
+    ours = SimPOLoss(beta, gamma_beta_ratio)(**logps)
+    losses, chosen_rewards, rejected_rewards = _trl_simpo(beta, beta * gamma_beta_ratio, logps)
+    torch.testing.assert_close(ours.loss, losses.mean())
+    torch.testing.assert_close(ours.chosen_rewards, chosen_rewards)
+    torch.testing.assert_close(ours.rejected_rewards, rejected_rewards)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_rdpo_with_alpha_zero_or_equal_lengths_is_dpo(label_smoothing):
+    logps = _random_logps(batch=16, seed=13)
+    dpo = DPOLoss(0.1, label_smoothing)(**logps)
+    rdpo = RDPOLoss(0.1, alpha=0.0, label_smoothing=label_smoothing)(**logps)
+    torch.testing.assert_close(rdpo.loss, dpo.loss, rtol=0, atol=0)
+    torch.testing.assert_close(rdpo.chosen_rewards, dpo.chosen_rewards, rtol=0, atol=0)
+    equal = _random_logps(batch=16, seed=13, equal_lengths=True)
+    torch.testing.assert_close(
+        RDPOLoss(0.1, 0.5, label_smoothing)(**equal).loss, DPOLoss(0.1, label_smoothing)(**equal).loss
+    )
+    assert not torch.isclose(RDPOLoss(0.1, 0.01, label_smoothing)(**logps).loss, dpo.loss)
+
+
+def _one_pair(chosen_length: int, rejected_length: int) -> dict[str, torch.Tensor]:
+    """h = (-10 + 11) - (-12 + 11) = 2, so beta * h = 0.2 at beta 0.1, with the given lengths."""
+    values = {"policy_chosen_logps": -10.0, "policy_rejected_logps": -12.0, "ref_chosen_logps": -11.0}
+    pair = {key: torch.tensor([value]) for key, value in values.items()}
+    pair["ref_rejected_logps"] = torch.tensor([-11.0])
+    pair["chosen_lengths"], pair["rejected_lengths"] = torch.tensor([chosen_length]), torch.tensor([rejected_length])
+    return pair
+
+
+def test_hand_worked_rdpo_number():
+    # Both pairs have beta * h = 0.2 (DPO: log(1 + e^-0.2) = 0.598139 each). alpha = 0.01:
+    #   pair 1, |y_w| = 10, |y_l| = 30: logit = 0.2 + 0.01 * (10 - 30) = 0.0 -> loss = log 2         = 0.693147
+    #   pair 2, |y_w| = 30, |y_l| = 10: logit = 0.2 + 0.01 * (30 - 10) = 0.4 -> loss = log(1 + e^-0.4) = 0.513015
+    # mean (0.693147 + 0.513015) / 2 = 0.603081; the rewards are DPO's, +-0.1, margin 0.2.
+    short, long = _one_pair(10, 30), _one_pair(30, 10)
+    batch = {key: torch.cat([short[key], long[key]]) for key in short}
+    loss = RDPOLoss(beta=0.1, alpha=0.01)
+    assert loss(**short).loss.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert loss(**long).loss.item() == pytest.approx(0.513015, abs=1e-6)
+    out = loss(**batch)
+    assert out.loss.item() == pytest.approx(0.603081, abs=1e-6)
+    assert out.chosen_rewards.tolist() == pytest.approx([0.1, 0.1])
+    assert out.rejected_rewards.tolist() == pytest.approx([-0.1, -0.1])
+    assert (out.reward_accuracy.item(), out.reward_margin.item()) == (1.0, pytest.approx(0.2))
+    # A longer chosen answer lowers the loss, and so its gradient: length that explains the preference is not
+    # credited to the policy (Park et al. 2024's sign).
+    assert loss(**long).loss < DPOLoss(0.1)(**long).loss < loss(**short).loss
+
+
+def test_hand_worked_simpo_number():
+    # beta = 2, gamma_beta_ratio = 0.5, so gamma = 1. Mean token log-probs:
+    #   pair 1: chosen -10 / 5 = -2, rejected -30 / 10 = -3: logit = 2 * (-2 + 3) - 1 = 1  -> log(1 + e^-1) = 0.313262
+    #   pair 2: chosen -12 / 4 = -3, rejected  -8 / 4  = -2: logit = 2 * (-3 + 2) - 1 = -3 -> log(1 + e^3)  = 3.048587
+    # mean 1.680925; rewards 2 * mean log-prob: chosen [-4, -6], rejected [-6, -4]; accuracy 0.5, margin 0.
+    batch = {
+        "policy_chosen_logps": torch.tensor([-10.0, -12.0]),
+        "policy_rejected_logps": torch.tensor([-30.0, -8.0]),
+        "ref_chosen_logps": torch.tensor([-1.0, -50.0]),  # ignored: SimPO is reference-free
+        "ref_rejected_logps": torch.tensor([-99.0, -2.0]),
+        "chosen_lengths": torch.tensor([5, 4]),
+        "rejected_lengths": torch.tensor([10, 4]),
+    }
+    loss = SimPOLoss(beta=2.0, gamma_beta_ratio=0.5)
+    out = loss(**batch)
+    assert loss.gamma == 1.0
+    assert out.loss.item() == pytest.approx(1.680925, abs=1e-6)
+    assert out.loss.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(3))) / 2, rel=1e-6)
+    assert out.chosen_rewards.tolist() == pytest.approx([-4.0, -6.0])
+    assert out.rejected_rewards.tolist() == pytest.approx([-6.0, -4.0])
+    assert (out.reward_accuracy.item(), out.reward_margin.item()) == (0.5, pytest.approx(0.0))
+    other_reference = {**batch, "ref_chosen_logps": torch.zeros(2), "ref_rejected_logps": torch.zeros(2)}
+    torch.testing.assert_close(loss(**other_reference).loss, out.loss, rtol=0, atol=0)
+
+
 def test_nll_term_matches_trl_sft_term_when_chosen_lengths_are_equal():
     logps = _random_logps(batch=8, seed=7, equal_lengths=True)
     ours = NLLRegularised(DPOLoss(0.1), weight=0.7)(**logps)
@@ -185,7 +282,18 @@ def test_hand_worked_dpo_number():
     assert out.reward_margin.item() == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("loss", [DPOLoss(0.1), DPOLoss(0.1, 0.2), IPOLoss(0.1), NLLRegularised(DPOLoss(0.1), 1.0)])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        DPOLoss(0.1),
+        DPOLoss(0.1, 0.2),
+        IPOLoss(0.1),
+        RDPOLoss(0.1, 0.01),
+        SimPOLoss(2.0, 0.5),
+        NLLRegularised(DPOLoss(0.1), 1.0),
+        NLLRegularised(SimPOLoss(2.0, 0.5), 1.0),
+    ],
+)
 def test_only_policy_logps_receive_gradient(loss):
     logps = {key: value.clone().requires_grad_(value.is_floating_point()) for key, value in _random_logps(4, 1).items()}
     out = loss(**logps)
@@ -220,6 +328,13 @@ def test_nll_term_is_added_only_with_a_positive_weight():
         (lambda: DPOLoss(0.0), "beta must be > 0"),
         (lambda: IPOLoss(-1.0), "beta must be > 0"),
         (lambda: with_nll_term(DPOLoss(0.1), -1.0), "nll_weight"),
+        (lambda: RDPOLoss(0.1, alpha=-0.01), "alpha must be a number >= 0, got -0.01"),
+        (lambda: RDPOLoss(0.1, alpha=math.inf), "alpha must be a number >= 0"),
+        (lambda: RDPOLoss(0.1, alpha="0.01"), "alpha must be a number >= 0, got '0.01'"),
+        (lambda: RDPOLoss(0.0, alpha=0.01), "beta must be > 0"),
+        (lambda: SimPOLoss(0.0, 0.5), "beta must be > 0, got 0.0; SimPO uses 2.0 to 2.5"),
+        (lambda: SimPOLoss(True, 0.5), "beta must be > 0, got True"),
+        (lambda: SimPOLoss(2.0, -0.5), "gamma_beta_ratio must be a number >= 0"),
     ],
 )
 def test_losses_reject_bad_values(build, message):

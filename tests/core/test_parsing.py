@@ -1,8 +1,11 @@
-"""Parsers against realistic and malformed judge / meta-judge outputs."""
+"""Parsers against realistic and malformed judge / meta-judge outputs (the default prompt's lines and scale)."""
 
 import pytest
 
-from metareward.core.parsing import parse_score, parse_winner
+from metareward.core.parsing import parse_score
+from metareward.core.prompts import ADDITIVE_FIVE_POINT
+
+parse_winner = ADDITIVE_FIVE_POINT.parse_winner
 
 SCORE_CASES = [
     ("The response is relevant and complete.\nScore: 4", 4.0),
@@ -39,13 +42,19 @@ SCORE_CASES = [
 
 @pytest.mark.parametrize(("text", "expected"), SCORE_CASES)
 def test_parse_score(text, expected):
-    assert parse_score(text) == expected
+    assert ADDITIVE_FIVE_POINT.parse_score(text) == expected
 
 
 def test_parse_score_custom_range():
-    assert parse_score("Score: 8", low=0, high=10) == 8.0
-    assert parse_score("Score: 8/10", low=0, high=10) == 8.0
-    assert parse_score("Score: 0.5", low=1, high=10) is None
+    assert parse_score("Score: 8", low=0, high=10, label="Score") == 8.0
+    assert parse_score("Score: 8/10", low=0, high=10, label="Score") == 8.0
+    assert parse_score("Score: 0.5", low=1, high=10, label="Score") is None
+
+
+def test_the_label_names_the_line():
+    assert parse_score("Rating: 3\n**Final rating:** 4", low=0, high=5, label="Rating") == 4.0
+    assert parse_score("Score: 3", low=0, high=5, label="Rating") is None
+    assert parse_score("Overall grade: 7/10", low=0, high=10, label="Overall grade") == 7.0
 
 
 WINNER_CASES = [
@@ -104,3 +113,11 @@ WINNER_CASES = [
 @pytest.mark.parametrize(("text", "expected"), WINNER_CASES)
 def test_parse_winner(text, expected):
     assert parse_winner(text) == expected
+
+
+def test_the_winner_label_names_the_line():
+    from metareward.core.parsing import parse_winner as parse
+
+    assert parse("Verdict: Judgment B", label="Verdict") == "B"
+    assert parse("Winner: Judgment A", label="Verdict") is None
+    assert parse('"Verdict: A" or "Verdict: B"', label="Verdict") is None

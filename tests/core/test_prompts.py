@@ -1,7 +1,7 @@
-"""Prompt templates: required content, cues and size."""
+"""The default prompt's templates: required content, cues and size (new prompts: tests/core/test_judge_prompt.py)."""
 
-from metareward.core.parsing import parse_score, parse_winner
 from metareward.core.prompts import (
+    ADDITIVE_FIVE_POINT,
     SCORE_CHOICES,
     SCORE_CUE,
     WINNER_CHOICES,
@@ -9,6 +9,8 @@ from metareward.core.prompts import (
     render_judge_prompt,
     render_meta_judge_prompt,
 )
+
+parse_score, parse_winner = ADDITIVE_FIVE_POINT.parse_score, ADDITIVE_FIVE_POINT.parse_winner
 
 
 def test_judge_prompt_contains_fields_and_format():

@@ -1,11 +1,23 @@
-"""Reading scores and verdicts in each mode, with the probabilities given explicitly."""
+"""Reading scores and verdicts in each mode, with the probabilities given explicitly (the default judge prompt's
+lines; other prompts: tests/core/test_judge_prompt.py)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import pytest
 
-from metareward.engine.judging import read_scores, read_verdicts, score_contexts, winner_contexts
+from metareward.core.prompts import ADDITIVE_FIVE_POINT
+from metareward.engine import judging
+from metareward.engine.judging import choice_contexts, score_line, winner_line
+
+SCORE, WINNER = score_line(ADDITIVE_FIVE_POINT), winner_line(ADDITIVE_FIVE_POINT)
+SCORE_TAIL, WINNER_TAIL = SCORE.tail, WINNER.tail
+score_contexts = partial(choice_contexts, line=SCORE)
+winner_contexts = partial(choice_contexts, line=WINNER)
+read_scores = partial(judging.read_scores, prompt=ADDITIVE_FIVE_POINT)
+read_verdicts = partial(judging.read_verdicts, prompt=ADDITIVE_FIVE_POINT)
 
 TEXTS = ["Helpful and correct.\nScore: 4", "Rambling, no score here", "**Score:** five"]
 PROMPTS = ["<p0>", "<p1>", "<p2>"]
@@ -49,7 +61,6 @@ def test_verdicts_from_text_and_from_probabilities() -> None:
 
 
 def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None:
-    from metareward.engine.judging import calibrate_verdicts
     from metareward.records import MetaJudgmentRecord
 
     # The meta-judge favours A everywhere, but less so in verdicts 1 and 3: after calibration those go to B.
@@ -67,13 +78,13 @@ def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None
         for i, r in enumerate(readings)
     ]
     records.append(MetaJudgmentRecord("p", 0, 7, 8, "Winner: Judgment B", -1, "parsed"))  # parsed verdicts stay
-    calibrated = calibrate_verdicts(records)
+    calibrated = judging.calibrate_verdicts(records, ADDITIVE_FIVE_POINT)
     assert [r.verdict for r in calibrated] == [1, -1, 0, -1, 1, -1]  # the median verdict sits at the centre: a tie
     assert calibrated[1].text == "x\nWinner: Judgment B" and calibrated[0].text == "x\nWinner: Judgment A"
 
 
 def test_reads_taken_while_generating_are_used_only_where_the_context_is_text_plus_cue() -> None:
-    from metareward.engine.judging import SCORE_TAIL, reads_from_generation
+    from metareward.engine.judging import reads_from_generation
     from metareward.generation.sampler import Generation
 
     texts = ["Rambling, no score here", "**Score:** five", "Ends with new lines\n\n", " ", "No read was taken"]
@@ -110,13 +121,13 @@ EXPLANATION_CASES = [
 
 @pytest.mark.parametrize(("text", "expected"), EXPLANATION_CASES)
 def test_only_a_final_score_line_is_a_tail(text: str, expected: str | None) -> None:
-    from metareward.engine.judging import SCORE_TAIL, explanation_part
+    from metareward.engine.judging import explanation_part
 
     assert explanation_part(text, SCORE_TAIL) == (text.rstrip() if expected is None else expected)
 
 
 def test_only_a_final_winner_line_is_a_tail() -> None:
-    from metareward.engine.judging import WINNER_TAIL, explanation_part
+    from metareward.engine.judging import explanation_part
 
     kept = "The winner: is unclear at first. Judgment A counts three points."
     assert explanation_part(kept, WINNER_TAIL) == kept
@@ -136,7 +147,7 @@ def test_a_justification_with_a_cue_word_reaches_the_context_and_the_stored_text
 
 
 def test_generation_reads_are_used_for_texts_whose_cue_word_is_not_a_tail() -> None:
-    from metareward.engine.judging import SCORE_TAIL, reads_from_generation
+    from metareward.engine.judging import reads_from_generation
     from metareward.generation.sampler import Generation
 
     texts = ["Relevance score: yes, and it is complete.", "Complete.\nScore: four"]

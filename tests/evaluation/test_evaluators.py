@@ -15,19 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import compose
 
 from metareward.engine.policy import Policy
 from metareward.evaluation.evaluators import (
     CHOICES,
     COMPARISON_CUE,
+    BackendEvaluator,
     LocalModelEvaluator,
     OpenAIChatEvaluator,
     _fixed,
     read_reply,
     render_comparison_prompt,
-    seed_evaluator,
 )
-from metareward.evaluation.settings import EvaluatorSpec, build_evaluator
+from metareward.evaluation.settings import build_evaluator, evaluator_problems
 from metareward.generation.choice_probs import choice_distribution
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
@@ -41,7 +42,7 @@ COMPARISONS = [
 
 def test_local_evaluator_reads_p_a_after_the_cue() -> None:
     model, tokenizer = build_tiny()
-    evaluator = LocalModelEvaluator(lambda: _fixed(model), tokenizer, batch_size=2)
+    evaluator = LocalModelEvaluator(lambda: _fixed(model), tokenizer, batch_size=2, max_prompt_tokens=2048)
     got = evaluator.prefer_many(COMPARISONS)
     contexts = [render_prompt(tokenizer, render_comparison_prompt(*c)) + COMPARISON_CUE for c in COMPARISONS]
     expected = choice_distribution(model, tokenizer, contexts, CHOICES, progress=False).probabilities[:, 0]
@@ -57,9 +58,9 @@ def test_seed_evaluator_is_the_base_model_with_adapters_off() -> None:
         for name, parameter in adapters.model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0.0, 0.5)
-    seed = seed_evaluator(Policy(adapters, tokenizer, progress=False), tokenizer).prefer_many(COMPARISONS)
-    reference = LocalModelEvaluator(lambda: _fixed(fresh), tokenizer).prefer_many(COMPARISONS)
-    adapted = LocalModelEvaluator(lambda: _fixed(adapters.model), tokenizer).prefer_many(COMPARISONS)
+    seed = BackendEvaluator(8, 2048).attach(Policy(adapters, tokenizer, progress=False)).prefer_many(COMPARISONS)
+    reference = LocalModelEvaluator(lambda: _fixed(fresh), tokenizer, 8, 2048).prefer_many(COMPARISONS)
+    adapted = LocalModelEvaluator(lambda: _fixed(adapters.model), tokenizer, 8, 2048).prefer_many(COMPARISONS)
     assert seed == pytest.approx(reference, abs=1e-6)
     assert not np.allclose(seed, adapted, atol=1e-6)
 
@@ -80,16 +81,17 @@ def test_read_reply_prefers_logprobs_then_the_written_letter() -> None:
     assert read_reply({"message": {"content": "neither"}}) is None
 
 
-def test_evaluator_spec_reports_every_problem() -> None:
-    assert "kind='judge' is not one of" in " ".join(EvaluatorSpec(kind="judge").problems())
-    assert "needs evaluation.evaluator.base_url" in " ".join(EvaluatorSpec(kind="openai").problems())
-    with pytest.raises(ValueError, match="needs evaluation.evaluator.path"):
-        build_evaluator(EvaluatorSpec(kind="model"), None, None)
+def test_evaluator_settings_report_every_problem() -> None:
+    assert "kind='judge' is the old spelling" in " ".join(evaluator_problems({"kind": "judge"}))
+    openai = " ".join(evaluator_problems(compose("evaluation/evaluator=openai").evaluation.evaluator))
+    assert "evaluation.evaluator.base_url is not set" in openai and "evaluation.evaluator.model is not set" in openai
+    with pytest.raises(ValueError, match="evaluation.evaluator.path is not set"):
+        build_evaluator(compose("evaluation/evaluator=model").evaluation.evaluator)
 
 
 def test_the_api_key_is_never_shown(monkeypatch) -> None:
     monkeypatch.setenv("METAREWARD_TEST_KEY", "sk-secret-123")
-    evaluator = OpenAIChatEvaluator("http://127.0.0.1:9", "m", api_key_env="METAREWARD_TEST_KEY", timeout_s=2)
+    evaluator = OpenAIChatEvaluator("http://127.0.0.1:9", "m", "METAREWARD_TEST_KEY", 1, 5, timeout_s=2)
     assert "sk-secret" not in repr(evaluator)
     with pytest.raises(Exception) as error:  # nothing listens on port 9
         evaluator.prefer(*COMPARISONS[0])
@@ -146,8 +148,13 @@ def chat_server(embedded_checkpoint: Path, tmp_path: Path):
 def test_openai_evaluator_against_a_real_local_server(chat_server, monkeypatch) -> None:
     base_url, model_name = chat_server
     monkeypatch.setenv("METAREWARD_TEST_KEY", "not-a-real-key")
-    spec = EvaluatorSpec(kind="openai", base_url=base_url, model=model_name, api_key_env="METAREWARD_TEST_KEY")
-    evaluator = build_evaluator(spec, None, None)
+    node = compose(
+        "evaluation/evaluator=openai",
+        f"evaluation.evaluator.base_url={base_url}",
+        f"evaluation.evaluator.model={model_name}",
+        "evaluation.evaluator.api_key_env=METAREWARD_TEST_KEY",
+    ).evaluation.evaluator
+    evaluator = build_evaluator(node).attach(None)  # type: ignore[arg-type]  # an endpoint reads no backend
     preferences = evaluator.prefer_many(COMPARISONS + [(c[0], c[2], c[1]) for c in COMPARISONS])
     assert len(preferences) == 4 and all(0.0 <= p <= 1.0 for p in preferences)
     assert evaluator.unreadable < 4  # the 135M model answers with a letter at least once

@@ -16,6 +16,7 @@ import torch
 from helpers import REPO_ROOT, default_engine_settings, quiet_cpu_trainer
 
 from metareward.core.losses import DPOLoss
+from metareward.core.prompts import ADDITIVE_FIVE_POINT
 from metareward.engine.iteration import IterationData
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import RoleSettings
@@ -121,7 +122,7 @@ def test_the_iteration_number_comes_from_one_function_for_epochs_0_to_2(three_it
 
 
 def test_the_run_order_puts_every_evaluation_before_the_summary(tmp_path: Path) -> None:
-    context = RunContext(tmp_path, lambda adapters, tokenizer: None)
+    context = RunContext(tmp_path, lambda adapters, tokenizer: None, ADDITIVE_FIVE_POINT)
     summary, resume = IterationSummary(context, "order"), ResumeCheckpoint(context)
     evaluation, dashboard = (
         judge_quality(context),

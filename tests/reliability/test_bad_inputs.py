@@ -175,6 +175,13 @@ def test_every_value_problem_of_a_config_is_reported_at_once(tmp_path: Path) -> 
         assert any(phrase in p for p in problems), phrase
 
 
+OPENAI_EVALUATOR = [
+    "evaluation/evaluator=openai",
+    "evaluation.evaluator.base_url=http://localhost:8000/v1",
+    "evaluation.evaluator.model=m",
+]
+
+
 @pytest.mark.parametrize(
     ("overrides", "phrase"),
     [
@@ -183,11 +190,11 @@ def test_every_value_problem_of_a_config_is_reported_at_once(tmp_path: Path) -> 
         (["schedule.judge_training_iterations=[1,3]"], "names iteration 3 but num_iterations=2"),
         (["schedule.judge_training_iterations=null"], "schedule.judge_training_iterations is null"),
         (["pairs.rho_schedule=0.3"], "pairs.rho_schedule=0.3 is not a list"),
-        (["evaluation.evaluator.kind=gpt"], "evaluation.evaluator.kind='gpt' is not one of"),
+        (["evaluation.evaluator.kind=gpt"], "evaluation.evaluator.kind='gpt' is the old spelling"),
         (["evaluation.evaluator.kind=[]"], "evaluation.evaluator.kind=[] is not a name"),  # found by hypothesis
         (["judge.score_mode=vibes"], "judge.score_mode='vibes' is not one of"),
         (["pairs.strategy=best"], "pairs.strategy='best' is not one of"),
-        (["evaluation.evaluator.top_logprobs=50"], "top_logprobs=50 must be in [0, 20]"),
+        ([*OPENAI_EVALUATOR, "evaluation.evaluator.top_logprobs=50"], "top_logprobs=50 must be in [0, 20]"),
         (["dpo.max_prompt_tokens=0"], "dpo.max_prompt_tokens=0 must be >= 1"),
         (["evaluation.num_prompts=0"], "evaluation.num_prompts=0 must be >= 1"),
         (["warm_start.max_prompt_tokens=0"], "warm_start.max_prompt_tokens=0 must be >= 1"),

@@ -80,7 +80,7 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
 
 
 def evaluator(url: str, timeout_s: float = 5.0) -> OpenAIChatEvaluator:
-    return OpenAIChatEvaluator(url, "judge-model", api_key_env="METAREWARD_TEST_KEY", timeout_s=timeout_s)
+    return OpenAIChatEvaluator(url, "judge-model", "METAREWARD_TEST_KEY", 1, 5, timeout_s)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_a_run_whose_endpoint_is_down_keeps_its_data_and_resumes_and_never_write
         prompt_file,
         run_dir,
         "num_iterations=1",
-        "evaluation.evaluator.kind=openai",
+        "evaluation/evaluator=openai",
         f"evaluation.evaluator.base_url={endpoint.url}",
         "evaluation.evaluator.model=judge-model",
         "evaluation.evaluator.api_key_env=METAREWARD_TEST_KEY",

@@ -34,6 +34,8 @@ CHOICE_KEYS = [
     "meta_judge.verdict_mode",
     "pairs.strategy",
     "pairs.unfinished",
+    # The evaluator (conf/evaluation/evaluator/) is a node too; `kind` is the old spelling of its choice.
+    "evaluation.evaluator._target_",
     "evaluation.evaluator.kind",
     "data.on_bad_line",
     "model.adapters.mode",
@@ -88,7 +90,8 @@ def check_contract(*overrides: str) -> list[str]:
 
 
 def overrides_of(pairs: list[tuple[str, str]]) -> list[str]:
-    return [f"{key}={value}" for key, value in pairs]
+    # The evaluator's keys are those of the selected evaluator: one the default (seed) lacks is added (++).
+    return [f"{'++' if key.startswith('evaluation.evaluator.') else ''}{key}={value}" for key, value in pairs]
 
 
 @FAST

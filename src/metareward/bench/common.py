@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from metareward.artifacts import read_json_lines
 from metareward.core.prompts import render_judge_prompt
 from metareward.records import PairRecord, PromptRecord
 from metareward.timing import Stopwatch, peak_rss_mb  # noqa: F401  (the benchmarks import them from here)
@@ -79,7 +80,7 @@ def emit(result: dict[str, Any], as_json: bool) -> dict[str, Any]:
 
 def load_prompts(count: int, offset: int = 0) -> list[PromptRecord]:
     """`count` seed prompts spread over the file (every k-th), the same on every run."""
-    rows = [json.loads(line) for line in SEED_PROMPTS.read_text().splitlines() if line.strip()]
+    rows = read_json_lines(SEED_PROMPTS, redo=f"restore it: git checkout {SEED_PROMPTS.relative_to(REPO_ROOT)}")
     step = max(len(rows) // max(count, 1), 1)
     chosen = [rows[(offset + i * step) % len(rows)] for i in range(count)]
     return [PromptRecord(r["id"], r["instruction"], r.get("category", "")) for r in chosen]

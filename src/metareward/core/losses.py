@@ -5,15 +5,18 @@ Contract shared by every loss here. Inputs, all `[B]` tensors of the same dtype 
   over its tokens (see `metareward.core.logprobs.completion_logprobs`); these carry the gradient;
 - `ref_chosen_logps`, `ref_rejected_logps`: the same under the frozen reference pi_ref (M_t);
 - `chosen_lengths`, `rejected_lengths`: the number of completion tokens each sum ran over.
-Output: a `PreferenceLossOutput` with the scalar loss (mean over the batch) and the implicit rewards
-r = beta * (log pi_theta(y|x) - log pi_ref(y|x)), detached, for logging.
+Output: a `PreferenceLossOutput` with the scalar loss (mean over the batch) and each loss's implicit rewards,
+detached, for logging: r = beta * (log pi_theta(y|x) - log pi_ref(y|x)) for every loss but SimPO, whose reward is
+reference-free (beta times the mean token log-prob).
 
 The reference inputs are detached inside the losses, so a caller may pass tensors that still track gradients.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,8 +26,9 @@ from torch import Tensor, nn
 class PreferenceLossOutput:
     """What a preference loss returns.
 
-    loss: scalar to back-propagate. chosen_rewards / rejected_rewards: `[B]`, beta * policy-vs-reference log-ratio
-    of the summed log-probs, detached. nll: the chosen-response NLL term when one was added, else None.
+    loss: scalar to back-propagate. chosen_rewards / rejected_rewards: `[B]`, the loss's implicit reward of each
+    answer, detached (beta * policy-vs-reference log-ratio of the summed log-probs; SimPO: beta * mean token log-prob).
+    nll: the chosen-response NLL term when one was added, else None.
     """
 
     loss: Tensor
@@ -58,10 +62,12 @@ class PreferenceLoss(nn.Module):
     loss, an optimizer or a schedule").
     """
 
+    beta_hint = "the paper uses 0.1"  # what the message for a bad beta suggests (the DPO paper here)
+
     def __init__(self, beta: float) -> None:
         super().__init__()
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta}; the paper uses 0.1.")
+        if not (_is_number(beta) and beta > 0):
+            raise ValueError(f"beta must be > 0, got {beta!r}; {self.beta_hint}.")
         self.beta = float(beta)
 
     def pair_losses(
@@ -108,15 +114,52 @@ class DPOLoss(PreferenceLoss):
             raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}; use 0 for plain DPO.")
         self.label_smoothing = float(label_smoothing)
 
+    def logits(
+        self, chosen_logratios: Tensor, rejected_logratios: Tensor, chosen_lengths: Tensor, rejected_lengths: Tensor
+    ) -> Tensor:
+        """The Bradley-Terry logit beta * h of each pair, `[B]`."""
+        return self.beta * (chosen_logratios - rejected_logratios)
+
     def pair_losses(
         self, chosen_logratios: Tensor, rejected_logratios: Tensor, chosen_lengths: Tensor, rejected_lengths: Tensor
     ) -> Tensor:
-        logits = self.beta * (chosen_logratios - rejected_logratios)
+        logits = self.logits(chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths)
         eps = self.label_smoothing
         return -(1.0 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, label_smoothing={self.label_smoothing}"
+
+
+class RDPOLoss(DPOLoss):
+    """Length-regularised DPO, R-DPO (Park et al. 2024, arXiv 2403.19159, the R-DPO objective).
+
+    With h the DPO log-ratio margin and |y| the completion length in tokens:
+        logit = beta * h + alpha * (|y_w| - |y_l|),    loss = -log sigmoid(logit)
+    (with label_smoothing eps > 0, the conservative-DPO form of `DPOLoss` on this logit). The sign is the paper's:
+    RLHF with the length-penalised reward r(x, y) - alpha * |y| has the optimal policy
+    pi ~ pi_ref * exp((r - alpha * |y|) / beta), so r = beta * log(pi / pi_ref) + alpha * |y| + const, and the
+    Bradley-Terry likelihood of the data in r gains + alpha * (|y_w| - |y_l|). A longer chosen answer thus raises the
+    logit: the preference that length explains is not credited to the policy, whose implicit reward
+    beta * log(pi / pi_ref) is the length-penalised one. A shorter chosen answer lowers the logit, so such pairs push
+    harder. alpha = 0 is DPO exactly; alpha is in logit units per token of length difference (0.01: a 10-token
+    difference moves the logit as far as one nat of log-ratio margin at beta = 0.1). The rewards are DPO's.
+    """
+
+    def __init__(self, beta: float, alpha: float, label_smoothing: float = 0.0) -> None:
+        super().__init__(beta, label_smoothing)
+        if not (_is_number(alpha) and math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be a number >= 0, got {alpha!r}; 0 turns the length term off (plain DPO).")
+        self.alpha = float(alpha)
+
+    def logits(
+        self, chosen_logratios: Tensor, rejected_logratios: Tensor, chosen_lengths: Tensor, rejected_lengths: Tensor
+    ) -> Tensor:
+        length_gap = (chosen_lengths - rejected_lengths).to(chosen_logratios.dtype)
+        return self.beta * (chosen_logratios - rejected_logratios) + self.alpha * length_gap
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, alpha={self.alpha}, label_smoothing={self.label_smoothing}"
 
 
 class IPOLoss(PreferenceLoss):
@@ -136,6 +179,61 @@ class IPOLoss(PreferenceLoss):
         chosen_per_token = chosen_logratios / chosen_lengths.clamp(min=1).to(chosen_logratios.dtype)
         rejected_per_token = rejected_logratios / rejected_lengths.clamp(min=1).to(rejected_logratios.dtype)
         return (chosen_per_token - rejected_per_token - 1.0 / (2.0 * self.beta)) ** 2
+
+
+class SimPOLoss(PreferenceLoss):
+    """SimPO, reference-free and length-normalised (Meng et al. 2024, arXiv 2405.14734, the SimPO objective).
+
+    With the mean token log-prob of each answer, p(y) = log pi_theta(y|x) / |y| (|y| at least 1):
+        logit = beta * (p(y_w) - p(y_l)) - gamma,    gamma = beta * gamma_beta_ratio,    loss = -log sigmoid(logit)
+    The reward of an answer is beta * p(y); gamma is the target reward margin. The margin is given as the ratio
+    gamma / beta, as the authors' released configs do, since it needs less retuning when beta changes (their repo
+    recommends 0.5 as a start and a search over [0, 1]). beta is SimPO's own, not `dpo.beta`: the reward is a mean
+    log-prob, not a log-ratio, so it needs a larger scale (the paper uses 2.0 to 2.5).
+
+    The reference log-probs are not used: the loop computes them anyway (with the iteration's data), and they are
+    accepted and ignored, so this loss is a drop-in for the others. `forward` is overridden, so `pair_losses` (the
+    log-ratio hook of the other losses) is not used.
+    """
+
+    beta_hint = "SimPO uses 2.0 to 2.5"
+
+    def __init__(self, beta: float, gamma_beta_ratio: float) -> None:
+        super().__init__(beta)
+        if not (_is_number(gamma_beta_ratio) and math.isfinite(gamma_beta_ratio) and gamma_beta_ratio >= 0):
+            raise ValueError(
+                f"gamma_beta_ratio must be a number >= 0, got {gamma_beta_ratio!r}; SimPO suggests 0.5 (range 0 to 1)."
+            )
+        self.gamma_beta_ratio = float(gamma_beta_ratio)
+
+    @property
+    def gamma(self) -> float:
+        """The paper's target reward margin."""
+        return self.beta * self.gamma_beta_ratio
+
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        ref_chosen_logps: Tensor,
+        ref_rejected_logps: Tensor,
+        chosen_lengths: Tensor,
+        rejected_lengths: Tensor,
+    ) -> PreferenceLossOutput:
+        chosen = self.beta * policy_chosen_logps / chosen_lengths.clamp(min=1).to(policy_chosen_logps.dtype)
+        rejected = self.beta * policy_rejected_logps / rejected_lengths.clamp(min=1).to(policy_rejected_logps.dtype)
+        losses = -F.logsigmoid(chosen - rejected - self.gamma)
+        return PreferenceLossOutput(
+            loss=losses.mean(), chosen_rewards=chosen.detach(), rejected_rewards=rejected.detach()
+        )
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, gamma_beta_ratio={self.gamma_beta_ratio}"
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float, not a bool (a YAML `true` is no beta), so that a bad value is refused by name."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class NLLRegularised(nn.Module):

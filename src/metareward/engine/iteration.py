@@ -116,7 +116,7 @@ def make_iteration_data(
     if settings.trains_judge(iteration):
         with clock("meta_judge"):
             targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
-            targets, too_long = phases.fitting_targets(policy, targets)
+            targets, too_long = phases.fitting_targets(policy, targets, settings.judge_prompt)
             target_drops = merge_drops(target_drops, too_long)
             verdicts = store.run(
                 "meta_judgments",
@@ -126,11 +126,16 @@ def make_iteration_data(
                         phases.meta_judge(policy, settings, iteration, shard.take(targets)),
                         lambda v: (position[v.prompt_id], v.first, v.second),
                     ),
-                    settings.calibrate_position,
+                    settings,
                 ),
             )
         selected_judge, (w1, w2) = judge_pairs(
-            targets, verdicts.records, settings.judgment_cap_for(iteration), settings.elo_l2, settings.unfinished
+            targets,
+            verdicts.records,
+            settings.judgment_cap_for(iteration),
+            settings.elo_l2,
+            settings.unfinished,
+            settings.judge_prompt,
         )
         judge = _fitting(selected_judge, oversize)
         pairs.extend(judge.items)
@@ -159,11 +164,12 @@ def _fitting(selection: Selection[PairRecord], oversize: Callable[[PairRecord], 
     return Selection(fit.items, merge_drops(selection.drops, fit.drops))
 
 
-def calibrated(verdicts: phases.PhaseResult, calibrate: bool) -> phases.PhaseResult:
-    """Position calibration over the whole iteration's verdicts (after gathering every rank's share)."""
-    if not calibrate:
+def calibrated(verdicts: phases.PhaseResult, settings: EngineSettings) -> phases.PhaseResult:
+    """Position calibration over the whole iteration's verdicts (after gathering every rank's share), when on."""
+    if not settings.calibrate_position:
         return verdicts
-    return phases.PhaseResult(calibrate_verdicts(verdicts.records), verdicts.drops, verdicts.parse_failures)
+    records = calibrate_verdicts(verdicts.records, settings.judge_prompt)
+    return phases.PhaseResult(records, verdicts.drops, verdicts.parse_failures)
 
 
 def _base_stats(prompts, responded, judged, actor, rho: float) -> dict[str, float]:

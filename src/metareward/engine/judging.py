@@ -6,18 +6,19 @@ probability: the written text is ignored past the explanation; the cue is append
 hybrid: parse when the line is there, otherwise read the probabilities.
 Where the probability decides, the stored text ends with the line the model found most likely, so a judgment
 used as a judge-pair target always shows the format the judge is meant to write.
+The lines, their cues and choices are the run's judge prompt's (`core.prompts.JudgePrompt`), passed in.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from metareward.core.parsing import parse_score, parse_winner
-from metareward.core.prompts import SCORE_CHOICES, SCORE_CUE, WINNER_CHOICES, WINNER_CUE
+from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import Generation
 from metareward.records import MetaJudgmentRecord
 
@@ -27,11 +28,36 @@ VERDICT_TIE_MARGIN = 1e-6
 # heading or emphasis marks) or after the end of a sentence, with an optional "Final"/"Total"/"Overall"; the cue
 # word must stand alone ("relevance score:" mid-sentence or "Underscore:" do not start one).
 _LINE_START = r"(?:^[ \t>#*_-]*|(?<=[.!?)\]])[ \t]+[*_]*)(?:(?:final|total|overall)[ \t]+)?"
-SCORE_TAIL = re.compile(_LINE_START + r"score\b[ \t*_]*:", re.IGNORECASE)
-WINNER_TAIL = re.compile(_LINE_START + r"winner\b[ \t*_]*:", re.IGNORECASE)
 # A line after a final "Score:" / "Winner:" line still belongs to it when it has at most this many words: the
 # value of a garbled line ("Score:" then "3"; "four points"). A longer line is more explanation, so no tail.
 TAIL_VALUE_WORDS = 3
+
+
+@functools.cache
+def line_start(label: str) -> re.Pattern[str]:
+    """Where a `<label>:` line ("Score:", "Winner:") begins within one line of text (see `_LINE_START`)."""
+    return re.compile(_LINE_START + re.escape(label) + r"\b[ \t*_]*:", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FinalLine:
+    """The line a judging role ends its answer with, as the judge prompt defines it: the cue appended to read the
+    choice from probabilities, the choices, where such a line starts (`tail`) and how it is parsed."""
+
+    cue: str
+    choices: tuple[str, ...]
+    tail: re.Pattern[str]
+    parse: Callable[[str], object | None]
+
+
+def score_line(prompt: JudgePrompt) -> FinalLine:
+    """The judge's `Score: N` line."""
+    return FinalLine(prompt.score_cue, prompt.score_choices, line_start(prompt.score_label), prompt.parse_score)
+
+
+def winner_line(prompt: JudgePrompt) -> FinalLine:
+    """The meta-judge's `Winner: Judgment A|B` line."""
+    return FinalLine(prompt.winner_cue, prompt.winner_choices, line_start(prompt.winner_label), prompt.parse_winner)
 
 
 @dataclass(frozen=True)
@@ -75,20 +101,12 @@ def needs_probability(mode: str, parsed: object | None) -> bool:
     return mode == "probability" or (mode == "hybrid" and parsed is None)
 
 
-def score_contexts(prompts: Sequence[str], texts: Sequence[str], mode: str) -> dict[int, str]:
-    """Index -> context for every judgment whose score must be read from probabilities."""
+def choice_contexts(prompts: Sequence[str], texts: Sequence[str], mode: str, line: FinalLine) -> dict[int, str]:
+    """Index -> context (prompt, explanation, cue) for every answer whose `line` must be read from probabilities."""
     return {
-        i: cue_context(prompt, explanation_part(text, SCORE_TAIL), SCORE_CUE + " ")
+        i: cue_context(prompt, explanation_part(text, line.tail), line.cue + " ")
         for i, (prompt, text) in enumerate(zip(prompts, texts))
-        if needs_probability(mode, parse_score(text))
-    }
-
-
-def winner_contexts(prompts: Sequence[str], texts: Sequence[str], mode: str) -> dict[int, str]:
-    return {
-        i: cue_context(prompt, explanation_part(text, WINNER_TAIL), WINNER_CUE + " ")
-        for i, (prompt, text) in enumerate(zip(prompts, texts))
-        if needs_probability(mode, parse_winner(text))
+        if needs_probability(mode, line.parse(text))
     }
 
 
@@ -114,22 +132,28 @@ def reads_from_generation(
     return found
 
 
-def read_scores(texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray]) -> list[Reading]:
-    values = np.array([float(choice) for choice in SCORE_CHOICES])
+def read_scores(
+    texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray], prompt: JudgePrompt
+) -> list[Reading]:
+    """A probability read is the expected score over the prompt's scale; the text then ends with its likeliest."""
+    values = np.array(prompt.score_values)
+    tail = line_start(prompt.score_label)
     readings = []
     for i, text in enumerate(texts):
         if i in probabilities:
             p = probabilities[i]
-            best = SCORE_CHOICES[int(np.argmax(p))]
-            body = explanation_part(text, SCORE_TAIL)
-            readings.append(Reading(f"{body}\n{SCORE_CUE} {best}".lstrip(), float(p @ values), "probability"))
+            best = values[int(np.argmax(p))]
+            body = explanation_part(text, tail)
+            readings.append(Reading(f"{body}\n{prompt.score_line(best)}".lstrip(), float(p @ values), "probability"))
         else:
-            score = parse_score(text) if mode != "probability" else None
+            score = prompt.parse_score(text) if mode != "probability" else None
             readings.append(Reading(text.strip(), score, "parsed" if score is not None else "none"))
     return readings
 
 
-def read_verdicts(texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray]) -> list[Reading]:
+def read_verdicts(
+    texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray], prompt: JudgePrompt
+) -> list[Reading]:
     """Verdict +1 when judgment A (shown first) wins, -1 when B wins, 0 for a tie or nothing readable.
 
     A probability read also keeps its log-odds of "A" over "B", for `calibrate_verdicts`.
@@ -139,9 +163,9 @@ def read_verdicts(texts: Sequence[str], mode: str, probabilities: dict[int, np.n
         if i in probabilities:
             log_odds = float(np.log(probabilities[i][0] + 1e-12) - np.log(probabilities[i][1] + 1e-12))
             verdict = _verdict(log_odds)
-            readings.append(Reading(_with_winner(text, verdict), float(verdict), "probability", log_odds))
+            readings.append(Reading(_with_winner(text, verdict, prompt), float(verdict), "probability", log_odds))
         else:
-            winner = parse_winner(text) if mode != "probability" else None
+            winner = prompt.parse_winner(text) if mode != "probability" else None
             verdict = {"A": 1.0, "B": -1.0}.get(winner or "", None)
             readings.append(Reading(text.strip(), verdict, "parsed" if verdict is not None else "none"))
     return readings
@@ -151,12 +175,12 @@ def _verdict(log_odds: float) -> int:
     return 0 if abs(log_odds) <= VERDICT_TIE_MARGIN else (1 if log_odds > 0 else -1)
 
 
-def _with_winner(text: str, verdict: int) -> str:
-    label = WINNER_CHOICES[0] if verdict >= 0 else WINNER_CHOICES[1]
-    return f"{explanation_part(text, WINNER_TAIL)}\n{WINNER_CUE} {label}".lstrip()
+def _with_winner(text: str, verdict: int, prompt: JudgePrompt) -> str:
+    label = prompt.winner_choices[0] if verdict >= 0 else prompt.winner_choices[1]
+    return f"{explanation_part(text, line_start(prompt.winner_label))}\n{prompt.winner_line(label)}".lstrip()
 
 
-def calibrate_verdicts(records: Sequence[MetaJudgmentRecord]) -> list[MetaJudgmentRecord]:
+def calibrate_verdicts(records: Sequence[MetaJudgmentRecord], prompt: JudgePrompt) -> list[MetaJudgmentRecord]:
     """Probability-read verdicts decided against the meta-judge's usual preference for one slot.
 
     A small meta-judge often says "A" whatever it reads (SmolLM2-135M: P(A) ~ 0.8 for every pair), which carries
@@ -173,6 +197,6 @@ def calibrate_verdicts(records: Sequence[MetaJudgmentRecord]) -> list[MetaJudgme
     for record in records:
         if record.verdict_source == "probability" and record.log_odds is not None:
             verdict = _verdict(record.log_odds - centre)
-            record = replace(record, verdict=verdict, text=_with_winner(record.text, verdict))
+            record = replace(record, verdict=verdict, text=_with_winner(record.text, verdict, prompt))
         calibrated.append(record)
     return calibrated

@@ -15,7 +15,7 @@ from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs
 from metareward.core.drops import Selection
 from metareward.core.elo import bradley_terry_elo
 from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positional_weights, select_judge_pair
-from metareward.core.prompts import render_judge_prompt
+from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.engine.phases import MetaTarget
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PromptRecord, ResponseRecord
 
@@ -80,10 +80,12 @@ def judge_pairs(
     max_judgment_chars: int | None,
     elo_l2: float,
     unfinished: str = "drop",
+    judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT,
 ) -> tuple[Selection[PairRecord], tuple[float, float]]:
     """Positional weights pooled over the iteration, then one battle matrix and Elo fit per target.
 
-    Returns the pairs and the weights (w1, w2) that were applied.
+    Returns the pairs and the weights (w1, w2) that were applied. A pair's prompt is the judge prompt the judgments
+    answered: the run passes its own (`EngineSettings.judge_prompt`).
     """
     w1, w2 = positional_weights(v.verdict for v in verdicts)
     by_target: dict[tuple[str, int], dict[tuple[int, int], int]] = {}
@@ -110,7 +112,7 @@ def judge_pairs(
             PairRecord(
                 kind="judge",
                 prompt_id=target.prompt.id,
-                prompt=render_judge_prompt(target.prompt.instruction, target.response.text),
+                prompt=judge_prompt.render_judge(target.prompt.instruction, target.response.text),
                 chosen=choice.chosen_text,
                 rejected=choice.rejected_text,
                 chosen_score=chosen.score,

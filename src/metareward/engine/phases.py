@@ -8,32 +8,25 @@ question): the item is left out and counted as `prompt_too_long`.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from metareward.core.judge_pairs import highest_variance_response, ordered_pairs
-from metareward.core.parsing import parse_score, parse_winner
-from metareward.core.prompts import (
-    SCORE_CHOICES,
-    SCORE_CUE,
-    WINNER_CHOICES,
-    WINNER_CUE,
-    render_judge_prompt,
-    render_meta_judge_prompt,
-)
+from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.core.seeding import derive_seed
 from metareward.engine.judging import (
-    SCORE_TAIL,
-    WINNER_TAIL,
+    FinalLine,
+    Reading,
+    choice_contexts,
     read_scores,
     read_verdicts,
     reads_from_generation,
-    score_contexts,
-    winner_contexts,
+    score_line,
+    winner_line,
 )
 from metareward.engine.policy import Policy
 from metareward.engine.settings import EngineSettings, RoleSettings
@@ -90,6 +83,68 @@ def respond(policy: Policy, settings: EngineSettings, iteration: int, prompts: S
     return PhaseResult(records, dict(drops))
 
 
+@dataclass(frozen=True)
+class JudgingRole:
+    """How a judging role's answers are generated and read: the judge's scores or the meta-judge's verdicts."""
+
+    name: str  # the role whose adapter generates: judge or meta_judge
+    settings: RoleSettings  # its sampling and batch size
+    mode: str  # parse | probability | hybrid
+    line: FinalLine
+    read: Callable[[Sequence[str], str, dict[int, np.ndarray]], list[Reading]]
+    writing: str  # progress labels: of the generation and of the probability reads
+    reading: str
+
+    @classmethod
+    def judge(cls, settings: EngineSettings) -> JudgingRole:
+        prompt = settings.judge_prompt
+        read = partial(read_scores, prompt=prompt)
+        return cls("judge", settings.judge, settings.score_mode, score_line(prompt), read, "judge", "scores")
+
+    @classmethod
+    def meta_judge(cls, settings: EngineSettings) -> JudgingRole:
+        prompt, mode = settings.judge_prompt, settings.verdict_mode
+        read = partial(read_verdicts, prompt=prompt)
+        return cls("meta_judge", settings.meta_judge, mode, winner_line(prompt), read, "meta-judge", "verdicts")
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One reading per request, the generations they come from, and how many texts had no line to parse."""
+
+    generations: list[Generation]
+    readings: list[Reading]
+    parse_failures: int
+
+
+def generate_and_read(
+    policy: Policy, role: JudgingRole, iteration: int, rendered: Sequence[str], seeds: Sequence[int]
+) -> Judged:
+    """Generate one answer per rendered prompt (request i seeded by seeds[i]) and read its final line in the role's
+    mode: parsed, or from the choice probabilities after the cue, taken while generating where possible."""
+    requests = [GenerationRequest(key=i, prompt=text, seed=seed) for i, (text, seed) in enumerate(zip(rendered, seeds))]
+    line = role.line
+    cue = policy.cue_read(line.cue + " ", line.choices) if role.mode != "parse" else None
+    generations = policy.generate(role.name, requests, role.settings, f"iteration {iteration}: {role.writing}", cue)
+    texts = [g.text for g in generations]
+    contexts = choice_contexts(rendered, texts, role.mode, line)
+    probabilities = _choice_reads(policy, role, contexts, generations, f"iteration {iteration}: {role.reading}")
+    failures = sum(line.parse(text) is None for text in texts)
+    return Judged(list(generations), role.read(texts, role.mode, probabilities), failures)
+
+
+def _choice_reads(
+    policy: Policy, role: JudgingRole, contexts: Mapping[int, str], generations: Sequence[Generation], desc: str
+) -> dict[int, np.ndarray]:
+    """Index -> choice probabilities for every context: read during generation where it could be, the rest with
+    a forward pass over the context."""
+    found = reads_from_generation(contexts, generations, role.line.tail)
+    rest = {i: context for i, context in contexts.items() if i not in found}
+    chosen = policy.choose(role.name, list(rest.values()), role.line.choices, role.settings.batch_size, desc)
+    found.update(zip(rest, chosen))
+    return found
+
+
 def judge(
     policy: Policy,
     settings: EngineSettings,
@@ -97,11 +152,12 @@ def judge(
     prompts: Mapping[str, PromptRecord],
     responses: Sequence[ResponseRecord],
 ) -> PhaseResult:
-    """N judgments per response, each read as a 0-5 score in the configured score mode. A response whose judge
-    prompt is too long gets no judgments (counted as `prompt_too_long` judgments), so it forms no actor pair."""
+    """N judgments per response, each read as a score on the judge prompt's scale in the configured score mode. A
+    response whose judge prompt is too long gets no judgments (counted as `prompt_too_long` judgments), so it forms
+    no actor pair."""
     judge_prompt = {
         (r.prompt_id, r.index): render_prompt(
-            policy.tokenizer, render_judge_prompt(prompts[r.prompt_id].instruction, r.text)
+            policy.tokenizer, settings.judge_prompt.render_judge(prompts[r.prompt_id].instruction, r.text)
         )
         for r in responses
     }
@@ -109,53 +165,15 @@ def judge(
     too_long = (len(responses) - len(judged)) * settings.num_judgments
     keyed = [(response, j) for response in judged for j in range(settings.num_judgments)]
     rendered = [judge_prompt[(r.prompt_id, r.index)] for r, _ in keyed]
-    requests = [
-        GenerationRequest(
-            key=i, prompt=text, seed=derive_seed(settings.seed, "judge", iteration, r.prompt_id, r.index, j)
-        )
-        for i, (text, (r, j)) in enumerate(zip(rendered, keyed))
-    ]
-    cue = policy.cue_read(SCORE_CUE + " ", SCORE_CHOICES) if settings.score_mode != "parse" else None
-    generations = policy.generate("judge", requests, settings.judge, f"iteration {iteration}: judge", cue)
-    texts = [g.text for g in generations]
-    contexts = score_contexts(rendered, texts, settings.score_mode)
-    probabilities = _choice_reads(
-        policy,
-        "judge",
-        settings.judge,
-        contexts,
-        generations,
-        SCORE_TAIL,
-        SCORE_CHOICES,
-        f"iteration {iteration}: scores",
-    )
-    readings = read_scores(texts, settings.score_mode, probabilities)
+    seeds = [derive_seed(settings.seed, "judge", iteration, r.prompt_id, r.index, j) for r, j in keyed]
+    result = generate_and_read(policy, JudgingRole.judge(settings), iteration, rendered, seeds)
     records = [
         JudgmentRecord(r.prompt_id, r.index, j, reading.text, reading.value, reading.source, g.finished)  # type: ignore[arg-type]
-        for (r, j), reading, g in zip(keyed, readings, generations)
+        for (r, j), reading, g in zip(keyed, result.readings, result.generations)
     ]
     invalid = sum(record.score is None for record in records)
-    failures = sum(parse_score(text) is None for text in texts)
     drops = {"no_valid_score": invalid, PROMPT_TOO_LONG: too_long}
-    return PhaseResult(records, {reason: n for reason, n in drops.items() if n}, parse_failures=failures)
-
-
-def _choice_reads(
-    policy: Policy,
-    role: str,
-    settings: RoleSettings,
-    contexts: Mapping[int, str],
-    generations: Sequence[Generation],
-    tail: re.Pattern[str],
-    choices: Sequence[str],
-    desc: str,
-) -> dict[int, np.ndarray]:
-    """Index -> choice probabilities for every context: read during generation where it could be, the rest with
-    a forward pass over the context."""
-    found = reads_from_generation(contexts, generations, tail)
-    rest = {i: context for i, context in contexts.items() if i not in found}
-    found.update(zip(rest, policy.choose(role, list(rest.values()), choices, settings.batch_size, desc)))
-    return found
+    return PhaseResult(records, {reason: n for reason, n in drops.items() if n}, result.parse_failures)
 
 
 @dataclass(frozen=True)
@@ -192,23 +210,28 @@ def meta_targets(
     return targets, dict(drops)
 
 
-def meta_prompt(policy: Policy, target: MetaTarget, first: int, second: int) -> str:
-    """The rendered meta-judge prompt showing judgment `first` as "Judgment A" and `second` as "Judgment B"."""
+def meta_prompt(
+    policy: Policy, target: MetaTarget, first: int, second: int, judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT
+) -> str:
+    """The rendered meta-judge prompt showing judgment `first` as "Judgment A" and `second` as "Judgment B". The run
+    passes its judge prompt (`EngineSettings.judge_prompt`); the default one serves callers without a config."""
     return render_prompt(
         policy.tokenizer,
-        render_meta_judge_prompt(
+        judge_prompt.render_meta_judge(
             target.prompt.instruction, target.response.text, target.judgments[first].text, target.judgments[second].text
         ),
     )
 
 
-def fitting_targets(policy: Policy, targets: Sequence[MetaTarget]) -> tuple[list[MetaTarget], dict[str, int]]:
+def fitting_targets(
+    policy: Policy, targets: Sequence[MetaTarget], judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT
+) -> tuple[list[MetaTarget], dict[str, int]]:
     """The targets all of whose meta-judge prompts fit the generation limit; the others are dropped and counted
     (a Bradley-Terry fit over part of the battles would rank the judgments on unequal evidence)."""
     kept = [
         t
         for t in targets
-        if all(fits(policy, meta_prompt(policy, t, m, n)) for m, n in ordered_pairs(len(t.judgments)))
+        if all(fits(policy, meta_prompt(policy, t, m, n, judge_prompt)) for m, n in ordered_pairs(len(t.judgments)))
     ]
     return kept, ({PROMPT_TOO_LONG: len(targets) - len(kept)} if len(kept) < len(targets) else {})
 
@@ -218,30 +241,9 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
 
     Every prompt must fit the generation limit: filter the targets with `fitting_targets` first."""
     keyed = [(target, m, n) for target in targets for m, n in ordered_pairs(len(target.judgments))]
-    rendered = [meta_prompt(policy, t, m, n) for t, m, n in keyed]
-    requests = [
-        GenerationRequest(
-            key=i,
-            prompt=text,
-            seed=derive_seed(settings.seed, "meta", iteration, t.prompt.id, t.response.index, m, n),
-        )
-        for i, (text, (t, m, n)) in enumerate(zip(rendered, keyed))
-    ]
-    cue = policy.cue_read(WINNER_CUE + " ", WINNER_CHOICES) if settings.verdict_mode != "parse" else None
-    gens = policy.generate("meta_judge", requests, settings.meta_judge, f"iteration {iteration}: meta-judge", cue)
-    texts = [g.text for g in gens]
-    contexts = winner_contexts(rendered, texts, settings.verdict_mode)
-    probabilities = _choice_reads(
-        policy,
-        "meta_judge",
-        settings.meta_judge,
-        contexts,
-        gens,
-        WINNER_TAIL,
-        WINNER_CHOICES,
-        f"iteration {iteration}: verdicts",
-    )
-    readings = read_verdicts(texts, settings.verdict_mode, probabilities)
+    rendered = [meta_prompt(policy, t, m, n, settings.judge_prompt) for t, m, n in keyed]
+    seeds = [derive_seed(settings.seed, "meta", iteration, t.prompt.id, t.response.index, m, n) for t, m, n in keyed]
+    result = generate_and_read(policy, JudgingRole.meta_judge(settings), iteration, rendered, seeds)
     records = [
         MetaJudgmentRecord(
             t.prompt.id,
@@ -253,8 +255,7 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
             reading.source,
             reading.log_odds,  # type: ignore[arg-type]
         )
-        for (t, m, n), reading in zip(keyed, readings)
+        for (t, m, n), reading in zip(keyed, result.readings)
     ]
-    failures = sum(parse_winner(text) is None for text in texts)
-    unreadable = sum(reading.value is None for reading in readings)
-    return PhaseResult(records, {"unreadable": unreadable} if unreadable else {}, parse_failures=failures)
+    unreadable = sum(reading.value is None for reading in result.readings)
+    return PhaseResult(records, {"unreadable": unreadable} if unreadable else {}, result.parse_failures)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
+from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import SamplingSettings
 
 READ_MODES = ("parse", "probability", "hybrid")
@@ -41,6 +42,7 @@ class EngineSettings:
     judge: RoleSettings
     meta_judge: RoleSettings
     drop_duplicate_responses: bool
+    judge_prompt: JudgePrompt  # judge/prompt: both judging roles' templates, final lines and score scale
     score_mode: str
     verdict_mode: str
     calibrate_position: bool

@@ -1,20 +1,26 @@
 """Evaluators that compare two answers to one instruction: `prefer(instruction, a, b)` is P(answer A is better).
 
-Three kinds share that interface: a causal LM read by probability (the frozen seed model M0, the policy with its
-adapters off, read through the run's generation backend; or any model loaded by path, in process), and any
-OpenAI-compatible chat-completions endpoint. Position bias is cancelled
-by the caller, which asks for both orders (see `metrics.both_orders`). The comparison prompt is our own wording.
+Three are shipped, each a component in `conf/evaluation/evaluator/` (selected by `evaluation/evaluator=<name>`): a
+causal LM read by probability (`seed`: the frozen seed model M0, the policy with its adapters off, read through the
+run's generation backend; `model`: any model loaded by path, in process), and `openai`: any OpenAI-compatible
+chat-completions endpoint. Position bias is cancelled by the caller, which asks for both orders (see
+`metrics.both_orders`). The comparison prompt is our own wording.
+
+The contract of an evaluator class, shipped or added: it is built from its YAML file's parameters alone and cheaply
+(the config check builds it once before any model loads, so weights are loaded and endpoints called at the first
+comparison); the run then calls `attach(backend)` once with its generation backend, before the first comparison.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase
@@ -44,6 +50,15 @@ class EvaluatorError(RuntimeError):
     """An evaluator could not be reached or gave an unusable reply."""
 
 
+class EvaluatorSettingsError(ValueError):
+    """An evaluator's parameters cannot be used; `problems` holds one sentence per problem, each starting with the
+    parameter's name (the config check puts `evaluation.evaluator.` before it)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 def render_comparison_prompt(instruction: str, answer_a: str, answer_b: str) -> str:
     """The user message asking which of two answers is better, answered with a single letter."""
     return COMPARISON_TEMPLATE.format(
@@ -56,6 +71,11 @@ class PreferenceEvaluator:
 
     name = "evaluator"
     unreadable = 0  # replies that gave no preference (counted as 0.5)
+
+    def attach(self, backend: GenerationBackend) -> PreferenceEvaluator:
+        """This evaluator in a run whose generation backend is `backend`: one that reads the policy (the seed model
+        M0) keeps it; the others, by default, return themselves."""
+        return self
 
     def prefer(self, instruction: str, answer_a: str, answer_b: str) -> float:
         return self.prefer_many([(instruction, answer_a, answer_b)])[0]
@@ -74,8 +94,8 @@ class LocalModelEvaluator(PreferenceEvaluator):
 
     model: Callable[[], AbstractContextManager[nn.Module]]
     tokenizer: PreTrainedTokenizerBase
-    batch_size: int = 8
-    max_prompt_tokens: int = 2048
+    batch_size: int
+    max_prompt_tokens: int
     progress: bool = False
     name: str = "local"
 
@@ -104,18 +124,24 @@ def comparison_contexts(tokenizer: PreTrainedTokenizerBase, comparisons: Sequenc
 
 @dataclass
 class BackendEvaluator(PreferenceEvaluator):
-    """P("A") / (P("A") + P("B")) after the comparison prompt and the cue, read by a generation backend for `role`
-    (the seed model M0 by default): the same read as `LocalModelEvaluator`, on whichever engine the run uses."""
+    """P("A") / (P("A") + P("B")) after the comparison prompt and the cue, read by the run's generation backend for
+    `role` (the seed model M0 by default; conf/evaluation/evaluator/seed.yaml): the same read as
+    `LocalModelEvaluator`, on whichever engine the run uses. It reads nothing until `attach` gives it the backend."""
 
-    backend: GenerationBackend
+    batch_size: int
+    max_prompt_tokens: int
     role: str = SEED_ROLE
-    batch_size: int = 8
-    max_prompt_tokens: int = 2048
+    backend: GenerationBackend | None = None
     name: str = "seed"
+
+    def attach(self, backend: GenerationBackend) -> BackendEvaluator:
+        return replace(self, backend=backend)
 
     def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
         if not comparisons:
             return []
+        if self.backend is None:
+            raise RuntimeError(f"the {self.name} evaluator reads the run's generation backend: attach(backend) first")
         contexts = comparison_contexts(self.backend.tokenizer, comparisons)
         probabilities = self.backend.choose(
             self.role, contexts, CHOICES, self.batch_size, f"{self.name} evaluator", self.max_prompt_tokens
@@ -128,19 +154,34 @@ def _fixed(model: nn.Module) -> Iterator[nn.Module]:
     yield model
 
 
-def seed_evaluator(backend: GenerationBackend, tokenizer: PreTrainedTokenizerBase, **kwargs) -> BackendEvaluator:
-    """The frozen seed model M0 (the policy with its adapters off) through the run's backend; `tokenizer` is the
-    backend's own and is accepted for the shared builder signature."""
-    return BackendEvaluator(backend, SEED_ROLE, name="seed", **kwargs)
+@dataclass
+class ModelEvaluator(PreferenceEvaluator):
+    """Any local directory or hub id the project's loader accepts (`path`, in `dtype`), kept frozen and read as
+    `LocalModelEvaluator` reads it (conf/evaluation/evaluator/model.yaml); loaded at the first comparison."""
 
+    path: str | None
+    dtype: str
+    batch_size: int
+    max_prompt_tokens: int
+    name: str = field(init=False)
 
-def path_evaluator(path: str, dtype: str = "float32", **kwargs) -> LocalModelEvaluator:
-    """Any local directory or hub id the project's loader accepts, kept frozen."""
-    from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise EvaluatorSettingsError(["path is not set: the model evaluator needs a local directory or hub id"])
+        self.name = f"model {self.path}"
 
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(path=path, dtype=dtype))
-    model.requires_grad_(False)
-    return LocalModelEvaluator(lambda: _fixed(model), tokenizer, name=f"model {path}", **kwargs)
+    @functools.cached_property
+    def reader(self) -> LocalModelEvaluator:
+        from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(ModelSpec(path=str(self.path), dtype=self.dtype))
+        model.requires_grad_(False)
+        return LocalModelEvaluator(
+            lambda: _fixed(model), tokenizer, self.batch_size, self.max_prompt_tokens, name=self.name
+        )
+
+    def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
+        return self.reader.prefer_many(comparisons) if comparisons else []
 
 
 _LETTER = re.compile(r"\b([AB])\b")
@@ -164,17 +205,27 @@ def read_reply(choice: dict) -> float | None:
 
 @dataclass
 class OpenAIChatEvaluator(PreferenceEvaluator):
-    """Any OpenAI-compatible `/chat/completions` endpoint. The API key is read from the environment variable
-    named `api_key_env` at each call and never stored, logged or shown in this object's repr."""
+    """Any OpenAI-compatible `/chat/completions` endpoint (conf/evaluation/evaluator/openai.yaml). The API key is
+    read from the environment variable named `api_key_env` at each call and never stored, logged or shown in this
+    object's repr."""
 
     base_url: str
     model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    max_tokens: int = 1
-    top_logprobs: int = 5
-    timeout_s: float = 60.0
+    api_key_env: str
+    max_tokens: int
+    top_logprobs: int
+    timeout_s: float
     name: str = "openai"
     unreadable: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        unset = []
+        if not self.base_url:
+            unset.append("base_url is not set: the openai evaluator needs the endpoint's address (http://host:port/v1)")
+        if not self.model:
+            unset.append("model is not set: the openai evaluator needs the name of the model the endpoint serves")
+        if unset:
+            raise EvaluatorSettingsError(unset)
 
     def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
         results = []

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metareward.core.prompts import ADDITIVE_FIVE_POINT
+
 LC_GLM = "length_controlled_minimal"
 
 
@@ -186,8 +188,11 @@ def judge_agreement(
     }
 
 
-def score_distribution(scores: Sequence[float], bins: Sequence[float] = (0, 1, 2, 3, 4, 5)) -> dict[str, float]:
-    """Mean, standard deviation and the share of scores nearest to each bin value (probability scores are real)."""
+def score_distribution(
+    scores: Sequence[float], bins: Sequence[float] = ADDITIVE_FIVE_POINT.score_values
+) -> dict[str, float]:
+    """Mean, standard deviation and the share of scores nearest to each bin value (probability scores are real);
+    the bins are a judge prompt's `score_values` (the default prompt's when not given)."""
     values = np.asarray([s for s in scores if s is not None], dtype=np.float64)
     if not len(values):
         return {}

@@ -15,6 +15,9 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from metareward.artifacts import read_json_lines
+from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
+
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]  # run name -> iteration records as in summary.json
 
 
@@ -27,7 +30,7 @@ def judge_scores(run_dir: str | Path) -> dict[int, list[float]]:
     scores: dict[int, list[float]] = {}
     for path in sorted(Path(run_dir).glob("iterations/iter_*/judgments.jsonl")):
         iteration = int(path.parent.name.split("_")[1])
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_json_lines(path)
         scores[iteration] = [float(r["score"]) for r in rows if r.get("score") is not None]
     return scores
 
@@ -105,11 +108,15 @@ def judge_quality_figure(runs: Runs) -> Figure:
     return figure
 
 
-def score_histogram_figure(scores: Mapping[int, Sequence[float]]) -> Figure:
-    """Histogram of the judge's scores of the actor's responses, one outline per iteration."""
+def score_histogram_figure(
+    scores: Mapping[int, Sequence[float]], judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT
+) -> Figure:
+    """Histogram of the judge's scores of the actor's responses, one outline per iteration, over the judge prompt's
+    scale (the run's `judge/prompt`; the default prompt's 0-5 when not given)."""
     figure = Figure(figsize=(6, 4), layout="constrained")
     ax = figure.add_subplot()
-    bins = [x / 4 - 0.125 for x in range(22)]  # quarter-point bins over [0, 5]
+    low, high = judge_prompt.min_score, judge_prompt.max_score
+    bins = [low + x / 4 - 0.125 for x in range(4 * (high - low) + 2)]  # quarter-point bins over [low, high]
     for iteration, values in sorted(scores.items()):
         if values:
             ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"iteration {iteration}")
@@ -121,14 +128,16 @@ def score_histogram_figure(scores: Mapping[int, Sequence[float]]) -> Figure:
     return figure
 
 
-def report_figures(runs: Runs, scores: Mapping[int, Sequence[float]] | None = None) -> dict[str, Figure]:
+def report_figures(
+    runs: Runs, scores: Mapping[int, Sequence[float]] | None = None, judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT
+) -> dict[str, Figure]:
     figures = {
         "win_rates": win_rate_figure(runs),
         "lengths": length_figure(runs),
         "judge_quality": judge_quality_figure(runs),
     }
     if scores is not None:
-        figures["score_histogram"] = score_histogram_figure(scores)
+        figures["score_histogram"] = score_histogram_figure(scores, judge_prompt)
     return figures
 
 

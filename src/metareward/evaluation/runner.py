@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from metareward.core.prompts import SCORE_CHOICES, SCORE_CUE, render_judge_prompt
+from metareward.core.prompts import JudgePrompt
 from metareward.core.seeding import derive_seed
 from metareward.engine.policy import GenerationBackend
 from metareward.engine.settings import RoleSettings
@@ -126,26 +126,32 @@ def win_rate_report(
     return {k: finite_or_none(v) for k, v in figures.items()}, rows
 
 
-def judge_score_contexts(tokenizer: PreTrainedTokenizerBase, items: Sequence[tuple[str, str]]) -> list[str]:
+def judge_score_contexts(
+    tokenizer: PreTrainedTokenizerBase, items: Sequence[tuple[str, str]], judge_prompt: JudgePrompt
+) -> list[str]:
     """The rendered judge prompt of each (instruction, answer), followed at once by the cue "Score: "."""
-    return [render_prompt(tokenizer, render_judge_prompt(i, a)) + SCORE_CUE + " " for i, a in items]
+    cue = judge_prompt.score_cue + " "
+    return [render_prompt(tokenizer, judge_prompt.render_judge(i, a)) + cue for i, a in items]
 
 
 def read_judge_scores(
     backend: GenerationBackend,
     items: Sequence[tuple[str, str]],
+    judge_prompt: JudgePrompt,
     batch_size: int,
     max_prompt_tokens: int,
     role: str = "judge",
     desc: str = "judge quality",
 ) -> np.ndarray:
-    """E[score] = sum_k k * P(k | judge prompt, "Score: ") for k in 0..5, read with `role`'s weights (the judge
-    adapter, or SEED_ROLE for the frozen seed judge M0), one forward pass per item."""
+    """E[score] = sum_k k * P(k | judge prompt, "Score: ") over the prompt's scale (0..5 for the default), read with
+    `role`'s weights (the judge adapter, or SEED_ROLE for the frozen seed judge M0), one forward pass per item.
+    `judge_prompt` is the run's (`EngineSettings.judge_prompt`, handed over by the RunContext)."""
     if not items:
         return np.zeros(0)
-    contexts = judge_score_contexts(backend.tokenizer, items)
-    probabilities = backend.choose(role, contexts, SCORE_CHOICES, batch_size, desc, max_prompt_tokens)
-    return expected_score(probabilities, [float(c) for c in SCORE_CHOICES])
+    contexts = judge_score_contexts(backend.tokenizer, items, judge_prompt)
+    choices = judge_prompt.score_choices
+    probabilities = backend.choose(role, contexts, choices, batch_size, desc, max_prompt_tokens)
+    return expected_score(probabilities, list(judge_prompt.score_values))
 
 
 def judge_quality_report(

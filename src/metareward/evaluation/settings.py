@@ -1,84 +1,77 @@
-"""Which evaluator compares answers, checked up front, and the factory that builds it once the model exists."""
+"""Which evaluator compares answers: a component of `conf/evaluation/evaluator/` (`evaluation/evaluator=<name>`),
+checked and built before any model loads (building one is cheap: see `evaluators`), then attached to the run's
+generation backend when the first evaluation runs. Nothing here names the evaluator classes: a new one is a class
+plus a YAML file in that folder.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from transformers import PreTrainedTokenizerBase
+from omegaconf import DictConfig, OmegaConf
 
-from metareward.engine.policy import GenerationBackend
-from metareward.evaluation.evaluators import (
-    OpenAIChatEvaluator,
-    PreferenceEvaluator,
-    path_evaluator,
-    seed_evaluator,
-)
+from metareward.components import Component, checked_build, node_component
+from metareward.evaluation.evaluators import EvaluatorSettingsError, ModelEvaluator, PreferenceEvaluator
 
-
-@dataclass(frozen=True)
-class EvaluatorSpec:
-    """kind: `seed` (the frozen seed model: the policy with its adapters off), `model` (a local directory or hub id
-    given by `path`), or `openai` (an OpenAI-compatible endpoint at `base_url` serving `model`; the key is read
-    from the environment variable `api_key_env`)."""
-
-    kind: str = "seed"
-    path: str | None = None
-    dtype: str = "float32"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    max_tokens: int = 1
-    top_logprobs: int = 5
-    timeout_s: float = 60.0
-    batch_size: int = 8
-    max_prompt_tokens: int = 2048
-
-    def problems(self) -> list[str]:
-        found = []
-        if self.kind not in BUILDERS:
-            found.append(f"evaluation.evaluator.kind={self.kind!r} is not one of {sorted(BUILDERS)}")
-        if self.kind == "model" and not self.path:
-            found.append(
-                "evaluation.evaluator.kind=model needs evaluation.evaluator.path (a local directory or hub id)"
-            )
-        if self.kind == "openai" and not (self.base_url and self.model):
-            found.append(
-                "evaluation.evaluator.kind=openai needs evaluation.evaluator.base_url and evaluation.evaluator.model"
-            )
-        if self.batch_size < 1 or self.max_tokens < 1:
-            found.append("evaluation.evaluator.batch_size and max_tokens must be at least 1")
-        return found
+KEY = "evaluation.evaluator"
+GROUP = "evaluation/evaluator"
+# The old spelling's key (evaluation.evaluator.kind=<name>): conf/evaluation/default.yaml keeps it, null, only so that
+# such an override is refused with the new spelling instead of by Hydra; it is never a parameter of the evaluator.
+OLD_NAME = "kind"
 
 
-def _seed(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
-    return seed_evaluator(policy, tokenizer, batch_size=spec.batch_size, max_prompt_tokens=spec.max_prompt_tokens)
+def evaluator_component(node: Any, problems: list[str]) -> Component:
+    """The evaluator node (`evaluation.evaluator`, a mapping) as a component; what makes it unreadable, the old
+    spelling included, goes to `problems` and an empty component comes back."""
+    if isinstance(node, Mapping) and not isinstance(node, DictConfig):
+        node = OmegaConf.create(dict(node))
+    old = node.get(OLD_NAME) if isinstance(node, DictConfig) else None
+    if old is not None:
+        problems.append(_old_spelling(old))
+        return Component(KEY, "", {})
+    found = node_component(node, KEY, problems)
+    return replace(found, params={k: v for k, v in found.params.items() if k != OLD_NAME})
 
 
-def _model(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
-    return path_evaluator(
-        str(spec.path), spec.dtype, batch_size=spec.batch_size, max_prompt_tokens=spec.max_prompt_tokens
-    )
+def _old_spelling(name: Any) -> str:
+    where = f"(a YAML file in conf/{GROUP}/)"
+    if isinstance(name, str):
+        return f"{KEY}.{OLD_NAME}={name!r} is the old spelling: select the evaluator with {GROUP}={name} {where}"
+    return f"{KEY}.{OLD_NAME}={name!r} is not a name; select the evaluator with {GROUP}=<name> {where}"
 
 
-def _openai(spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase) -> PreferenceEvaluator:
-    return OpenAIChatEvaluator(
-        str(spec.base_url), str(spec.model), spec.api_key_env, spec.max_tokens, spec.top_logprobs, spec.timeout_s
-    )
+def checked_evaluator(node: Any, problems: list[str]) -> PreferenceEvaluator | None:
+    """The evaluator `node` configures, built from its parameters alone, or None with every problem added to
+    `problems`, one sentence each: a `_target_` that does not import, parameters the class does not take, what its
+    constructor refuses (each problem of an `EvaluatorSettingsError` named by its key), a class that is no
+    PreferenceEvaluator."""
+    return checked_build(evaluator_component(node, problems), problems, PreferenceEvaluator, EvaluatorSettingsError)
 
 
-BUILDERS: dict[str, Callable[[EvaluatorSpec, GenerationBackend, PreTrainedTokenizerBase], PreferenceEvaluator]] = {
-    "seed": _seed,
-    "model": _model,
-    "openai": _openai,
-}
+def evaluator_problems(node: Any) -> list[str]:
+    """Every problem of the evaluator `node` configures (see `checked_evaluator`)."""
+    found: list[str] = []
+    checked_evaluator(node, found)
+    return found
 
 
-def build_evaluator(
-    spec: EvaluatorSpec, policy: GenerationBackend, tokenizer: PreTrainedTokenizerBase
-) -> PreferenceEvaluator:
-    """`policy` is the run's generation backend (the seed evaluator reads M0 through it); the others ignore it."""
-    problems = spec.problems()
-    if problems:
+def build_evaluator(node: Any) -> PreferenceEvaluator:
+    """The evaluator `node` configures, not yet attached to a backend; raises ValueError listing every problem."""
+    problems: list[str] = []
+    built = checked_evaluator(node, problems)
+    if built is None:
         raise ValueError("; ".join(problems) + ".")
-    return BUILDERS[spec.kind](spec, policy, tokenizer)
+    return built
+
+
+def evaluator_checkpoint(node: Any) -> Path | None:
+    """The local directory a model evaluator (evaluation/evaluator=model) will load, to be checked as a checkpoint
+    before any model loads; None for a hub id or another evaluator."""
+    built = checked_evaluator(node, [])
+    if not isinstance(built, ModelEvaluator):
+        return None
+    path = Path(str(built.path)).expanduser()
+    return path if path.is_dir() else None

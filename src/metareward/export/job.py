@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from metareward.artifacts import write_json
+from metareward.config import problems_error
 from metareward.core.seeding import derive_seed
 from metareward.engine.policy import SEED_ROLE, GenerationBackend
 from metareward.engine.settings import RoleSettings
@@ -76,12 +77,6 @@ class ExportJob:
         return SEED_ROLE if self.iteration == 0 else "actor"
 
 
-def export_error(problems: list[str]) -> ExportError:
-    if len(problems) == 1:
-        return ExportError(problems[0])
-    return ExportError("cannot export:\n  - " + "\n  - ".join(problems))
-
-
 def prepare_job(options: ExportOptions) -> ExportJob:
     """Every check that needs no model; raises ExportError listing each problem."""
     problems: list[str] = []
@@ -104,7 +99,7 @@ def prepare_job(options: ExportOptions) -> ExportJob:
     if not generator.strip():
         problems.append("--generator is empty; give the model's name as the benchmark leaderboards should show it")
     if problems:
-        raise export_error(problems)
+        raise problems_error(ExportError, "cannot export", problems)
     return ExportJob(
         run=run,
         iteration=options.iteration,

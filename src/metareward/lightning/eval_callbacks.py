@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from metareward.artifacts import write_json
+from metareward.artifacts import read_json_lines, write_json
 from metareward.engine.policy import SEED_ROLE
 from metareward.evaluation.data import (
     BaselineAnswer,
@@ -40,7 +40,7 @@ from metareward.evaluation.runner import (
     win_rate_report,
     with_interval,
 )
-from metareward.evaluation.settings import EvaluatorSpec, build_evaluator
+from metareward.evaluation.settings import build_evaluator
 from metareward.generation.sampler import SamplingSettings
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights
@@ -102,12 +102,11 @@ class WinRateCallback(RunCallback):
         self.prompts = [replace(p, instruction=p.instruction + instruction_suffix) for p in prompts]
         self.sampling = SamplingSettings(temperature, top_p, max_new_tokens)
         self.batch_size, self.max_prompt_tokens, self.seed = batch_size, max_prompt_tokens, seed
-        self.spec = EvaluatorSpec(**dict(evaluator))
-        problems = self.spec.problems()
-        if problems:
-            raise ValueError("; ".join(problems) + ".")
+        self.spec = build_evaluator(evaluator)  # conf/evaluation/evaluator/: raises ValueError listing every problem
         self.arena = ArenaSettings(**dict(arena), seed=seed)
         self.seed_judge = seed_judge
+        # the seed judge reads scores from probabilities: run.py checks the judge prompt's choices for them
+        self.reads_judge_scores = seed_judge
         self.evaluator: PreferenceEvaluator | None = None
         self._baseline_seed_figures: dict[str, float | None] | None = None
 
@@ -118,7 +117,6 @@ class WinRateCallback(RunCallback):
     def _evaluate(self, trainer: L.Trainer) -> None:
         started = time.perf_counter()
         iteration = iteration_of(trainer)
-        tokenizer = self.context.tokenizer
         baseline = self._baseline()
         backend = self.context.backend()  # the run's generation backend
         answers = answer_prompts(
@@ -133,7 +131,7 @@ class WinRateCallback(RunCallback):
         )
         texts, baseline_texts = [a.text for a in answers], [b.text for b in baseline]
         if self.evaluator is None:
-            self.evaluator = build_evaluator(self.spec, backend, tokenizer)
+            self.evaluator = self.spec.attach(backend)
         figures, rows = win_rate_report(self.prompts, texts, baseline_texts, self.evaluator, self.arena)
         figures.update(answer_figures(texts, [a.finished for a in answers], self.arena))
         figures.update(answer_figures(baseline_texts, [b.finished for b in baseline], self.arena, "baseline_"))
@@ -158,7 +156,9 @@ class WinRateCallback(RunCallback):
     def _seed_judge_scores(self, answers: list[str], desc: str) -> list[float]:
         items = [(p.instruction, a) for p, a in zip(self.prompts, answers)]
         backend = self.context.backend()
-        return read_judge_scores(backend, items, self.batch_size, self.max_prompt_tokens, SEED_ROLE, desc).tolist()
+        prompt = self.context.judge_prompt
+        scores = read_judge_scores(backend, items, prompt, self.batch_size, self.max_prompt_tokens, SEED_ROLE, desc)
+        return scores.tolist()
 
     def _baseline_seed_judge(self, baseline: list[str]) -> dict[str, float | None]:
         """The seed judge's score of the baseline answers: the same every iteration, read once per run."""
@@ -195,6 +195,7 @@ class JudgeQualityCallback(RunCallback):
     and reports agreement with the labels; also the distribution of the iteration's judge scores."""
 
     stage = Stage.EVALUATE
+    reads_judge_scores = True  # from probabilities, whatever judge.score_mode is: run.py checks the prompt's choices
 
     def __init__(
         self,
@@ -220,7 +221,7 @@ class JudgeQualityCallback(RunCallback):
         iteration = iteration_of(trainer)
         items = [(p.instruction, p.good) for p in self.pairs] + [(p.instruction, p.poor) for p in self.pairs]
         backend = self.context.backend()
-        scores = read_judge_scores(backend, items, self.batch_size, self.max_prompt_tokens)
+        scores = read_judge_scores(backend, items, self.context.judge_prompt, self.batch_size, self.max_prompt_tokens)
         n = len(self.pairs)
         figures, rows = judge_quality_report(self.pairs, scores[:n], scores[n:], self.tie_tolerance)
         folder = eval_dir(self.context.run_dir, iteration)
@@ -233,16 +234,12 @@ class JudgeQualityCallback(RunCallback):
         from metareward.evaluation.plots import judge_scores
 
         scores = judge_scores(self.context.run_dir).get(iteration, [])
-        return {f"judge_score_{k}": v for k, v in score_distribution(scores).items()}
+        bins = self.context.judge_prompt.score_values
+        return {f"judge_score_{k}": v for k, v in score_distribution(scores, bins).items()}
 
 
 def _jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
-    import json
-
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [json.loads(line) for line in lines[:limit]]
+    return read_json_lines(path, limit) if path.is_file() else []
 
 
 def sample_tables(run_dir: Path, iteration: int, limit: int) -> dict[str, tuple[list[str], list[list[Any]]]]:
@@ -312,7 +309,8 @@ class DashboardCallback(RunCallback):
         stats = dict(data.stats) if data is not None else {}
         self.records.append({"iteration": iteration, "eval": self.context.board.figures(iteration), "stats": stats})
         run_dir = self.context.run_dir
-        paths = save_figures(report_figures({self.run_name: self.records}, judge_scores(run_dir)), self.plots_dir)
+        figures = report_figures({self.run_name: self.records}, judge_scores(run_dir), self.context.judge_prompt)
+        paths = save_figures(figures, self.plots_dir)
         wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         if wandb_loggers:
             self._log_wandb(wandb_loggers, paths, sample_tables(run_dir, iteration, self.num_table_rows), iteration)

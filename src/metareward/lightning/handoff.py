@@ -9,7 +9,8 @@ another callback filled), they share:
   closes it in its teardown (`close_backend`);
 - the current iteration's data: the DataModule `publish_data`s it once made, callbacks read `data_for(t)`;
 - the evaluation results `board`: each evaluation callback publishes its figures under its own name, the dashboard
-  and the summary read them.
+  and the summary read them;
+- the run's `judge_prompt` (conf/judge/prompt), so that evaluations score answers on the scale the loop judges with.
 
 The iteration number has one source, `iteration_of(trainer)`.
 
@@ -35,6 +36,7 @@ from metareward.engine.iteration import IterationData
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from metareward.core.prompts import JudgePrompt
     from metareward.engine.policy import GenerationBackend
     from metareward.engine.settings import EngineSettings
     from metareward.generation.spec import GenerationSpec
@@ -110,8 +112,9 @@ class ResultsBoard:
 class RunContext:
     """What the run hands to its DataModule and to every RunCallback, by constructor (see the module docstring)."""
 
-    def __init__(self, run_dir: str | Path, build_backend: BackendBuilder) -> None:
+    def __init__(self, run_dir: str | Path, build_backend: BackendBuilder, judge_prompt: JudgePrompt) -> None:
         self.run_dir = Path(run_dir)
+        self.judge_prompt = judge_prompt
         self.board = ResultsBoard()
         self._build_backend = build_backend
         self._model: tuple[RoleAdapters, PreTrainedTokenizerBase] | None = None
@@ -123,7 +126,8 @@ class RunContext:
         """The context of a run whose backend is the configured one (conf/generation: hf or vllm)."""
         from metareward.generation.backends import build_backend
 
-        return cls(run_dir, partial(build_backend, generation, engine=engine, run_dir=Path(run_dir)))
+        backend = partial(build_backend, generation, engine=engine, run_dir=Path(run_dir))
+        return cls(run_dir, backend, engine.judge_prompt)
 
     def attach_model(self, adapters: RoleAdapters, tokenizer: PreTrainedTokenizerBase) -> None:
         """The loaded model: the context exists before it so that every callback (and every bad file one names)

@@ -1,14 +1,16 @@
 """IFT and EFT rows as supervised examples: (user message, target completion).
 
 - IFT row `{"instruction", "response"}` -> (instruction, response): the actor role.
-- EFT row `{"instruction", "response", "judgment", "score"}` -> (render_judge_prompt(instruction, response),
-  judgment): the judge role, with exactly the prompt the judge sees during the loop. A judgment without a
-  readable `Score: N` line gets `Score: <score>` appended, so the model always learns to end with one.
+- EFT row `{"instruction", "response", "judgment", "score"}` -> (judge_prompt.render_judge(instruction, response),
+  judgment): the judge role, with exactly the prompt the judge sees during the loop (the run's `judge/prompt`). A
+  judgment without a readable `Score: N` line gets `Score: <score>` appended, so the model always learns to end with
+  one.
 
 The Self-Rewarding paper keeps only EFT examples whose scores agree with human rankings (Sec. 3.1). The shipped
 sample has no rankings; a user file may carry the optional boolean field `agrees_with_ranking`, and rows where it
-is false are dropped and counted as `disagrees_with_ranking`. Rows whose `score` is not in [0, 5], or whose
-judgment's last `Score:` line says something else, are dropped as `bad_score` / `score_mismatch`.
+is false are dropped and counted as `disagrees_with_ranking`. Rows whose `score` is not on the prompt's scale ([0, 5]
+for the default prompt), or whose judgment's last `Score:` line says something else, are dropped as `bad_score` /
+`score_mismatch`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metareward.core.parsing import parse_score
-from metareward.core.prompts import SCORE_CUE, render_judge_prompt
+from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.datafiles import file_problem, json_objects, text_field_problem
 
 AGREEMENT_FIELD = "agrees_with_ranking"
@@ -48,27 +49,31 @@ def ift_example(row: dict) -> SFTExample:
     return SFTExample(prompt=row["instruction"].strip(), completion=row["response"].strip(), kind="ift")
 
 
-def eft_example(row: dict) -> SFTExample | str:
-    """The judge example for one EFT row, or the reason it is dropped."""
+def eft_example(row: dict, judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT) -> SFTExample | str:
+    """The judge example for one EFT row, or the reason it is dropped. The run passes its judge prompt; the default
+    one serves callers without a config."""
     if row.get(AGREEMENT_FIELD) is False:
         return "disagrees_with_ranking"
     score = row.get("score")
-    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 5:
+    low, high = judge_prompt.min_score, judge_prompt.max_score
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not low <= score <= high:
         return "bad_score"
     judgment = row["judgment"].strip()
-    written = parse_score(judgment)
+    written = judge_prompt.parse_score(judgment)
     if written is None:
-        judgment = f"{judgment}\n{SCORE_CUE} {score:g}"
+        judgment = f"{judgment}\n{judge_prompt.score_line(score)}"
     elif written != float(score):
         return "score_mismatch"
-    return SFTExample(prompt=render_judge_prompt(row["instruction"], row["response"]), completion=judgment, kind="eft")
+    prompt = judge_prompt.render_judge(row["instruction"], row["response"])
+    return SFTExample(prompt=prompt, completion=judgment, kind="eft")
 
 
 REQUIRED = {"ift": ("instruction", "response"), "eft": ("instruction", "response", "judgment")}
 
 
-def load_sft_file(path: str | Path, kind: str) -> SFTData:
-    """Examples of `kind` ('ift' or 'eft') from a JSONL file; blank lines skipped, drops counted by reason."""
+def load_sft_file(path: str | Path, kind: str, judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT) -> SFTData:
+    """Examples of `kind` ('ift' or 'eft') from a JSONL file; blank lines skipped, drops counted by reason. EFT rows
+    become `judge_prompt`'s judge prompts."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     source = Path(path).expanduser()
@@ -82,7 +87,7 @@ def load_sft_file(path: str | Path, kind: str) -> SFTData:
         if any(not row[name].strip() for name in REQUIRED[kind]):
             drops["empty_field"] += 1
             continue
-        example = ift_example(row) if kind == "ift" else eft_example(row)
+        example = ift_example(row) if kind == "ift" else eft_example(row, judge_prompt)
         if isinstance(example, str):
             drops[example] += 1
         else:

@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.model.adapters import RoleAdapters
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTData, SFTExample, load_sft_file
@@ -71,10 +72,13 @@ def warm_start_settings(section: Mapping[str, Any] | None, seed: int = 0) -> War
     )
 
 
-def load_warm_start_data(settings: WarmStartSettings) -> dict[str, SFTData]:
-    """The IFT and EFT files that are set, loaded and checked (raises SFTDataError before any training)."""
+def load_warm_start_data(
+    settings: WarmStartSettings, judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT
+) -> dict[str, SFTData]:
+    """The IFT and EFT files that are set, loaded and checked (raises SFTDataError before any training); EFT rows
+    become the run's judge prompts (`judge_prompt`)."""
     paths = {"ift": settings.ift_path, "eft": settings.eft_path}
-    return {kind: load_sft_file(path, kind) for kind, path in paths.items() if path is not None}
+    return {kind: load_sft_file(path, kind, judge_prompt) for kind, path in paths.items() if path is not None}
 
 
 def fitting_examples(data: SFTData, collator: SFTCollator) -> SFTData:
@@ -90,7 +94,10 @@ def fitting_examples(data: SFTData, collator: SFTCollator) -> SFTData:
 
 
 def warm_start(
-    adapters: RoleAdapters, tokenizer: PreTrainedTokenizerBase, settings: WarmStartSettings
+    adapters: RoleAdapters,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: WarmStartSettings,
+    judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT,
 ) -> dict[str, Any]:
     """SFT of the role adapters on IFT/EFT; returns statistics for summary.json (empty dict when disabled).
 
@@ -103,7 +110,7 @@ def warm_start(
     if problems:
         raise ValueError("invalid warm_start settings: " + "; ".join(problems) + ".")
     started = time.perf_counter()
-    data = load_warm_start_data(settings)
+    data = load_warm_start_data(settings, judge_prompt)
     collator = SFTCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
     data = {kind: fitting_examples(loaded, collator) for kind, loaded in data.items()}
     by_adapter: dict[str, tuple[str, list[SFTExample]]] = {}
