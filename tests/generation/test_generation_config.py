@@ -196,10 +196,17 @@ def test_a_sleeping_engine_is_woken_by_the_next_request_and_its_adapters_loaded_
 
 
 class _SlowCompletions(_Recorder):
-    """Loads adapters at once and answers a completion only after 5 s."""
+    """Loads adapters at once and answers a completion only after 5 s. The first completion request sends the
+    process a Ctrl-C (SIGINT, as SIGTERM becomes in a run) 0.3 s later, so it arrives while requests are open, however
+    long the set-up before them took."""
+
+    interrupted = threading.Event()
 
     def do_POST(self) -> None:
         if self.path == "/v1/completions":
+            if not self.interrupted.is_set():
+                self.interrupted.set()
+                threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,)).start()
             time.sleep(5)
         super().do_POST()
 
@@ -212,9 +219,10 @@ def test_an_interrupt_while_requests_are_open_stops_at_once_without_waiting_for_
     backend = VLLMBackend(served, tokenizer, (f"http://127.0.0.1:{server.server_address[1]}",), (0,), progress=False)
     requests = [GenerationRequest(i, "a b c", i) for i in range(8)]
     settings = RoleSettings(SamplingSettings(1.0, 1.0, 4), batch_size=8)
-    threading.Timer(0.5, signal.raise_signal, (signal.SIGINT,)).start()  # Ctrl-C, as SIGTERM becomes in a run
+    _SlowCompletions.interrupted.clear()
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         backend.generate("actor", requests, settings, "slow")
+    assert _SlowCompletions.interrupted.is_set()  # the interrupt came while the requests were open
     assert time.perf_counter() - started < 3.0  # not the 5 s the open requests take
     server.shutdown()
