@@ -11,6 +11,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -220,9 +221,17 @@ def test_an_interrupt_while_requests_are_open_stops_at_once_without_waiting_for_
     requests = [GenerationRequest(i, "a b c", i) for i in range(8)]
     settings = RoleSettings(SamplingSettings(1.0, 1.0, 4), batch_size=8)
     _SlowCompletions.interrupted.clear()
+    # Python's own Ctrl-C handler, as in a fresh `train.py`: in the whole suite an earlier test (not yet identified)
+    # leaves another SIGINT handler in place, and Ctrl-C then never became a KeyboardInterrupt here.
+    leaked = signal.signal(signal.SIGINT, signal.default_int_handler)
+    if leaked is not signal.default_int_handler:
+        warnings.warn(f"an earlier test left SIGINT handled by {leaked!r}", stacklevel=1)
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        backend.generate("actor", requests, settings, "slow")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            backend.generate("actor", requests, settings, "slow")
+    finally:
+        signal.signal(signal.SIGINT, leaked)
     assert _SlowCompletions.interrupted.is_set()  # the interrupt came while the requests were open
     assert time.perf_counter() - started < 3.0  # not the 5 s the open requests take
     server.shutdown()
