@@ -43,20 +43,29 @@ def cue_read_problems(tokenizer, engine, evaluations_read_scores: bool) -> list[
     from metareward.generation.choice_probs import choice_token_ids
 
     prompt = engine.judge_prompt
-    score_mode = "probability (evaluation)" if evaluations_read_scores else engine.score_mode
-    reads = [
-        ("judge.score_mode", engine.score_mode, score_mode, prompt.score_cue, prompt.score_choices),
-        ("meta_judge.verdict_mode", engine.verdict_mode, engine.verdict_mode, prompt.winner_cue, prompt.winner_choices),
-    ]
+    readers = []  # (who reads, what to do instead, cue, choices)
+    if evaluations_read_scores:
+        readers.append(
+            (
+                "the judge quality and seed judge evaluations",
+                "use another judge/prompt",
+                prompt.score_cue,
+                prompt.score_choices,
+            )
+        )
+    elif engine.score_mode != "parse":
+        fix = "use judge.score_mode=parse or another judge/prompt"
+        readers.append((f"judge.score_mode={engine.score_mode}", fix, prompt.score_cue, prompt.score_choices))
+    if engine.verdict_mode != "parse":
+        fix = "use meta_judge.verdict_mode=parse or another judge/prompt"
+        readers.append(
+            (f"meta_judge.verdict_mode={engine.verdict_mode}", fix, prompt.winner_cue, prompt.winner_choices)
+        )
     problems = []
-    for key, mode, reader, cue, choices in reads:
-        if mode == "parse" and reader == mode:
-            continue
+    for who, fix, cue, choices in readers:
         try:
             choice_token_ids(tokenizer, cue + " ", choices)
         except ValueError as error:
-            who = f"{key}={mode}" if reader == mode else "the judge quality and seed judge evaluations"
-            fix = f"use {key}=parse or another judge/prompt" if reader == mode else "use another judge/prompt"
             problems.append(
                 f"{who} read the judge prompt's choices {list(choices)} from next-token probabilities, but this "
                 f"model's tokenizer cannot ({str(error).splitlines()[0]}); {fix}"

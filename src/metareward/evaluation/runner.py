@@ -64,10 +64,12 @@ def answer_prompts(
     )
 
 
-def with_interval(name: str, values: Sequence[float], arena: ArenaSettings) -> dict[str, float]:
-    """`name` (the mean over prompts) with `name`_ci_low and `name`_ci_high, its bootstrap interval."""
+def with_interval(name: str, values: Sequence[float], arena: ArenaSettings) -> dict[str, float | None]:
+    """`name` (the mean over prompts) with `name`_ci_low and `name`_ci_high, its bootstrap interval; None for what
+    is not a finite number (no prompts)."""
     interval = mean_interval(values, arena.num_bootstrap, arena.confidence, arena.seed)
-    return {name: interval.mean, f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
+    figures = {name: interval.mean, f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
+    return {k: finite_or_none(v) for k, v in figures.items()}
 
 
 def answer_figures(
@@ -78,7 +80,7 @@ def answer_figures(
     figures = with_interval(f"{prefix}avg_length", [len(a) for a in answers], arena)
     if finished and all(f is not None for f in finished):
         figures.update(with_interval(f"{prefix}finished_share", [float(bool(f)) for f in finished], arena))
-    return {k: finite_or_none(v) for k, v in figures.items()}
+    return figures
 
 
 def win_rate_report(

@@ -34,7 +34,6 @@ from metareward.evaluation.runner import (
     ArenaSettings,
     answer_figures,
     answer_prompts,
-    finite_or_none,
     judge_quality_report,
     read_judge_scores,
     win_rate_report,
@@ -105,8 +104,6 @@ class WinRateCallback(RunCallback):
         self.spec = build_evaluator(evaluator)  # conf/evaluation/evaluator/: raises ValueError listing every problem
         self.arena = ArenaSettings(**dict(arena), seed=seed)
         self.seed_judge = seed_judge
-        # the seed judge reads scores from probabilities: run.py checks the judge prompt's choices for them
-        self.reads_judge_scores = seed_judge
         self.evaluator: PreferenceEvaluator | None = None
         self._baseline_seed_figures: dict[str, float | None] | None = None
 
@@ -153,6 +150,11 @@ class WinRateCallback(RunCallback):
             baseline[0].source if baseline else "nothing",
         )
 
+    @property
+    def reads_judge_scores(self) -> bool:
+        """The seed judge reads scores from probabilities: run.py checks the judge prompt's choices for them."""
+        return self.seed_judge
+
     def _seed_judge_scores(self, answers: list[str], desc: str) -> list[float]:
         items = [(p.instruction, a) for p, a in zip(self.prompts, answers)]
         backend = self.context.backend()
@@ -164,8 +166,7 @@ class WinRateCallback(RunCallback):
         """The seed judge's score of the baseline answers: the same every iteration, read once per run."""
         if self._baseline_seed_figures is None:
             scores = self._seed_judge_scores(baseline, "seed judge: baseline answers")
-            figures = with_interval("baseline_seed_judge_score", scores, self.arena)
-            self._baseline_seed_figures = {k: finite_or_none(v) for k, v in figures.items()}
+            self._baseline_seed_figures = with_interval("baseline_seed_judge_score", scores, self.arena)
         return dict(self._baseline_seed_figures)
 
     def _baseline(self) -> list[BaselineAnswer]:
