@@ -1,11 +1,10 @@
 """Parts of a run named by `_target_` in the config (the preference loss, the optimizer, the LR schedule, the judge
-prompt), checked before any model loads and then built.
+prompt, the labelling of actor pairs), checked before any model loads and then built.
 
 A component is a config node `{_target_: package.module.Class, <keyword parameters>}`; with `_partial_: true` the
 caller supplies the leading arguments later (an optimizer gets the adapter parameters). Adding one is a class plus
 a YAML file in its config group (`conf/dpo/loss/`, `conf/dpo/optimizer/`, `conf/dpo/lr_schedule/`,
-`conf/judge/prompt/`): nothing here
-names the classes. Problems are found in two passes, so that one mistake is reported once: the node's shape (a bare
+`conf/judge/prompt/`, `conf/pairs/label/`): nothing here names the classes. Problems are found in two passes, so that one mistake is reported once: the node's shape (a bare
 name in the old `dpo.loss=ipo` spelling, a `_target_` that does not import, parameters the class does not take or
 lacks), then, once the shape and the shared values are sound, whatever the constructor itself refuses.
 """
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metareward.core.losses import NLLRegularised, PreferenceLoss, with_nll_term
+from metareward.core.pair_labels import HardLabels, PairLabels
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt, JudgePromptError
 from metareward.training.optim import OptimSettings
 
@@ -219,7 +219,9 @@ def dpo_shape_problems(cfg: DictConfig) -> list[str]:
     return found + components.shape_problems()
 
 
-def checked_build(node: Component, problems: list[str], kind: type, settings_error: type[Exception]) -> Any:
+def checked_build(
+    node: Component, problems: list[str], kind: type, settings_error: type[Exception] | None = None
+) -> Any:
     """`node` built, or None with every problem added to `problems`, one sentence each: a `_target_` that does not
     import, parameters the class does not take, what its constructor refuses (each problem of a `settings_error`,
     which carries `.problems`, named by its key), a result that is no `kind`."""
@@ -227,10 +229,11 @@ def checked_build(node: Component, problems: list[str], kind: type, settings_err
     if not node.target or found:
         problems += found
         return None
+    caught = (settings_error,) if settings_error else ()  # () catches nothing: a class without a settings error
     try:
         built = node.build()
-    except settings_error as error:
-        problems += [f"{node.key}.{problem}" for problem in error.problems]
+    except caught as error:
+        problems += [f"{node.key}.{problem}" for problem in error.problems]  # type: ignore[attr-defined]
         return None
     except Exception as error:  # noqa: BLE001 - the class may be the user's: whatever it raises is a problem
         problems.append(f"{node.key}: {node.target} refused its parameters: {one_line(error)}")
@@ -247,6 +250,13 @@ def judge_prompt(cfg: DictConfig, problems: list[str]) -> JudgePrompt:
     stands in so that the other settings are still checked; such settings are never used."""
     built = checked_build(component(cfg, "judge.prompt", problems), problems, JudgePrompt, JudgePromptError)
     return ADDITIVE_FIVE_POINT if built is None else built
+
+
+def pair_labels(cfg: DictConfig, problems: list[str]) -> PairLabels:
+    """The labelling of actor pairs at `pairs.label` (conf/pairs/label/), built; what is wrong with it goes to
+    `problems`, and hard labels stand in so that the other settings are still checked."""
+    built = checked_build(component(cfg, "pairs.label", problems), problems, PairLabels)
+    return HardLabels() if built is None else built
 
 
 def judge_prompt_problems(cfg: DictConfig) -> list[str]:

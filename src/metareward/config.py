@@ -7,7 +7,14 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from metareward.components import DPOComponents, dpo_components, dpo_shape_problems, judge_prompt, judge_prompt_problems
+from metareward.components import (
+    DPOComponents,
+    dpo_components,
+    dpo_shape_problems,
+    judge_prompt,
+    judge_prompt_problems,
+    pair_labels,
+)
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
 from metareward.generation.spec import GenerationSpec, generation_spec
@@ -178,6 +185,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         pair_strategy=str(cfg.pairs.strategy),
         rho=float(cfg.pairs.rho),
         rho_schedule=_optional_tuple(cfg.pairs.rho_schedule),
+        pair_labels=pair_labels(cfg, problems),
         judge_training_iterations=tuple(int(i) for i in cfg.schedule.judge_training_iterations),
         max_judgment_chars=cfg.meta_judge.max_judgment_chars,
         max_judgment_chars_schedule=_optional_tuple(cfg.meta_judge.max_judgment_chars_schedule),

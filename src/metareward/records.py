@@ -37,6 +37,8 @@ class JudgmentRecord:
     """The judge's j-th evaluation of one response; `score` is None when no valid score could be read.
 
     `finished` is False when the judge hit its token limit (a score read by probability may still follow the cut).
+    `score_probabilities`: for a score read by probability, the judge's probability of each score of the judge
+    prompt's scale (lowest first), whose mean is `score`; None for a written score.
     """
 
     prompt_id: str
@@ -46,6 +48,7 @@ class JudgmentRecord:
     score: float | None
     score_source: ScoreSource
     finished: bool = True
+    score_probabilities: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class PairRecord:
 
     A side whose text hit its generation limit (`*_finished` False) is trained without an end-of-turn token, so
     DPO never teaches the model to stop where it was cut (see `pairs.unfinished`). The reference log-probs come from
-    M_t, the model that made the iteration's data.
+    M_t, the model that made the iteration's data. An actor pair keeps the indices of its two responses. `label` is
+    the soft preference label, the probability that the chosen side is the better (`core.pair_labels`); None is a
+    hard pair.
     """
 
     kind: PairKind
@@ -85,6 +90,9 @@ class PairRecord:
     ref_rejected_logp: float | None = None
     chosen_finished: bool = True
     rejected_finished: bool = True
+    chosen_index: int | None = None
+    rejected_index: int | None = None
+    label: float | None = None
 
 
 Record = TypeVar("Record")

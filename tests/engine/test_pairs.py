@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from metareward.engine.pairs import actor_pairs, judge_pairs, meta_bias_stats, scored_responses
+from metareward.core.pair_labels import HardLabels, JudgeProbabilityLabels
+from metareward.engine.pairs import (
+    actor_pairs,
+    judge_pairs,
+    label_evidence,
+    label_stats,
+    labelled,
+    meta_bias_stats,
+    scored_responses,
+)
 from metareward.engine.phases import MetaTarget, meta_targets
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
 
@@ -99,3 +110,44 @@ def test_meta_bias_statistics() -> None:
     assert stats["meta/positional_bias"] == pytest.approx(2 / 3)
     # Higher-scored winner: (0,1) yes (4 > 2), (1,0) no (2 < 4), (0,2) no (1 < 4) -> 1 of 3.
     assert stats["meta/prefers_higher_score"] == pytest.approx(1 / 3)
+
+
+def test_label_evidence_mixes_each_response_s_valid_judgments_and_pairs_get_their_labels() -> None:
+    scale = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+    read = JudgmentRecord("p", 0, 1, "j01\nScore: 3", 2.5, "probability", score_probabilities=[0, 0, 0.5, 0.5, 0, 0])
+    judgments = [judgment(0, 0, 4.0), read, judgment(1, 0, 3.0), judgment(1, 1, None), judgment(2, 0, 1.0)]
+    evidence = label_evidence(judgments, scale)
+    assert sorted(evidence.distributions) == [("p", 0), ("p", 1), ("p", 2)]
+    assert evidence.distributions[("p", 1)].values == (3.0,)  # the unreadable judgment is left out
+    per_prompt = scored_responses(RESPONSES, judgments)
+    pair = actor_pairs({"p": PROMPT}, per_prompt, rho=0.0, strategy="best_vs_worst").items[0]
+    assert (pair.chosen_index, pair.rejected_index, pair.label) == (0, 2, None)
+    soft = labelled([pair], JudgeProbabilityLabels(), evidence)
+    # chosen: 4 w.p. 0.5, 2 and 3 w.p. 0.25 each, all above the rejected response's 1: a sure pair.
+    assert soft[0].label == 1.0 and soft[0].chosen == pair.chosen
+    second = replace(pair, rejected_index=1, rejected=RESPONSES[1].text)
+    assert labelled([second], JudgeProbabilityLabels(), evidence)[0].label == pytest.approx(0.625)
+    assert labelled([pair], HardLabels(), evidence) == [pair]
+    stats = label_stats([*soft, pair])
+    assert stats == {
+        "pairs/actor_soft_labels": 1.0,
+        "pairs/actor_label_mean": 1.0,
+        "pairs/actor_labels_below_half": 0.0,
+    }
+
+
+class _Broken(HardLabels):
+    def __init__(self, labels: list[float | None]) -> None:
+        self.labels = labels
+
+    def __call__(self, pairs, evidence):
+        return self.labels
+
+
+def test_a_labelling_that_breaks_the_contract_is_named() -> None:
+    per_prompt = scored_responses(RESPONSES, [judgment(0, 0, 4.0), judgment(1, 0, 1.0)])
+    pair = actor_pairs({"p": PROMPT}, per_prompt, rho=0.0, strategy="best_vs_worst").items[0]
+    with pytest.raises(ValueError, match="gave 2 labels for 1 pairs"):
+        labelled([pair], _Broken([0.5, 0.5]), label_evidence([], ()))
+    with pytest.raises(ValueError, match=r"the label 1.5; a preference label is a probability in \[0, 1\]"):
+        labelled([pair], _Broken([1.5]), label_evidence([], ()))

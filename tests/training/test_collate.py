@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -87,3 +88,10 @@ def test_rejects_bad_arguments(tokenizer):
         PairCollator(tokenizer, max_prompt_tokens=0, max_completion_tokens=0)
     with pytest.raises(ValueError, match="empty"):
         PairCollator(tokenizer)([])
+
+
+def test_soft_labels_travel_with_the_batch_only_when_a_pair_has_one(tokenizer):
+    assert "pair_labels" not in PairCollator(tokenizer)(PAIRS)  # hard pairs: the plain DPO batch
+    soft = [replace(PAIRS[0], label=0.7), PAIRS[1]]
+    labels = PairCollator(tokenizer)(soft)["pair_labels"]
+    assert labels.dtype == torch.float32 and labels.tolist() == pytest.approx([0.7, 1.0])

@@ -4,7 +4,11 @@ Contract shared by every loss here. Inputs, all `[B]` tensors of the same dtype 
 - `policy_chosen_logps`, `policy_rejected_logps`: log pi_theta(y|x) of the chosen / rejected completion, SUMMED
   over its tokens (see `metareward.core.logprobs.completion_logprobs`); these carry the gradient;
 - `ref_chosen_logps`, `ref_rejected_logps`: the same under the frozen reference pi_ref (M_t);
-- `chosen_lengths`, `rejected_lengths`: the number of completion tokens each sum ran over.
+- `chosen_lengths`, `rejected_lengths`: the number of completion tokens each sum ran over;
+- `labels` (optional, `[B]` in [0, 1]): each pair's soft preference label q, the probability that the chosen answer
+  is the better one. A pair with label q is trained on q * L(y_w, y_l) + (1 - q) * L(y_l, y_w), a mixture of the
+  pair's loss and the reversed pair's (as CREAM trains, Wang et al. 2024, arXiv 2410.12735; for DPO it is the
+  conservative-DPO form with a per-pair flip probability 1 - q). None, or q = 1, is a hard pair.
 Output: a `PreferenceLossOutput` with the scalar loss (mean over the batch) and each loss's implicit rewards,
 detached, for logging: r = beta * (log pi_theta(y|x) - log pi_ref(y|x)) for every loss but SimPO, whose reward is
 reference-free (beta times the mean token log-prob).
@@ -84,10 +88,14 @@ class PreferenceLoss(nn.Module):
         ref_rejected_logps: Tensor,
         chosen_lengths: Tensor,
         rejected_lengths: Tensor,
+        labels: Tensor | None = None,
     ) -> PreferenceLossOutput:
         chosen_logratios = policy_chosen_logps - ref_chosen_logps.detach()
         rejected_logratios = policy_rejected_logps - ref_rejected_logps.detach()
         losses = self.pair_losses(chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths)
+        if labels is not None:
+            reversed_losses = self.pair_losses(rejected_logratios, chosen_logratios, rejected_lengths, chosen_lengths)
+            losses = soft_labelled(losses, reversed_losses, labels)
         return PreferenceLossOutput(
             loss=losses.mean(),
             chosen_rewards=self.beta * chosen_logratios.detach(),
@@ -219,16 +227,25 @@ class SimPOLoss(PreferenceLoss):
         ref_rejected_logps: Tensor,
         chosen_lengths: Tensor,
         rejected_lengths: Tensor,
+        labels: Tensor | None = None,
     ) -> PreferenceLossOutput:
         chosen = self.beta * policy_chosen_logps / chosen_lengths.clamp(min=1).to(policy_chosen_logps.dtype)
         rejected = self.beta * policy_rejected_logps / rejected_lengths.clamp(min=1).to(policy_rejected_logps.dtype)
         losses = -F.logsigmoid(chosen - rejected - self.gamma)
+        if labels is not None:  # the reversed pair keeps the margin: -log sigmoid(beta * (p_l - p_w) - gamma)
+            losses = soft_labelled(losses, -F.logsigmoid(rejected - chosen - self.gamma), labels)
         return PreferenceLossOutput(
             loss=losses.mean(), chosen_rewards=chosen.detach(), rejected_rewards=rejected.detach()
         )
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, gamma_beta_ratio={self.gamma_beta_ratio}"
+
+
+def soft_labelled(losses: Tensor, reversed_losses: Tensor, labels: Tensor) -> Tensor:
+    """q * L(y_w, y_l) + (1 - q) * L(y_l, y_w) per pair, q = `labels` (see the module's contract)."""
+    labels = labels.to(losses.dtype)
+    return labels * losses + (1.0 - labels) * reversed_losses
 
 
 def _is_number(value: Any) -> bool:
@@ -260,6 +277,7 @@ class NLLRegularised(nn.Module):
         ref_rejected_logps: Tensor,
         chosen_lengths: Tensor,
         rejected_lengths: Tensor,
+        labels: Tensor | None = None,
     ) -> PreferenceLossOutput:
         base = self.base_loss(
             policy_chosen_logps,
@@ -268,6 +286,7 @@ class NLLRegularised(nn.Module):
             ref_rejected_logps,
             chosen_lengths,
             rejected_lengths,
+            labels,
         )
         nll = (-policy_chosen_logps / chosen_lengths.clamp(min=1).to(policy_chosen_logps.dtype)).mean()
         return PreferenceLossOutput(

@@ -21,6 +21,9 @@ from metareward.engine.pairs import (
     actor_pairs,
     fitting_pairs,
     judge_pairs,
+    label_evidence,
+    label_stats,
+    labelled,
     meta_bias_stats,
     pair_candidates,
 )
@@ -109,8 +112,11 @@ def make_iteration_data(
     finished = {(r.prompt_id, r.index): r.finished for r in responded.records}
     selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished)
     actor = _fitting(selected, oversize)
+    evidence = label_evidence(judged.records, settings.judge_prompt.score_values)
+    actor = Selection(tuple(labelled(actor.items, settings.pair_labels, evidence)), actor.drops)
     stats = _base_stats(prompts, responded, judged, actor, rho)
     stats["actor/unfinished_excluded"] = float(unfinished)
+    stats.update(label_stats(actor.items))
 
     pairs = list(actor.items)
     if settings.trains_judge(iteration):

@@ -68,6 +68,7 @@ class Reading:
     value: float | None
     source: str  # parsed | probability | none
     log_odds: float | None = None  # of "A" over "B", for probability-read verdicts
+    probabilities: tuple[float, ...] | None = None  # of each choice, for probability-read scores
 
 
 def explanation_part(text: str, tail: re.Pattern[str]) -> str:
@@ -144,7 +145,8 @@ def read_scores(
             p = probabilities[i]
             best = values[int(np.argmax(p))]
             body = explanation_part(text, tail)
-            readings.append(Reading(f"{body}\n{prompt.score_line(best)}".lstrip(), float(p @ values), "probability"))
+            text = f"{body}\n{prompt.score_line(best)}".lstrip()
+            readings.append(Reading(text, float(p @ values), "probability", probabilities=tuple(map(float, p))))
         else:
             score = prompt.parse_score(text) if mode != "probability" else None
             readings.append(Reading(text.strip(), score, "parsed" if score is not None else "none"))

@@ -8,6 +8,7 @@ an unfinished side is dropped (`unfinished`); with `"keep"` it is trained withou
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs
 from metareward.core.drops import Selection
 from metareward.core.elo import bradley_terry_elo
 from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positional_weights, select_judge_pair
+from metareward.core.pair_labels import LabelEvidence, PairLabels, ScoreDistribution
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.engine.phases import MetaTarget
 from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PromptRecord, ResponseRecord
@@ -68,10 +70,51 @@ def actor_pairs(
             rejected_score=choice.rejected_score,
             chosen_finished=done.get((choice.prompt_id, choice.chosen_index), True),
             rejected_finished=done.get((choice.prompt_id, choice.rejected_index), True),
+            chosen_index=choice.chosen_index,
+            rejected_index=choice.rejected_index,
         )
         for choice in selection.items
     )
     return Selection(pairs, selection.drops)
+
+
+def label_evidence(judgments: Sequence[JudgmentRecord], score_values: Sequence[float]) -> LabelEvidence:
+    """Each judged response's score distribution: the equal mixture of its valid judgments, a written score as a
+    point mass and a probability read as the judge's probabilities over the scale `score_values`."""
+    parts: dict[tuple[str, int], list[ScoreDistribution]] = {}
+    for judgment in judgments:
+        if judgment.score is None:
+            continue
+        if judgment.score_probabilities is not None:
+            part = ScoreDistribution.over_scale(score_values, judgment.score_probabilities)
+        else:
+            part = ScoreDistribution.point(judgment.score)
+        parts.setdefault((judgment.prompt_id, judgment.response_index), []).append(part)
+    return LabelEvidence({key: ScoreDistribution.mixture(found) for key, found in parts.items()})
+
+
+def labelled(pairs: Sequence[PairRecord], labelling: PairLabels, evidence: LabelEvidence) -> list[PairRecord]:
+    """The pairs with the labels `labelling` gives them (None leaves a pair hard)."""
+    labels = labelling(pairs, evidence)
+    if len(labels) != len(pairs):
+        raise ValueError(f"pairs.label gave {len(labels)} labels for {len(pairs)} pairs")
+    return [pair if label is None else replace(pair, label=_checked_label(label)) for pair, label in zip(pairs, labels)]
+
+
+def _checked_label(label: float) -> float:
+    if not 0.0 <= label <= 1.0:
+        raise ValueError(f"pairs.label gave the label {label}; a preference label is a probability in [0, 1]")
+    return float(label)
+
+
+def label_stats(pairs: Sequence[PairRecord]) -> dict[str, float]:
+    """How many actor pairs carry a soft label, their mean, and how many favour the rejected side (q < 0.5)."""
+    labels = [pair.label for pair in pairs if pair.label is not None]
+    stats = {"pairs/actor_soft_labels": float(len(labels))}
+    if labels:
+        stats["pairs/actor_label_mean"] = float(np.mean(labels))
+        stats["pairs/actor_labels_below_half"] = float(sum(label < 0.5 for label in labels))
+    return stats
 
 
 def judge_pairs(

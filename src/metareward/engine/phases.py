@@ -168,7 +168,16 @@ def judge(
     seeds = [derive_seed(settings.seed, "judge", iteration, r.prompt_id, r.index, j) for r, j in keyed]
     result = generate_and_read(policy, JudgingRole.judge(settings), iteration, rendered, seeds)
     records = [
-        JudgmentRecord(r.prompt_id, r.index, j, reading.text, reading.value, reading.source, g.finished)  # type: ignore[arg-type]
+        JudgmentRecord(
+            r.prompt_id,
+            r.index,
+            j,
+            reading.text,
+            reading.value,
+            reading.source,  # type: ignore[arg-type]
+            g.finished,
+            list(reading.probabilities) if reading.probabilities is not None else None,
+        )
         for (r, j), reading, g in zip(keyed, result.readings, result.generations)
     ]
     invalid = sum(record.score is None for record in records)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
+from metareward.core.pair_labels import PairLabels
 from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import SamplingSettings
 
@@ -49,6 +50,7 @@ class EngineSettings:
     pair_strategy: str
     rho: float
     rho_schedule: tuple[float, ...] | None
+    pair_labels: PairLabels  # pairs/label: hard pairs, or soft labels (core.pair_labels)
     judge_training_iterations: tuple[int, ...]
     max_judgment_chars: int | None
     max_judgment_chars_schedule: tuple[int, ...] | None

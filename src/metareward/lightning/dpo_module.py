@@ -56,7 +56,11 @@ class DPOModule(L.LightningModule):
         policy_chosen, policy_rejected = logps.chunk(2)
         ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
         chosen_lengths, rejected_lengths = counts.chunk(2)
-        out = self.loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths)
+        labels = batch.get("pair_labels")
+        labels = labels.to(logps.dtype) if labels is not None else None
+        out = self.loss(
+            policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths, labels
+        )
         size = len(policy_chosen)
         metrics = {
             "train/loss": out.loss.detach(),

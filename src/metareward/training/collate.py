@@ -31,7 +31,9 @@ class PairCollator:
     - `input_ids` `[2B, T]` long, left-padded with the pad id (the eos id when the tokenizer has no pad token);
     - `attention_mask` `[2B, T]` long, 1 on real tokens;
     - `completion_mask` `[2B, T]` long, 1 on completion tokens, the end-of-turn token included;
-    - `ref_logps` `[2B]` float32, the pairs' `ref_chosen_logp` then `ref_rejected_logp`, NaN where missing.
+    - `ref_logps` `[2B]` float32, the pairs' `ref_chosen_logp` then `ref_rejected_logp`, NaN where missing;
+    - `pair_labels` `[B]` float32, each pair's soft preference label (1 for a hard pair), only when some pair of the
+      batch has one (`PairRecord.label`): a batch of hard pairs trains exactly as plain DPO.
     """
 
     def __init__(
@@ -90,6 +92,9 @@ class PairCollator:
         batch = left_pad_rows(prompts + prompts, chosen + rejected, self.pad_id)
         refs = [pair.ref_chosen_logp for pair in pairs] + [pair.ref_rejected_logp for pair in pairs]
         batch["ref_logps"] = torch.tensor([math.nan if ref is None else ref for ref in refs], dtype=torch.float32)
+        if any(pair.label is not None for pair in pairs):
+            labels = [1.0 if pair.label is None else pair.label for pair in pairs]
+            batch["pair_labels"] = torch.tensor(labels, dtype=torch.float32)
         return batch
 
 

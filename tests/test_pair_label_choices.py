@@ -1,0 +1,72 @@
+"""Soft preference labels as a config choice: `pairs/label=judge_probability` composes with every experiment and
+trainer (both globbed, as in tests/test_experiments.py), a bad labelling is one config problem, and a run with it
+trains on labelled pairs. The label numbers are in tests/core/test_pair_labels.py and tests/engine/test_pairs.py."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from helpers import REPO_ROOT, compose, config_problems
+
+from metareward.components import pair_labels
+from metareward.core.pair_labels import HardLabels, JudgeProbabilityLabels
+from metareward.run import train
+
+EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
+LABELS = {"hard": HardLabels, "judge_probability": JudgeProbabilityLabels}
+
+
+@pytest.mark.parametrize("label", sorted(LABELS))
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_each_labelling_composes_with_every_experiment_and_trainer(experiment: str, trainer: str, label: str) -> None:
+    found: list[str] = []
+    built = pair_labels(compose(f"+experiment={experiment}", f"trainer={trainer}", f"pairs/label={label}"), found)
+    assert found == [] and type(built) is LABELS[label]
+
+
+def test_hard_labels_are_the_default() -> None:
+    found: list[str] = []
+    assert type(pair_labels(compose("+experiment=meta_reward"), found)) is HardLabels and found == []
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        (
+            "pairs.label._target_=metareward.core.pair_labels.NoSuchLabels",
+            "pairs.label._target_='metareward.core.pair_labels.NoSuchLabels' does not import",
+        ),
+        ("pairs.label._target_=collections.OrderedDict", "pairs.label: collections.OrderedDict is not a "),
+        ("+pairs.label.floor=0.5", "pairs.label: metareward.core.pair_labels.HardLabels does not accept these"),
+    ],
+)
+def test_a_bad_labelling_is_one_config_problem(override: str, problem: str) -> None:
+    found = config_problems("+experiment=smoke", override)
+    assert len(found) == 1 and found[0].startswith(problem), found
+
+
+def test_a_run_with_judge_probability_labels_trains_on_labelled_actor_pairs(prompt_file: Path, tmp_path: Path) -> None:
+    cfg = compose("+experiment=smoke", f"data.path={prompt_file}", "pairs/label=judge_probability", output_dir=tmp_path)
+    train(cfg)
+    for iteration in (1, 2):
+        folder = tmp_path / "iterations" / f"iter_{iteration:02d}"
+        pairs = [json.loads(line) for line in (folder / "pairs.jsonl").read_text().splitlines()]
+        actor = [pair for pair in pairs if pair["kind"] == "actor"]
+        assert actor and all(0.0 <= pair["label"] <= 1.0 for pair in actor)
+        assert all(pair["label"] is None for pair in pairs if pair["kind"] == "judge")  # judge pairs stay hard
+        stats = json.loads((folder / "stats.json").read_text())
+        assert stats["pairs/actor_soft_labels"] == stats["pairs/actor_count"] == len(actor)
+        assert stats["pairs/actor_label_mean"] == pytest.approx(sum(p["label"] for p in actor) / len(actor))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert all(math.isfinite(it["train"]["loss"]) for it in summary["iterations"])
+    # The same run with hard labels makes the same iteration-1 data; only the labels reach the loss differently.
+    hard = tmp_path / "hard"
+    train(compose("+experiment=smoke", f"data.path={prompt_file}", output_dir=hard))
+    hard_summary = json.loads((hard / "summary.json").read_text())
+    assert hard_summary["iterations"][0]["actor_pairs"] == summary["iterations"][0]["actor_pairs"]
+    assert hard_summary["iterations"][0]["train"]["loss"] != summary["iterations"][0]["train"]["loss"]
