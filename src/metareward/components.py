@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from metareward.core.losses import NLLRegularised, PreferenceLoss, with_nll_term
 from metareward.core.pair_labels import HardLabels, PairLabels
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt, JudgePromptError
+from metareward.engine.rejections import OwnRejections, Rejections
 from metareward.training.optim import OptimSettings
 
 TARGET, PARTIAL = "_target_", "_partial_"
@@ -257,6 +258,13 @@ def pair_labels(cfg: DictConfig, problems: list[str]) -> PairLabels:
     `problems`, and hard labels stand in so that the other settings are still checked."""
     built = checked_build(component(cfg, "pairs.label", problems), problems, PairLabels)
     return HardLabels() if built is None else built
+
+
+def rejections(cfg: DictConfig, problems: list[str]) -> Rejections:
+    """Where actor pairs' rejected answers come from, at `pairs.rejected` (conf/pairs/rejected/), built; what is
+    wrong with it goes to `problems`, and the model's own answers stand in so that the other settings are checked."""
+    built = checked_build(component(cfg, "pairs.rejected", problems), problems, Rejections)
+    return OwnRejections() if built is None else built
 
 
 def judge_prompt_problems(cfg: DictConfig) -> list[str]:

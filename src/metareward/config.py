@@ -14,6 +14,7 @@ from metareward.components import (
     judge_prompt,
     judge_prompt_problems,
     pair_labels,
+    rejections,
 )
 from metareward.engine.settings import EngineSettings, RoleSettings
 from metareward.generation.sampler import SamplingSettings
@@ -186,6 +187,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         rho=float(cfg.pairs.rho),
         rho_schedule=_optional_tuple(cfg.pairs.rho_schedule),
         pair_labels=pair_labels(cfg, problems),
+        rejections=rejections(cfg, problems),
         judge_training_iterations=tuple(int(i) for i in cfg.schedule.judge_training_iterations),
         max_judgment_chars=cfg.meta_judge.max_judgment_chars,
         max_judgment_chars_schedule=_optional_tuple(cfg.meta_judge.max_judgment_chars_schedule),

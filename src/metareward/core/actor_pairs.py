@@ -5,6 +5,10 @@ Two strategies, chosen by name from :data:`ACTOR_PAIR_STRATEGIES`:
 * ``"length_controlled"``: Wu et al. 2024 (arXiv 2407.19594), Sec. 2.3 "length-control mechanism";
 * ``"best_vs_worst"``: Yuan et al. 2024 (arXiv 2401.10020), Sec. 2.3, the Self-Rewarding baseline.
 
+`select_anchored_pairs` is the anchored variant (Temporal Self-Rewarding, arXiv 2508.06026): the chosen side comes
+from the current model's responses and the rejected side from a fixed anchor's (the seed model M0's), each picked
+by the same strategy.
+
 A per-prompt selector returns ``(chosen, rejected)`` or a drop-reason string (see :mod:`.drops`).
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from metareward.core.drops import ALL_SCORES_EQUAL, OVERLAPPING_TIERS, TOO_FEW_SCORED, Selection
+from metareward.core.drops import ALL_SCORES_EQUAL, ANCHOR_NOT_BELOW, OVERLAPPING_TIERS, TOO_FEW_SCORED, Selection
 
 # Absolute slack on score comparisons: mean scores are floats, and a response sitting exactly on a tier
 # boundary must not fall out of the tier through rounding.
@@ -157,4 +161,67 @@ def select_actor_pairs(
     select = ACTOR_PAIR_STRATEGIES[strategy]
     return Selection.from_outcomes(
         _to_choice(prompt_id, select(responses, rho)) for prompt_id, responses in per_prompt.items()
+    )
+
+
+def chosen_pick(responses: Sequence[ScoredResponse], rho: float, strategy: str) -> ScoredResponse | None:
+    """The response `strategy` would take as the chosen side among `responses` (None: none is scored).
+
+    length_controlled: the shortest of the top tier, scores in [(1 - rho) * S_max + rho * S_min, S_max];
+    best_vs_worst: the highest score, lowest index on ties. Equal scores make every response top tier.
+    """
+    scored = _scored(responses)
+    if not scored:
+        return None
+    s_max, s_min = max(map(_score, scored)), min(map(_score, scored))
+    if strategy == "best_vs_worst":
+        return min(scored, key=lambda r: (-_score(r), r.index))
+    return _shortest([r for r in scored if _score(r) >= (1.0 - rho) * s_max + rho * s_min - SCORE_TOL])
+
+
+def rejected_pick(responses: Sequence[ScoredResponse], rho: float, strategy: str) -> ScoredResponse | None:
+    """The mirror of `chosen_pick`: the longest of the bottom tier, scores in [S_min, (1 - rho) * S_min + rho *
+    S_max] (length_controlled), or the lowest score, lowest index on ties (best_vs_worst)."""
+    scored = _scored(responses)
+    if not scored:
+        return None
+    s_max, s_min = max(map(_score, scored)), min(map(_score, scored))
+    if strategy == "best_vs_worst":
+        return min(scored, key=lambda r: (_score(r), r.index))
+    return _longest([r for r in scored if _score(r) <= (1.0 - rho) * s_min + rho * s_max + SCORE_TOL])
+
+
+def select_anchored(
+    own: Sequence[ScoredResponse], anchors: Sequence[ScoredResponse], rho: float, strategy: str
+) -> ResponsePair | str:
+    """Chosen: the strategy's chosen pick among the current model's responses `own`; rejected: its rejected pick
+    among the `anchors` (the seed model's answers to the same prompt, scored by the same judge). Each side's tiers
+    are those of its own set, so length control still favours a short chosen and a long rejected answer.
+
+    Drops: no scored response on one side -> ``"too_few_scored"``; the chosen not scored above the rejected ->
+    ``"anchor_not_below"`` (the current model did not beat the anchor's pick, so the pair would say nothing true).
+    """
+    if not 0.0 <= rho <= MAX_RHO:
+        raise ValueError(f"rho must lie in [0, {MAX_RHO}], got {rho}; set pairs.rho accordingly.")
+    chosen, rejected = chosen_pick(own, rho, strategy), rejected_pick(anchors, rho, strategy)
+    if chosen is None or rejected is None:
+        return TOO_FEW_SCORED
+    if _score(chosen) - _score(rejected) <= SCORE_TOL:
+        return ANCHOR_NOT_BELOW
+    return chosen, rejected
+
+
+def select_anchored_pairs(
+    own: Mapping[str, Sequence[ScoredResponse]],
+    anchors: Mapping[str, Sequence[ScoredResponse]],
+    rho: float,
+    strategy: str,
+) -> Selection[ActorChoice]:
+    """`select_anchored` for every prompt of `own` (a prompt without anchors has nothing to reject)."""
+    if strategy not in ACTOR_PAIR_STRATEGIES:
+        known = ", ".join(sorted(ACTOR_PAIR_STRATEGIES))
+        raise ValueError(f"Unknown actor pair strategy {strategy!r}; use one of: {known}.")
+    return Selection.from_outcomes(
+        _to_choice(prompt_id, select_anchored(responses, anchors.get(prompt_id, ()), rho, strategy))
+        for prompt_id, responses in own.items()
     )

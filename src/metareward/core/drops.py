@@ -18,6 +18,8 @@ TOO_FEW_SCORED = "too_few_scored"
 ALL_SCORES_EQUAL = "all_scores_equal"
 # Length control at rho = 0.5: the tiers meet at the midpoint score and the picks there do not differ.
 OVERLAPPING_TIERS = "overlapping_tiers"
+# Anchored rejections: the current model's chosen answer did not score above the anchor's rejected one.
+ANCHOR_NOT_BELOW = "anchor_not_below"
 NO_VALID_SCORES = "no_valid_scores"
 TOO_FEW_JUDGMENTS = "too_few_judgments"
 NO_STRICT_ORDER = "no_strict_order"

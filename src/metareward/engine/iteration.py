@@ -107,16 +107,30 @@ def make_iteration_data(
             ),
         )
 
+    anchored = None
+    if settings.rejections.anchor_role is not None:
+        with clock("anchors"):
+            anchored = _anchor_stages(policy, settings, iteration, prompts, store, shard)
+
     rho = settings.rho_for(iteration)
     candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
-    finished = {(r.prompt_id, r.index): r.finished for r in responded.records}
-    selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished)
+    every_response, every_judgment = list(responded.records), list(judged.records)
+    anchors, anchors_unfinished = None, 0
+    if anchored is not None:
+        anchors, anchors_unfinished = pair_candidates(anchored[0].records, anchored[1].records, settings.unfinished)
+        every_response += anchored[0].records
+        every_judgment += anchored[1].records
+    finished = {(r.prompt_id, r.index): r.finished for r in every_response}
+    selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished, anchors)
     actor = _fitting(selected, oversize)
-    evidence = label_evidence(judged.records, settings.judge_prompt.score_values)
+    evidence = label_evidence(every_judgment, settings.judge_prompt.score_values)
     actor = Selection(tuple(labelled(actor.items, settings.pair_labels, evidence)), actor.drops)
     stats = _base_stats(prompts, responded, judged, actor, rho)
     stats["actor/unfinished_excluded"] = float(unfinished)
     stats.update(label_stats(actor.items))
+    if anchored is not None:
+        stats.update(_anchor_stats(*anchored))
+        stats["anchor/unfinished_excluded"] = float(anchors_unfinished)
 
     pairs = list(actor.items)
     if settings.trains_judge(iteration):
@@ -163,6 +177,58 @@ def make_iteration_data(
         {k.split("/", 1)[1]: int(v) for k, v in stats.items() if "dropped/" in k} or "none",
     )
     return IterationData(iteration, pairs, stats)
+
+
+def _anchor_stages(
+    policy: Policy,
+    settings: EngineSettings,
+    iteration: int,
+    prompts: Sequence,
+    store: StageStore,
+    shard: Shard,
+) -> tuple[phases.PhaseResult, phases.PhaseResult]:
+    """The anchor role's answers to the iteration's prompts (numbered after the actor's K) and the current judge's
+    judgments of them, each a stage of its own (anchor_responses.jsonl, anchor_judgments.jsonl)."""
+    rejections = settings.rejections
+    answering = phases.Answering(
+        role=str(rejections.anchor_role),
+        count=rejections.anchors(settings.num_responses),
+        first_index=settings.num_responses,
+        label=f"{rejections.anchor_role} anchor responses",
+    )
+    position = {p.id: i for i, p in enumerate(prompts)}
+    prompts_by_id = {p.id: p for p in prompts}
+    responded = store.run(
+        "anchor_responses",
+        ResponseRecord,
+        lambda: shard.gather(
+            phases.respond(policy, settings, iteration, shard.take(prompts), answering),
+            lambda r: (position[r.prompt_id], r.index),
+        ),
+    )
+    judged = store.run(
+        "anchor_judgments",
+        JudgmentRecord,
+        lambda: shard.gather(
+            phases.judge(policy, settings, iteration, prompts_by_id, shard.take(responded.records)),
+            lambda j: (position[j.prompt_id], j.response_index, j.index),
+        ),
+    )
+    return responded, judged
+
+
+def _anchor_stats(responded, judged) -> dict[str, float]:
+    responses, judgments = responded.records, judged.records
+    stats = {
+        "anchor/responses": float(len(responses)),
+        "anchor/mean_chars": _mean([len(r.text) for r in responses]),
+        "anchor/unfinished_rate": _mean([not r.finished for r in responses]),
+        "anchor/judge_mean_score": _mean([j.score for j in judgments if j.score is not None]),
+        "anchor/judge_parse_failures": float(judged.parse_failures),
+    }
+    stats.update({f"anchor/dropped/{reason}": float(n) for reason, n in responded.drops.items()})
+    stats.update({f"anchor/judge_dropped/{reason}": float(n) for reason, n in judged.drops.items()})
+    return stats
 
 
 def _fitting(selection: Selection[PairRecord], oversize: Callable[[PairRecord], str | None]) -> Selection[PairRecord]:

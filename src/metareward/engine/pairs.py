@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs
+from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs, select_anchored_pairs
 from metareward.core.drops import Selection
 from metareward.core.elo import bradley_terry_elo
 from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positional_weights, select_judge_pair
@@ -55,9 +55,14 @@ def actor_pairs(
     rho: float,
     strategy: str,
     finished: Mapping[tuple[str, int], bool] | None = None,
+    anchors: Mapping[str, Sequence[ScoredResponse]] | None = None,
 ) -> Selection[PairRecord]:
-    """One pair per prompt; `finished` maps (prompt id, response index) to whether that response ended by itself."""
-    selection = select_actor_pairs(per_prompt, rho=rho, strategy=strategy)
+    """One pair per prompt; `finished` maps (prompt id, response index) to whether that response ended by itself.
+    With `anchors` (anchored rejections) the rejected side is picked from each prompt's anchor answers."""
+    if anchors is None:
+        selection = select_actor_pairs(per_prompt, rho=rho, strategy=strategy)
+    else:
+        selection = select_anchored_pairs(per_prompt, anchors, rho=rho, strategy=strategy)
     done = finished or {}
     pairs = tuple(
         PairRecord(

@@ -50,24 +50,42 @@ def fits(policy: Policy, prompt: str) -> bool:
     return len(encode_prompt(policy.tokenizer, prompt)) <= policy.max_prompt_tokens
 
 
-def respond(policy: Policy, settings: EngineSettings, iteration: int, prompts: Sequence[PromptRecord]) -> PhaseResult:
+@dataclass(frozen=True)
+class Answering:
+    """Who answers the prompts: the actor (M_t, K answers numbered 0..K-1), or an anchor role such as the seed
+    model M0 (anchored rejections), whose answers are numbered from `first_index` so that no (prompt, index) key
+    is shared with the actor's, and seeded by the role's name."""
+
+    role: str = "actor"
+    count: int | None = None  # None: actor.num_responses
+    first_index: int = 0
+    label: str = "responses"
+
+
+def respond(
+    policy: Policy,
+    settings: EngineSettings,
+    iteration: int,
+    prompts: Sequence[PromptRecord],
+    answering: Answering = Answering(),
+) -> PhaseResult:
     """K actor responses per prompt; empty answers and (optionally) repeated answers are dropped and counted, and so
     are the K answers of a prompt too long to generate from (`prompt_too_long`)."""
+    count = answering.count or settings.num_responses
     rendered = {prompt.id: render_prompt(policy.tokenizer, prompt.instruction) for prompt in prompts}
     kept = [prompt for prompt in prompts if fits(policy, rendered[prompt.id])]
-    drops = Counter(
-        {PROMPT_TOO_LONG: (len(prompts) - len(kept)) * settings.num_responses} if len(kept) < len(prompts) else {}
-    )
+    drops = Counter({PROMPT_TOO_LONG: (len(prompts) - len(kept)) * count} if len(kept) < len(prompts) else {})
     requests = [
         GenerationRequest(
-            key=(prompt.id, k),
+            key=(prompt.id, answering.first_index + k),
             prompt=rendered[prompt.id],
-            seed=derive_seed(settings.seed, "actor", iteration, prompt.id, k),
+            seed=derive_seed(settings.seed, answering.role, iteration, prompt.id, k),
         )
         for prompt in kept
-        for k in range(settings.num_responses)
+        for k in range(count)
     ]
-    generations = policy.generate("actor", requests, settings.actor, desc=f"iteration {iteration}: responses")
+    desc = f"iteration {iteration}: {answering.label}"
+    generations = policy.generate(answering.role, requests, settings.actor, desc=desc)
     records, seen = [], set()
     for generation in generations:
         prompt_id, k = generation.key

@@ -90,7 +90,11 @@ class FixedModel:
 
 @contextmanager
 def adapters_off(peft_model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The PEFT model with every adapter disabled: the seed model M0."""
+    """The PEFT model with every adapter disabled: the seed model M0. A model without adapters (`FixedModel`'s) is
+    the seed model as it is."""
+    if not hasattr(peft_model, "disable_adapter"):
+        yield peft_model
+        return
     with peft_model.disable_adapter():
         yield peft_model
 

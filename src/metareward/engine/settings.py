@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
 from metareward.core.pair_labels import PairLabels
 from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import SamplingSettings
+
+if TYPE_CHECKING:  # engine.rejections reads the seed role of engine.policy, which reads these settings
+    from metareward.engine.rejections import Rejections
 
 READ_MODES = ("parse", "probability", "hybrid")
 # A response or judgment that hit its token limit: left out of pairs, or trained without an end token (engine.pairs).
@@ -51,6 +55,7 @@ class EngineSettings:
     rho: float
     rho_schedule: tuple[float, ...] | None
     pair_labels: PairLabels  # pairs/label: hard pairs, or soft labels (core.pair_labels)
+    rejections: Rejections  # pairs/rejected: the model's own answers, or anchors (engine.rejections)
     judge_training_iterations: tuple[int, ...]
     max_judgment_chars: int | None
     max_judgment_chars_schedule: tuple[int, ...] | None
