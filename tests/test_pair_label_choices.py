@@ -12,12 +12,12 @@ import pytest
 from helpers import REPO_ROOT, compose, config_problems
 
 from metareward.components import pair_labels
-from metareward.core.pair_labels import HardLabels, JudgeProbabilityLabels
+from metareward.core.pair_labels import ConsistencyLabels, HardLabels, JudgeProbabilityLabels
 from metareward.run import train
 
 EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
 TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
-LABELS = {"hard": HardLabels, "judge_probability": JudgeProbabilityLabels}
+LABELS = {"hard": HardLabels, "judge_probability": JudgeProbabilityLabels, "consistency": ConsistencyLabels}
 
 
 @pytest.mark.parametrize("label", sorted(LABELS))
@@ -43,10 +43,11 @@ def test_hard_labels_are_the_default() -> None:
         ),
         ("pairs.label._target_=collections.OrderedDict", "pairs.label: collections.OrderedDict is not a "),
         ("+pairs.label.floor=0.5", "pairs.label: metareward.core.pair_labels.HardLabels does not accept these"),
+        ("pairs/label=consistency pairs.label.granularity=batch", "pairs.label: metareward.core.pair_labels.Consi"),
     ],
 )
 def test_a_bad_labelling_is_one_config_problem(override: str, problem: str) -> None:
-    found = config_problems("+experiment=smoke", override)
+    found = config_problems("+experiment=smoke", *override.split())
     assert len(found) == 1 and found[0].startswith(problem), found
 
 
@@ -70,3 +71,18 @@ def test_a_run_with_judge_probability_labels_trains_on_labelled_actor_pairs(prom
     hard_summary = json.loads((hard / "summary.json").read_text())
     assert hard_summary["iterations"][0]["actor_pairs"] == summary["iterations"][0]["actor_pairs"]
     assert hard_summary["iterations"][0]["train"]["loss"] != summary["iterations"][0]["train"]["loss"]
+
+
+def test_a_run_with_consistency_labels_rejudges_with_the_previous_judge(prompt_file: Path, tmp_path: Path) -> None:
+    cfg = compose("+experiment=smoke", f"data.path={prompt_file}", "pairs/label=consistency", output_dir=tmp_path)
+    train(cfg)
+    first, second = (tmp_path / "iterations" / f"iter_{t:02d}" for t in (1, 2))
+    assert (first / "judge_weights.safetensors").is_file() and not (first / "previous_judgments.jsonl").exists()
+    assert (second / "previous_judgments.jsonl").is_file()
+    stats = [json.loads((folder / "stats.json").read_text()) for folder in (first, second)]
+    assert stats[0]["previous_judge/available"] == 0.0 and stats[0]["pairs/actor_soft_labels"] == 0.0
+    assert stats[1]["previous_judge/available"] == 1.0
+    actor = [json.loads(line) for line in (second / "pairs.jsonl").read_text().splitlines()]
+    actor = [pair for pair in actor if pair["kind"] == "actor"]
+    consistency = stats[1]["previous_judge/consistency"]
+    assert actor and all(pair["label"] == pytest.approx(consistency) for pair in actor)  # dataset granularity

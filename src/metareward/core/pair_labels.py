@@ -4,6 +4,8 @@ A label q in [0, 1] trains the pair on q * L(y_w, y_l) + (1 - q) * L(y_l, y_w) (
 pair (q = 1). Each labelling is one class, selected by `pairs/label` (conf/pairs/label/):
 - `HardLabels` (the default, the papers): every pair is hard.
 - `JudgeProbabilityLabels`: q = P(chosen beats rejected) under the judge's own score distributions.
+- `ConsistencyLabels` (CREAM): q = how well the current judge's ranking of a prompt's responses agrees with the
+  previous iteration's judge's ranking of the same responses, (Kendall tau-b + 1) / 2, per prompt or averaged.
 
 A labelling is called with the iteration's actor pairs and the `LabelEvidence` the engine gathered, and returns one
 label per pair.
@@ -12,10 +14,11 @@ label per pair.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from metareward.core.consistency import consistency, dataset_consistency
 from metareward.records import PairRecord
 
 
@@ -73,11 +76,19 @@ class LabelEvidence:
     probabilities of each score)."""
 
     distributions: Mapping[ResponseKey, ScoreDistribution]
+    # Each judged response's mean valid score under the current judge and, when a labelling asked for it
+    # (`reads_previous_judge`) and there was one, under the previous iteration's judge (None: no previous judge).
+    scores: Mapping[ResponseKey, float] = field(default_factory=dict)
+    previous_scores: Mapping[ResponseKey, float] | None = None
 
 
 class PairLabels:
     """Base class of a labelling: the iteration's actor pairs and the evidence in, one label (or None) per pair out.
-    A new labelling is one subclass plus one YAML file in conf/pairs/label/ naming it with `_target_`."""
+    A new labelling is one subclass plus one YAML file in conf/pairs/label/ naming it with `_target_`; one that
+    sets `reads_previous_judge` makes the engine judge every response a second time with the previous iteration's
+    judge (`LabelEvidence.previous_scores`)."""
+
+    reads_previous_judge: bool = False
 
     def __call__(self, pairs: Sequence[PairRecord], evidence: LabelEvidence) -> list[float | None]:
         raise NotImplementedError
@@ -105,3 +116,46 @@ class JudgeProbabilityLabels(PairLabels):
             rejected = evidence.distributions.get((pair.prompt_id, pair.rejected_index))  # type: ignore[arg-type]
             labels.append(None if chosen is None or rejected is None else win_probability(chosen, rejected))
         return labels
+
+
+CONSISTENCY_GRANULARITIES = ("dataset", "prompt")
+
+
+class ConsistencyLabels(PairLabels):
+    """CREAM's consistency-regularised labels (Wang et al. 2024, arXiv 2410.12735): the current judge and the
+    previous iteration's judge each rank a prompt's responses by their mean score, and the two rankings' agreement
+    C = (tau_b + 1) / 2 (`core.consistency`) is the label of that prompt's pair. Where the two judges agree the pair
+    trains as DPO; where they disagree, the preference is likely noise and the pair is softened, or reversed below
+    C = 0.5.
+
+    `granularity="dataset"` (CREAM's own choice) gives every pair the mean C over the iteration's prompts (those
+    where C is defined: two or more responses scored by both judges, not all tied on one side); `"prompt"` gives
+    each pair its own prompt's C, falling back to that mean where the prompt's is undefined. Without a previous
+    judge (iteration 1) every pair is hard, and so is every pair when no prompt's C is defined.
+    """
+
+    reads_previous_judge = True
+
+    def __init__(self, granularity: str = "dataset") -> None:
+        if granularity not in CONSISTENCY_GRANULARITIES:
+            raise ValueError(f"granularity={granularity!r} is not one of {list(CONSISTENCY_GRANULARITIES)}")
+        self.granularity = granularity
+
+    def __call__(self, pairs: Sequence[PairRecord], evidence: LabelEvidence) -> list[float | None]:
+        if evidence.previous_scores is None:
+            return [None] * len(pairs)
+        per_prompt = prompt_consistencies(evidence.scores, evidence.previous_scores)
+        mean = dataset_consistency(per_prompt.values())
+        if self.granularity == "dataset":
+            return [mean] * len(pairs)
+        return [mean if per_prompt.get(pair.prompt_id) is None else per_prompt[pair.prompt_id] for pair in pairs]
+
+
+def prompt_consistencies(
+    scores: Mapping[ResponseKey, float], previous_scores: Mapping[ResponseKey, float]
+) -> dict[str, float | None]:
+    """Prompt id -> C of the two judges' scores of its responses (those both judges scored), None where undefined."""
+    both: dict[str, list[tuple[float, float]]] = {}
+    for key in sorted(set(scores) & set(previous_scores)):
+        both.setdefault(key[0], []).append((previous_scores[key], scores[key]))
+    return {prompt: consistency([p for p, _ in found], [c for _, c in found]) for prompt, found in both.items()}

@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from metareward.artifacts import write_json, write_records
+from metareward.core.consistency import dataset_consistency
 from metareward.core.drops import Selection, merge_drops
+from metareward.core.pair_labels import LabelEvidence, prompt_consistencies
 from metareward.engine import phases
+from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.judging import calibrate_verdicts
 from metareward.engine.pairs import (
     actor_pairs,
@@ -69,6 +72,7 @@ def make_iteration_data(
     reuse: bool = False,
     shard: Shard = ONE_PROCESS,
     oversize: Callable[[PairRecord], str | None] = lambda pair: None,
+    history: JudgeHistory | None = None,
 ) -> IterationData:
     """Make iteration t's pairs with the policy as it is now (M_t).
 
@@ -78,8 +82,14 @@ def make_iteration_data(
     With `reuse`, stages whose files a previous (interrupted) attempt finished are read back instead of redone;
     per-request seeds make a redone stage identical to the one an uninterrupted run would have written.
     With several processes, each makes its `shard` of every phase and all of them end with the same records.
+    A labelling that reads the previous iteration's judge (CREAM) needs the run's judge `history`.
     """
     out = iteration_dir(run_dir, iteration)
+    reads_previous = settings.pair_labels.reads_previous_judge
+    if reads_previous and history is None:
+        raise ValueError(f"{type(settings.pair_labels).__name__} compares judges of two iterations: pass the history")
+    if reads_previous and shard.writes:
+        history.save(out)  # type: ignore[union-attr]  # M_t's judge, for iteration t + 1
     store = StageStore(out, reuse, write=shard.writes)
     clock = Stopwatch()
     prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
@@ -112,18 +122,35 @@ def make_iteration_data(
         with clock("anchors"):
             anchored = _anchor_stages(policy, settings, iteration, prompts, store, shard)
 
+    every_response = list(responded.records) + (list(anchored[0].records) if anchored else [])
+    previous = None
+    previous_folder = iteration_dir(run_dir, iteration - 1)
+    if reads_previous and iteration > 1 and history.saved(previous_folder):  # type: ignore[union-attr]
+        with clock("previous_judge"), history.lent(previous_folder):  # type: ignore[union-attr]
+            previous = store.run(
+                "previous_judgments",
+                JudgmentRecord,
+                lambda: shard.gather(
+                    phases.judge(
+                        policy, settings, iteration, prompts_by_id, shard.take(every_response), "previous judge"
+                    ),
+                    lambda j: (position[j.prompt_id], j.response_index, j.index),
+                ),
+            )
+
     rho = settings.rho_for(iteration)
     candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
-    every_response, every_judgment = list(responded.records), list(judged.records)
+    every_judgment = list(judged.records)
     anchors, anchors_unfinished = None, 0
     if anchored is not None:
         anchors, anchors_unfinished = pair_candidates(anchored[0].records, anchored[1].records, settings.unfinished)
-        every_response += anchored[0].records
         every_judgment += anchored[1].records
     finished = {(r.prompt_id, r.index): r.finished for r in every_response}
     selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished, anchors)
     actor = _fitting(selected, oversize)
-    evidence = label_evidence(every_judgment, settings.judge_prompt.score_values)
+    evidence = label_evidence(
+        every_judgment, settings.judge_prompt.score_values, previous.records if previous is not None else None
+    )
     actor = Selection(tuple(labelled(actor.items, settings.pair_labels, evidence)), actor.drops)
     stats = _base_stats(prompts, responded, judged, actor, rho)
     stats["actor/unfinished_excluded"] = float(unfinished)
@@ -131,6 +158,8 @@ def make_iteration_data(
     if anchored is not None:
         stats.update(_anchor_stats(*anchored))
         stats["anchor/unfinished_excluded"] = float(anchors_unfinished)
+    if reads_previous:
+        stats.update(_previous_judge_stats(previous, evidence))
 
     pairs = list(actor.items)
     if settings.trains_judge(iteration):
@@ -228,6 +257,28 @@ def _anchor_stats(responded, judged) -> dict[str, float]:
     }
     stats.update({f"anchor/dropped/{reason}": float(n) for reason, n in responded.drops.items()})
     stats.update({f"anchor/judge_dropped/{reason}": float(n) for reason, n in judged.drops.items()})
+    return stats
+
+
+def _previous_judge_stats(previous: phases.PhaseResult | None, evidence: LabelEvidence) -> dict[str, float]:
+    """Whether the previous iteration's judge judged this iteration's responses, and how its ranking agreed."""
+    stats = {"previous_judge/available": float(previous is not None)}
+    if previous is None or evidence.previous_scores is None:
+        return stats
+    judgments = previous.records
+    per_prompt = prompt_consistencies(evidence.scores, evidence.previous_scores)
+    agreement = dataset_consistency(per_prompt.values())
+    stats.update(
+        {
+            "previous_judge/judgments": float(len(judgments)),
+            "previous_judge/parse_failures": float(previous.parse_failures),
+            "previous_judge/mean_score": _mean([j.score for j in judgments if j.score is not None]),
+            "previous_judge/prompts_ranked": float(sum(c is not None for c in per_prompt.values())),
+        }
+    )
+    if agreement is not None:
+        stats["previous_judge/consistency"] = agreement
+    stats.update({f"previous_judge/dropped/{reason}": float(n) for reason, n in previous.drops.items()})
     return stats
 
 

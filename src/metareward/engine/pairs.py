@@ -83,9 +83,30 @@ def actor_pairs(
     return Selection(pairs, selection.drops)
 
 
-def label_evidence(judgments: Sequence[JudgmentRecord], score_values: Sequence[float]) -> LabelEvidence:
+def label_evidence(
+    judgments: Sequence[JudgmentRecord],
+    score_values: Sequence[float],
+    previous_judgments: Sequence[JudgmentRecord] | None = None,
+) -> LabelEvidence:
     """Each judged response's score distribution: the equal mixture of its valid judgments, a written score as a
-    point mass and a probability read as the judge's probabilities over the scale `score_values`."""
+    point mass and a probability read as the judge's probabilities over the scale `score_values`; and its mean
+    valid score under the current judge and (given its `previous_judgments`) under the previous one."""
+    previous = None if previous_judgments is None else mean_scores(previous_judgments)
+    return LabelEvidence(_distributions(judgments, score_values), mean_scores(judgments), previous)
+
+
+def mean_scores(judgments: Sequence[JudgmentRecord]) -> dict[tuple[str, int], float]:
+    """(prompt id, response index) -> the mean of the response's valid judgment scores (unscored ones left out)."""
+    found: dict[tuple[str, int], list[float | None]] = {}
+    for judgment in judgments:
+        found.setdefault((judgment.prompt_id, judgment.response_index), []).append(judgment.score)
+    means = {key: mean_valid_score(scores) for key, scores in found.items()}
+    return {key: mean for key, mean in means.items() if mean is not None}
+
+
+def _distributions(
+    judgments: Sequence[JudgmentRecord], score_values: Sequence[float]
+) -> dict[tuple[str, int], ScoreDistribution]:
     parts: dict[tuple[str, int], list[ScoreDistribution]] = {}
     for judgment in judgments:
         if judgment.score is None:
@@ -95,7 +116,7 @@ def label_evidence(judgments: Sequence[JudgmentRecord], score_values: Sequence[f
         else:
             part = ScoreDistribution.point(judgment.score)
         parts.setdefault((judgment.prompt_id, judgment.response_index), []).append(part)
-    return LabelEvidence({key: ScoreDistribution.mixture(found) for key, found in parts.items()})
+    return {key: ScoreDistribution.mixture(found) for key, found in parts.items()}
 
 
 def labelled(pairs: Sequence[PairRecord], labelling: PairLabels, evidence: LabelEvidence) -> list[PairRecord]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -169,10 +169,12 @@ def judge(
     iteration: int,
     prompts: Mapping[str, PromptRecord],
     responses: Sequence[ResponseRecord],
+    label: str = "judge",
 ) -> PhaseResult:
     """N judgments per response, each read as a score on the judge prompt's scale in the configured score mode. A
     response whose judge prompt is too long gets no judgments (counted as `prompt_too_long` judgments), so it forms
-    no actor pair."""
+    no actor pair. `label` names the pass in progress bars (the previous iteration's judge judges with the same
+    seeds, so the two judges differ only by their weights)."""
     judge_prompt = {
         (r.prompt_id, r.index): render_prompt(
             policy.tokenizer, settings.judge_prompt.render_judge(prompts[r.prompt_id].instruction, r.text)
@@ -184,7 +186,8 @@ def judge(
     keyed = [(response, j) for response in judged for j in range(settings.num_judgments)]
     rendered = [judge_prompt[(r.prompt_id, r.index)] for r, _ in keyed]
     seeds = [derive_seed(settings.seed, "judge", iteration, r.prompt_id, r.index, j) for r, j in keyed]
-    result = generate_and_read(policy, JudgingRole.judge(settings), iteration, rendered, seeds)
+    role = replace(JudgingRole.judge(settings), writing=label)
+    result = generate_and_read(policy, role, iteration, rendered, seeds)
     records = [
         JudgmentRecord(
             r.prompt_id,

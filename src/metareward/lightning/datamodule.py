@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from metareward.artifacts import read_records, write_records
 from metareward.core.seeding import derive_seed
 from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
+from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
@@ -149,6 +150,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
                 reuse=self.resume,
                 shard=shard,
                 oversize=self.collator.oversize,
+                history=JudgeHistory(self.context.adapters),
             )
             pairs, stats = self._reference_pairs(made, shard)
         stats["data/world_size"] = float(shard.world_size)

@@ -98,6 +98,32 @@ class RoleAdapters:
         """Every LoRA parameter of every adapter (inactive ones included: the optimizer must know them all)."""
         return [parameter for name, parameter in self.model.named_parameters() if "lora_" in name]
 
+    def role_tensors(self, role: str) -> dict[str, torch.Tensor]:
+        """A copy of the weights of `role`'s adapter, named as in the PEFT model (`...lora_A.judge.weight`)."""
+        marker = f".{self.adapter_for_role[role]}."
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if "lora_" in n and marker in n}
+
+    @contextmanager
+    def role_tensors_lent(self, role: str, tensors: Mapping[str, torch.Tensor]) -> Iterator[None]:
+        """`role`'s adapter holds `tensors` (from `role_tensors`, maybe of an earlier iteration) until the block
+        ends; then its own weights are back. Refuses tensors that do not match the adapter name by name and shape."""
+        own = dict(self.model.named_parameters())
+        current = self.role_tensors(role)
+        if set(tensors) != set(current) or any(tensors[n].shape != current[n].shape for n in current):
+            raise ValueError(
+                f"the saved weights of the {role} adapter do not match it ({len(tensors)} tensors for {len(current)}): "
+                "were they saved by a run with other model.adapters settings?"
+            )
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                own[name].copy_(tensor)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, tensor in current.items():
+                    own[name].copy_(tensor)
+
     def base_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         return ((name, p) for name, p in self.model.named_parameters() if "lora_" not in name)
 

@@ -1,0 +1,58 @@
+"""The judge of the previous iteration, for labellings that compare two judges' rankings (CREAM).
+
+Iteration t judges with M_t's judge; CREAM also ranks the same responses with M_{t-1}'s. Both live in one adapter
+at different times, so no second model is needed: as each iteration begins, the judge adapter's weights are saved in
+the iteration's folder (`judge_weights.safetensors`, written atomically), and iteration t lends iteration t-1's
+weights to the adapter for one more judging pass, then puts its own back. A resumed run finds the saved weights
+where the interrupted one left them. Iteration 1, or an iteration whose predecessor saved nothing, has no previous
+judge.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from metareward.model.adapters import RoleAdapters
+
+WEIGHTS_FILE = "judge_weights.safetensors"
+
+
+@dataclass
+class JudgeHistory:
+    """Saves the judge's weights per iteration folder and lends an earlier iteration's back to the adapter."""
+
+    adapters: RoleAdapters
+
+    def save(self, folder: Path) -> Path:
+        """The judge adapter's weights as they are now, to `folder/judge_weights.safetensors`."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / WEIGHTS_FILE
+        tensors = {name: tensor.contiguous().cpu() for name, tensor in self.adapters.role_tensors("judge").items()}
+        handle, temporary = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", suffix=".tmp", dir=folder)
+        os.close(handle)
+        try:
+            save_file(tensors, temporary)
+            os.replace(temporary, target)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        return target
+
+    def saved(self, folder: Path) -> bool:
+        return (folder / WEIGHTS_FILE).is_file()
+
+    @contextmanager
+    def lent(self, folder: Path) -> Iterator[None]:
+        """The judge adapter holds the weights saved in `folder` until the block ends."""
+        from safetensors.torch import load_file
+
+        device = next(iter(self.adapters.role_tensors("judge").values())).device
+        tensors = {name: t.to(device) for name, t in load_file(str(folder / WEIGHTS_FILE)).items()}
+        with self.adapters.role_tensors_lent("judge", tensors):
+            yield
