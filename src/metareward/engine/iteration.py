@@ -16,6 +16,7 @@ import numpy as np
 from metareward.artifacts import write_json, write_records
 from metareward.core.drops import Selection, merge_drops
 from metareward.engine import phases
+from metareward.engine.comparing import comparer
 from metareward.engine.judging import calibrate_verdicts
 from metareward.engine.pairs import (
     actor_pairs,
@@ -109,6 +110,9 @@ def make_iteration_data(
 
     rho = settings.rho_for(iteration)
     candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
+    # judge/ranking: mean scores as they are (pointwise), or scores from comparisons the ranking asks for (pairwise).
+    ranked = settings.ranking.rank(candidates, comparer(policy, settings, iteration, prompts, store, shard, clock))
+    candidates = ranked.candidates
     finished = {(r.prompt_id, r.index): r.finished for r in responded.records}
     selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished)
     actor = _fitting(selected, oversize)
@@ -116,6 +120,7 @@ def make_iteration_data(
     actor = Selection(tuple(labelled(actor.items, settings.pair_labels, evidence)), actor.drops)
     stats = _base_stats(prompts, responded, judged, actor, rho)
     stats["actor/unfinished_excluded"] = float(unfinished)
+    stats.update(ranked.stats)
     stats.update(label_stats(actor.items))
 
     pairs = list(actor.items)

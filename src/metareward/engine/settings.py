@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
 from metareward.core.pair_labels import PairLabels
 from metareward.core.prompts import JudgePrompt
+from metareward.engine.ranking import ActorRanking
 from metareward.generation.sampler import SamplingSettings
 
 READ_MODES = ("parse", "probability", "hybrid")
@@ -44,6 +45,7 @@ class EngineSettings:
     meta_judge: RoleSettings
     drop_duplicate_responses: bool
     judge_prompt: JudgePrompt  # judge/prompt: both judging roles' templates, final lines and score scale
+    ranking: ActorRanking  # judge/ranking: how the actor's responses are ranked for actor pairs (engine.ranking)
     score_mode: str
     verdict_mode: str
     calibrate_position: bool
