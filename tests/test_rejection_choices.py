@@ -52,6 +52,11 @@ def test_a_bad_choice_is_one_config_problem(override: str, problem: str) -> None
     assert len(found) == 1 and found[0].startswith(problem), found
 
 
+def test_anchors_and_pairwise_ranking_do_not_mix() -> None:
+    found = config_problems("+experiment=smoke", "pairs/rejected=seed", "judge/ranking=pairwise")
+    assert len(found) == 1 and found[0].startswith("pairs/rejected=seed scores the anchors by their mean"), found
+
+
 def test_a_run_with_anchored_rejections_trains_on_pairs_rejecting_m0s_answers(
     prompt_file: Path, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ prompt, the labelling of actor pairs), checked before any model loads and then b
 A component is a config node `{_target_: package.module.Class, <keyword parameters>}`; with `_partial_: true` the
 caller supplies the leading arguments later (an optimizer gets the adapter parameters). Adding one is a class plus
 a YAML file in its config group (`conf/dpo/loss/`, `conf/dpo/optimizer/`, `conf/dpo/lr_schedule/`,
-`conf/judge/prompt/`, `conf/pairs/label/`): nothing here names the classes. Problems are found in two passes, so that one mistake is reported once: the node's shape (a bare
+`conf/judge/prompt/`, `conf/judge/ranking/`, `conf/pairs/label/`): nothing here names the classes. Problems are found in two passes, so that one mistake is reported once: the node's shape (a bare
 name in the old `dpo.loss=ipo` spelling, a `_target_` that does not import, parameters the class does not take or
 lacks), then, once the shape and the shared values are sound, whatever the constructor itself refuses.
 """
@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from metareward.core.losses import NLLRegularised, PreferenceLoss, with_nll_term
 from metareward.core.pair_labels import HardLabels, PairLabels
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt, JudgePromptError
+from metareward.engine.ranking import ActorRanking, PointwiseRanking, RankingError
 from metareward.engine.rejections import OwnRejections, Rejections
 from metareward.training.optim import OptimSettings
 
@@ -265,6 +266,14 @@ def rejections(cfg: DictConfig, problems: list[str]) -> Rejections:
     wrong with it goes to `problems`, and the model's own answers stand in so that the other settings are checked."""
     built = checked_build(component(cfg, "pairs.rejected", problems), problems, Rejections)
     return OwnRejections() if built is None else built
+
+
+def actor_ranking(cfg: DictConfig, problems: list[str]) -> ActorRanking:
+    """The ranking of the actor's responses at `judge.ranking` (conf/judge/ranking/), built; what is wrong with it
+    goes to `problems`, each problem named by its key (`judge.ranking.method=...`), and the pointwise ranking stands
+    in so that the other settings are still checked."""
+    built = checked_build(component(cfg, "judge.ranking", problems), problems, ActorRanking, RankingError)
+    return PointwiseRanking() if built is None else built
 
 
 def judge_prompt_problems(cfg: DictConfig) -> list[str]:

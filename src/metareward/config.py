@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from metareward.components import (
     DPOComponents,
+    actor_ranking,
     dpo_components,
     dpo_shape_problems,
     judge_prompt,
@@ -180,6 +181,7 @@ def _build(cfg: DictConfig, problems: list[str]) -> RunSettings:
         meta_judge=_role(cfg, "meta_judge", problems),
         drop_duplicate_responses=bool(cfg.actor.drop_duplicates),
         judge_prompt=judge_prompt(cfg, problems),
+        ranking=actor_ranking(cfg, problems),
         score_mode=str(cfg.judge.score_mode),
         verdict_mode=str(cfg.meta_judge.verdict_mode),
         calibrate_position=bool(cfg.meta_judge.calibrate_position),

@@ -69,6 +69,23 @@ class MetaJudgmentRecord:
 
 
 @dataclass(frozen=True)
+class ComparisonRecord:
+    """One pairwise-judge verdict on responses `first` and `second` (response indices, shown in that order as
+    "Response A" and "Response B") of one prompt, made when actor responses are ranked pairwise (judge/ranking).
+
+    verdict: +1 the first-shown response won, -1 the second-shown won, 0 tie or unreadable.
+    """
+
+    prompt_id: str
+    first: int
+    second: int
+    text: str
+    verdict: int
+    verdict_source: ScoreSource
+    log_odds: float | None = None  # log P(A) - log P(B) where the verdict was read by probability
+
+
+@dataclass(frozen=True)
 class PairRecord:
     """A preference pair for DPO. `prompt` is the user message; the chat template is applied at training time.
 

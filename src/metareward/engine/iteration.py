@@ -18,6 +18,7 @@ from metareward.core.consistency import dataset_consistency
 from metareward.core.drops import Selection, merge_drops
 from metareward.core.pair_labels import LabelEvidence, prompt_consistencies
 from metareward.engine import phases
+from metareward.engine.comparing import comparer
 from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.judging import calibrate_verdicts
 from metareward.engine.pairs import (
@@ -145,6 +146,9 @@ def make_iteration_data(
     if anchored is not None:
         anchors, anchors_unfinished = pair_candidates(anchored[0].records, anchored[1].records, settings.unfinished)
         every_judgment += anchored[1].records
+    # judge/ranking: mean scores as they are (pointwise), or scores from comparisons the ranking asks for (pairwise).
+    ranked = settings.ranking.rank(candidates, comparer(policy, settings, iteration, prompts, store, shard, clock))
+    candidates = ranked.candidates
     finished = {(r.prompt_id, r.index): r.finished for r in every_response}
     selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished, anchors)
     actor = _fitting(selected, oversize)
@@ -154,6 +158,7 @@ def make_iteration_data(
     actor = Selection(tuple(labelled(actor.items, settings.pair_labels, evidence)), actor.drops)
     stats = _base_stats(prompts, responded, judged, actor, rho)
     stats["actor/unfinished_excluded"] = float(unfinished)
+    stats.update(ranked.stats)
     stats.update(label_stats(actor.items))
     if anchored is not None:
         stats.update(_anchor_stats(*anchored))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
 from metareward.core.pair_labels import PairLabels
 from metareward.core.prompts import JudgePrompt
+from metareward.engine.ranking import ActorRanking, PointwiseRanking
 from metareward.generation.sampler import SamplingSettings
 
 if TYPE_CHECKING:  # engine.rejections reads the seed role of engine.policy, which reads these settings
@@ -48,6 +49,7 @@ class EngineSettings:
     meta_judge: RoleSettings
     drop_duplicate_responses: bool
     judge_prompt: JudgePrompt  # judge/prompt: both judging roles' templates, final lines and score scale
+    ranking: ActorRanking  # judge/ranking: how the actor's responses are ranked for actor pairs (engine.ranking)
     score_mode: str
     verdict_mode: str
     calibrate_position: bool
@@ -109,6 +111,11 @@ class EngineSettings:
             found.append("schedule.judge_training_iterations holds 1-based iteration numbers (1, 2, ...)")
         if self.unfinished not in UNFINISHED_POLICIES:
             found.append(f"pairs.unfinished={self.unfinished!r} is not one of {list(UNFINISHED_POLICIES)}")
+        if self.rejections.anchor_role is not None and not isinstance(self.ranking, PointwiseRanking):
+            found.append(
+                "pairs/rejected=seed scores the anchors by their mean judge score, which is not on the scale of "
+                "judge/ranking=pairwise's scores: use one of the two (or judge/ranking=pointwise)"
+            )
         if self.elo_l2 < 0:
             found.append(f"meta_judge.elo_l2={self.elo_l2} must be >= 0")
         return found
