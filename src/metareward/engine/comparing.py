@@ -12,7 +12,6 @@ prompt), so no prompt is ranked on part of its battles.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -21,7 +20,14 @@ from metareward.core.comparison_prompt import COMPARISON_CHOICES, render_compari
 from metareward.core.drops import merge_drops
 from metareward.core.parsing import parse_winner
 from metareward.core.seeding import derive_seed
-from metareward.engine.judging import VERDICT_TIE_MARGIN, FinalLine, Reading, explanation_part, line_start
+from metareward.engine.judging import (
+    FinalLine,
+    Reading,
+    calibrated_by_median,
+    decided_verdict,
+    explanation_part,
+    line_start,
+)
 from metareward.engine.phases import PROMPT_TOO_LONG, JudgingRole, PhaseResult, fits, generate_and_read
 from metareward.engine.policy import Policy
 from metareward.engine.ranking import Comparer, ComparisonTask
@@ -45,17 +51,13 @@ def read_winners(texts: Sequence[str], mode: str, probabilities: dict[int, np.nd
     for i, text in enumerate(texts):
         if i in probabilities:
             log_odds = float(np.log(probabilities[i][0] + 1e-12) - np.log(probabilities[i][1] + 1e-12))
-            verdict = decided(log_odds)
+            verdict = decided_verdict(log_odds)
             readings.append(Reading(with_winner(text, verdict, label), float(verdict), "probability", log_odds))
         else:
             winner = parse_winner(text, label=label) if mode != "probability" else None
             verdict = {"A": 1.0, "B": -1.0}.get(winner or "", None)
             readings.append(Reading(text.strip(), verdict, "parsed" if verdict is not None else "none"))
     return readings
-
-
-def decided(log_odds: float) -> int:
-    return 0 if abs(log_odds) <= VERDICT_TIE_MARGIN else (1 if log_odds > 0 else -1)
 
 
 def with_winner(text: str, verdict: int, label: str) -> str:
@@ -125,17 +127,7 @@ def compare(
 def calibrate_comparisons(records: Sequence[ComparisonRecord], label: str) -> list[ComparisonRecord]:
     """Probability-read verdicts decided against the judge's usual preference for one slot: each log-odds compared
     with their median over the iteration (contextual calibration, as `engine.judging.calibrate_verdicts`)."""
-    read = [r.log_odds for r in records if r.verdict_source == "probability" and r.log_odds is not None]
-    if not read:
-        return list(records)
-    centre = float(np.median(read))
-    calibrated = []
-    for record in records:
-        if record.verdict_source == "probability" and record.log_odds is not None:
-            verdict = decided(record.log_odds - centre)
-            record = replace(record, verdict=verdict, text=with_winner(record.text, verdict, label))
-        calibrated.append(record)
-    return calibrated
+    return calibrated_by_median(records, lambda text, verdict: with_winner(text, verdict, label))
 
 
 def comparer(

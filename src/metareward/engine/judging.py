@@ -15,12 +15,13 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import Generation
-from metareward.records import MetaJudgmentRecord
+from metareward.records import ComparisonRecord, MetaJudgmentRecord
 
 # Two winner probabilities closer than this are a tie (verdict 0).
 VERDICT_TIE_MARGIN = 1e-6
@@ -164,7 +165,7 @@ def read_verdicts(
     for i, text in enumerate(texts):
         if i in probabilities:
             log_odds = float(np.log(probabilities[i][0] + 1e-12) - np.log(probabilities[i][1] + 1e-12))
-            verdict = _verdict(log_odds)
+            verdict = decided_verdict(log_odds)
             readings.append(Reading(_with_winner(text, verdict, prompt), float(verdict), "probability", log_odds))
         else:
             winner = prompt.parse_winner(text) if mode != "probability" else None
@@ -173,7 +174,7 @@ def read_verdicts(
     return readings
 
 
-def _verdict(log_odds: float) -> int:
+def decided_verdict(log_odds: float) -> int:
     return 0 if abs(log_odds) <= VERDICT_TIE_MARGIN else (1 if log_odds > 0 else -1)
 
 
@@ -191,6 +192,18 @@ def calibrate_verdicts(records: Sequence[MetaJudgmentRecord], prompt: JudgePromp
     median over the whole iteration, so a verdict goes to A when the model favours A more than it usually does.
     Our addition, not the paper's; parsed verdicts are left as they are.
     """
+    return calibrated_by_median(records, lambda text, verdict: _with_winner(text, verdict, prompt))
+
+
+VerdictRecord = TypeVar("VerdictRecord", MetaJudgmentRecord, ComparisonRecord)
+
+
+def calibrated_by_median(
+    records: Sequence[VerdictRecord], with_winner: Callable[[str, int], str]
+) -> list[VerdictRecord]:
+    """Each probability-read verdict decided on its log-odds minus their median over `records`, its text ending
+    in the new winner line (`with_winner(text, verdict)`); parsed verdicts as they are. Meta-judge verdicts and
+    pairwise comparisons are calibrated this one way."""
     read = [r.log_odds for r in records if r.verdict_source == "probability" and r.log_odds is not None]
     if not read:
         return list(records)
@@ -198,7 +211,7 @@ def calibrate_verdicts(records: Sequence[MetaJudgmentRecord], prompt: JudgePromp
     calibrated = []
     for record in records:
         if record.verdict_source == "probability" and record.log_odds is not None:
-            verdict = _verdict(record.log_odds - centre)
-            record = replace(record, verdict=verdict, text=_with_winner(record.text, verdict, prompt))
+            verdict = decided_verdict(record.log_odds - centre)
+            record = replace(record, verdict=verdict, text=with_winner(record.text, verdict))
         calibrated.append(record)
     return calibrated
