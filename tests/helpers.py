@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Every experiment and trainer config, by name: the choices each config option must compose with.
+EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 
 
 def compose(*overrides: str, output_dir: Path | None = None):

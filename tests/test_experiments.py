@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import REPO_ROOT, compose
+from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose
 from helpers import config_problems as problems
 from omegaconf import OmegaConf
 
@@ -19,8 +19,6 @@ from metareward.generation import spec
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
 
-EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
-TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 PAPER_EXPERIMENTS = ("meta_reward_paper", "self_reward_paper")
 ALL_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 

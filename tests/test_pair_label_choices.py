@@ -9,14 +9,12 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, compose, config_problems
+from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
 from metareward.components import pair_labels
 from metareward.core.pair_labels import ConsistencyLabels, HardLabels, JudgeProbabilityLabels
 from metareward.run import train
 
-EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
-TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 LABELS = {"hard": HardLabels, "judge_probability": JudgeProbabilityLabels, "consistency": ConsistencyLabels}
 
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, compose, config_problems
+from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose, config_problems
 
 from metareward.components import actor_ranking
 from metareward.core.actor_pairs import ScoredResponse
@@ -18,8 +18,6 @@ from metareward.engine.ranking import PairwiseRanking, PointwiseRanking, pairwis
 from metareward.records import ComparisonRecord
 from metareward.run import train
 
-EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
-TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 RANKINGS = {"pointwise": PointwiseRanking, "pairwise": PairwiseRanking}
 
 

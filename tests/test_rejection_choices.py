@@ -10,14 +10,12 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, compose, config_problems
+from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
 from metareward.components import rejections
 from metareward.engine.rejections import AnchoredRejections, OwnRejections
 from metareward.run import train
 
-EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
-TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 CHOICES = {"own": OwnRejections, "seed": AnchoredRejections}
 
 

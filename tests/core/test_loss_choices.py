@@ -7,14 +7,12 @@ loss numbers themselves are in tests/core/test_losses.py.
 from __future__ import annotations
 
 import pytest
-from helpers import REPO_ROOT, compose, config_problems
+from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
 from metareward.components import dpo_components
 from metareward.config import build_settings, dpo_value_problems
 from metareward.core.losses import DPOLoss, NLLRegularised, RDPOLoss, SimPOLoss
 
-EXPERIMENTS = sorted(path.stem for path in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
-TRAINERS = sorted(path.stem for path in (REPO_ROOT / "conf" / "trainer").glob("*.yaml"))
 LOSSES = {"rdpo": RDPOLoss, "simpo": SimPOLoss}
 
 
