@@ -95,3 +95,37 @@ def test_a_pairwise_run_chooses_its_actor_pairs_from_its_comparisons(prompt_file
             ) and chosen > rejected
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert all(math.isfinite(it["train"]["loss"]) for it in summary["iterations"])
+
+
+def test_the_comparisons_cue_is_checked_against_the_tokenizer_before_any_generation(monkeypatch) -> None:
+    """Comparisons end "Winner: A", not the meta-judge's "Winner: Judgment A", so their probability reads are checked
+    on their own cue: a tokenizer that cannot read "A"/"B" after "Winner: " alone is refused at config time, in the
+    meta-judge's verdict mode only when the ranking is pairwise."""
+    from metareward.config import build_settings
+    from metareward.generation import choice_probs
+    from metareward.model.tiny import build_tiny
+    from metareward.run import cue_read_problems
+
+    _, tokenizer = build_tiny()
+    real_ids = choice_probs.choice_token_ids
+    checked: list[tuple[str, tuple[str, ...]]] = []
+
+    def refusing_the_bare_winner_cue(tokenizer, cue_text, choices):
+        checked.append((cue_text, tuple(choices)))
+        if cue_text == "Winner: ":
+            raise ValueError("'A' is two tokens after 'Winner: '")
+        return real_ids(tokenizer, cue_text, choices)
+
+    def problems(*overrides: str) -> list[str]:
+        engine = build_settings(compose("+experiment=smoke", *overrides)).engine
+        return cue_read_problems(tokenizer, engine, evaluations_read_scores=False)
+
+    assert problems("judge/ranking=pairwise", "meta_judge.verdict_mode=hybrid") == []  # the tiny tokenizer reads both
+    monkeypatch.setattr(choice_probs, "choice_token_ids", refusing_the_bare_winner_cue)
+    pairwise = problems("judge/ranking=pairwise", "meta_judge.verdict_mode=hybrid")
+    assert ("Winner: Judgment ", ("A", "B")) in checked and ("Winner: ", ("A", "B")) in checked
+    assert len(pairwise) == 1, pairwise
+    assert pairwise[0].startswith("judge/ranking=pairwise's comparisons (meta_judge.verdict_mode=hybrid) read")
+    assert "'A' is two tokens after 'Winner: '" in pairwise[0] and "meta_judge.verdict_mode=parse" in pairwise[0]
+    assert problems("judge/ranking=pointwise", "meta_judge.verdict_mode=hybrid") == []
+    assert problems("judge/ranking=pairwise", "meta_judge.verdict_mode=parse") == []

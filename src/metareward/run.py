@@ -39,7 +39,10 @@ USER_ERRORS = (
 def cue_read_problems(tokenizer, engine, evaluations_read_scores: bool) -> list[str]:
     """Probability reads need every choice of the judge prompt to be one token after its cue for this tokenizer (a
     0-10 scale's "10" is two tokens for most small models). The loop reads them unless its mode is parse; the judge
-    quality and seed judge evaluations always read scores so."""
+    quality and seed judge evaluations always read scores so. Pairwise ranking's comparisons read "A"/"B" after their
+    own `Winner:` cue in the meta-judge's verdict mode."""
+    from metareward.engine.comparing import winner_line
+    from metareward.engine.ranking import PairwiseRanking
     from metareward.generation.choice_probs import choice_token_ids
 
     prompt = engine.judge_prompt
@@ -61,6 +64,10 @@ def cue_read_problems(tokenizer, engine, evaluations_read_scores: bool) -> list[
         readers.append(
             (f"meta_judge.verdict_mode={engine.verdict_mode}", fix, prompt.winner_cue, prompt.winner_choices)
         )
+        if isinstance(engine.ranking, PairwiseRanking):  # its comparisons end "Winner: A", read in the same mode
+            line = winner_line(prompt.winner_label)
+            who = f"judge/ranking=pairwise's comparisons (meta_judge.verdict_mode={engine.verdict_mode})"
+            readers.append((who, fix, line.cue, line.choices))
     problems = []
     for who, fix, cue, choices in readers:
         try:
