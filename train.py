@@ -10,16 +10,16 @@ from omegaconf import DictConfig
 # Paths in the config (data/, outputs/) are relative to this checkout, wherever the command is run from.
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-INTERRUPTED_EXIT_CODE = 130  # what metareward.run exits with after Ctrl-C, having printed the resume command
+INTERRUPTED_EXIT_CODE = 130  # what metareward.run.training exits with after Ctrl-C, having printed the resume command
 FAULT_EXIT_CODE = 1  # a fault outside the run (the evaluator endpoint): finished stages are kept, resume later
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from metareward.evaluation.evaluators import EvaluatorError
-    from metareward.run import main as run
-    from metareward.run import resume_command
-    from metareward.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
+    from metareward.run.training import main as run
+    from metareward.run.training import resume_command
+    from metareward.run.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
 
     with sigterm_interrupts() as sigterm:
         try:

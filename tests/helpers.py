@@ -22,7 +22,7 @@ def compose(*overrides: str, output_dir: Path | None = None):
 
 def config_problems(*overrides: str) -> list[str]:
     """The problems config validation reports for `overrides`, one per entry (empty when the config is valid)."""
-    from metareward.config import ConfigError, build_settings
+    from metareward.config.build import ConfigError, build_settings
 
     try:
         build_settings(compose(*overrides))
@@ -36,7 +36,7 @@ def default_engine_settings(**changes):
     """The data engine's settings from the shipped config (their one source), with `changes` applied."""
     import dataclasses
 
-    from metareward.config import build_settings
+    from metareward.config.build import build_settings
 
     return dataclasses.replace(build_settings(compose()).engine, **changes)
 

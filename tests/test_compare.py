@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metareward.compare import final_metric, find_summaries, format_table, main, run_row, varying_keys
+from metareward.compare.runs import final_metric, find_summaries, format_table, main, run_row, varying_keys
 
 
 def _fake_run(directory: Path, overrides: list[str], loss: float, lc: float | None) -> None:

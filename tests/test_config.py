@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import compose, config_problems
 
-from metareward.config import ConfigError, build_settings
+from metareward.config.build import ConfigError, build_settings
 
 # Every experiment composed and validated with every trainer, and the paper values: tests/test_experiments.py.
 

@@ -13,8 +13,8 @@ from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose
 from helpers import config_problems as problems
 from omegaconf import OmegaConf
 
-from metareward import validation
-from metareward.config import RunSettings, build_settings
+from metareward.config import validation
+from metareward.config.build import RunSettings, build_settings
 from metareward.generation import spec
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings

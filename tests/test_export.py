@@ -32,7 +32,7 @@ ARENA_QUESTIONS = [
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished smoke run (one iteration, evaluation callbacks off): adapters in checkpoints/iter_01/."""
-    from metareward.run import train
+    from metareward.run.training import train
 
     root = tmp_path_factory.mktemp("export_run")
     pool = root / "prompts.jsonl"

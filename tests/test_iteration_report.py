@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metareward.compare import main
-from metareward.iteration_report import Column, format_cell, markdown_table, plot_iterations
+from metareward.compare.iteration_report import Column, format_cell, markdown_table, plot_iterations
+from metareward.compare.runs import main
 
 
 def _iteration(t: int, score: float, win: float, **stats: float) -> dict:

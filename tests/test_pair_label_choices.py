@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
-from metareward.components import pair_labels
+from metareward.config.components import pair_labels
 from metareward.core.pair_labels import ConsistencyLabels, HardLabels, JudgeProbabilityLabels
-from metareward.run import train
+from metareward.run.training import train
 
 LABELS = {"hard": HardLabels, "judge_probability": JudgeProbabilityLabels, "consistency": ConsistencyLabels}
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose, config_problems
 
-from metareward.components import actor_ranking
+from metareward.config.components import actor_ranking
 from metareward.core.actor_pairs import ScoredResponse
 from metareward.engine.ranking import PairwiseRanking, PointwiseRanking, pairwise_scores
-from metareward.records import ComparisonRecord
-from metareward.run import train
+from metareward.run.training import train
+from metareward.storage.records import ComparisonRecord
 
 RANKINGS = {"pointwise": PointwiseRanking, "pairwise": PairwiseRanking}
 
@@ -53,7 +53,7 @@ def test_a_bad_pairwise_ranking_is_one_config_problem(override: str, problem: st
 
 
 def test_a_bad_method_ends_the_run_with_one_line_before_any_model_loads(tmp_path: Path, capsys) -> None:
-    from metareward.run import main
+    from metareward.run.training import main
 
     with pytest.raises(SystemExit) as exit_status:
         main(compose("+experiment=smoke", "judge/ranking=pairwise", "judge.ranking.method=elo", output_dir=tmp_path))
@@ -101,10 +101,10 @@ def test_the_comparisons_cue_is_checked_against_the_tokenizer_before_any_generat
     """Comparisons end "Winner: A", not the meta-judge's "Winner: Judgment A", so their probability reads are checked
     on their own cue: a tokenizer that cannot read "A"/"B" after "Winner: " alone is refused at config time, in the
     meta-judge's verdict mode only when the ranking is pairwise."""
-    from metareward.config import build_settings
+    from metareward.config.build import build_settings
     from metareward.generation import choice_probs
     from metareward.model.tiny import build_tiny
-    from metareward.run import cue_read_problems
+    from metareward.run.training import cue_read_problems
 
     _, tokenizer = build_tiny()
     real_ids = choice_probs.choice_token_ids

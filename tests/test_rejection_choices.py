@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
-from metareward.components import rejections
+from metareward.config.components import rejections
 from metareward.engine.rejections import AnchoredRejections, OwnRejections
-from metareward.run import train
+from metareward.run.training import train
 
 CHOICES = {"own": OwnRejections, "seed": AnchoredRejections}
 

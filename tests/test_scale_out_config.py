@@ -12,8 +12,8 @@ import torch
 from helpers import REPO_ROOT, compose
 from helpers import config_problems as problems
 
-from metareward import validation
-from metareward.config import build_settings, model_spec
+from metareward.config import validation
+from metareward.config.build import build_settings, model_spec
 from metareward.model import loading
 
 MODELS = {
@@ -101,7 +101,7 @@ def test_merged_saving_is_refused_under_sharding(cuda) -> None:
     ["trainer=fsdp", "trainer=deepspeed", "model.quantization=4bit", "model.attn_implementation=flash_attention_2"],
 )
 def test_gpu_only_options_end_the_run_with_one_line(override: str, no_cuda, tmp_path, capsys) -> None:
-    from metareward.run import main
+    from metareward.run.training import main
 
     with pytest.raises(SystemExit) as exit_status:
         main(compose("+experiment=smoke", override, output_dir=tmp_path))

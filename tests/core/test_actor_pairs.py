@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 from helpers import compose
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.core.actor_pairs import (
     ActorChoice,
     ScoredResponse,

@@ -17,7 +17,7 @@ from helpers import compose, config_problems
 from hydra.errors import MissingConfigException
 from torch import Tensor
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.core.losses import DPOLoss, IPOLoss, NLLRegularised, PreferenceLoss
 from metareward.lightning.dpo_module import DPOModule
 from metareward.model.adapters import AdapterSpec, RoleAdapters

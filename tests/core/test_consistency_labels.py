@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from metareward.core.pair_labels import ConsistencyLabels, LabelEvidence, prompt_consistencies
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 
 # Current and previous judges' mean scores of three prompts' responses, keyed (prompt id, response index).
 CURRENT = {("p", 0): 3.0, ("p", 1): 2.0, ("p", 2): 1.0, ("q", 0): 4.0, ("q", 1): 1.0, ("r", 0): 2.0, ("r", 1): 5.0}

@@ -15,7 +15,7 @@ import pytest
 from helpers import compose, config_problems
 from hydra.errors import MissingConfigException
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt, JudgePromptError
 from metareward.engine.judging import choice_contexts, read_scores, read_verdicts, score_line, winner_line
 
@@ -142,8 +142,8 @@ class Recording:
 
 def test_the_data_engine_renders_and_reads_with_the_chosen_prompt(prompt_file: Path, tmp_path: Path) -> None:
     from metareward.engine.iteration import make_iteration_data
-    from metareward.engine.policy import Policy
     from metareward.engine.prompt_pool import load_prompt_pool
+    from metareward.generation.policy import Policy
     from metareward.model.adapters import AdapterSpec, RoleAdapters
     from metareward.model.tiny import build_tiny
 

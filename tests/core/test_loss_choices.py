@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
-from metareward.components import dpo_components
-from metareward.config import build_settings, dpo_value_problems
+from metareward.config.build import build_settings, dpo_value_problems
+from metareward.config.components import dpo_components
 from metareward.core.losses import DPOLoss, NLLRegularised, RDPOLoss, SimPOLoss
 
 LOSSES = {"rdpo": RDPOLoss, "simpo": SimPOLoss}

@@ -15,7 +15,7 @@ from metareward.core.pair_labels import (
     ScoreDistribution,
     win_probability,
 )
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 
 SCALE = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 

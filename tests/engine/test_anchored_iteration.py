@@ -9,14 +9,15 @@ from pathlib import Path
 import torch
 from helpers import compose
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.engine import phases
 from metareward.engine.iteration import iteration_dir, make_iteration_data
-from metareward.engine.policy import SEED_ROLE, FixedModel, Policy
 from metareward.engine.prompt_pool import load_prompt_pool
+from metareward.generation.policy import FixedModel, Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.roles import SEED_ROLE
 from metareward.model.tiny import build_tiny
-from metareward.records import PromptRecord
+from metareward.storage.records import PromptRecord
 
 
 def lines(path: Path) -> list[dict]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import compose
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.engine.iteration import iteration_dir, make_iteration_data
-from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import load_prompt_pool
+from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny
 

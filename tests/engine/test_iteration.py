@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from helpers import compose
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.engine.iteration import iteration_dir, make_iteration_data
-from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import load_prompt_pool
+from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny
 from metareward.training.collate import PairCollator
@@ -104,7 +104,7 @@ def test_prompts_over_the_limits_are_dropped_and_counted_never_cut(prompt_file: 
 
 def test_meta_judge_targets_over_the_limit_are_dropped(prompt_file: Path, tmp_path: Path) -> None:
     from metareward.engine.phases import PROMPT_TOO_LONG, fitting_targets, meta_targets
-    from metareward.records import JudgmentRecord, PromptRecord, ResponseRecord
+    from metareward.storage.records import JudgmentRecord, PromptRecord, ResponseRecord
 
     model, tokenizer = build_tiny()
     prompt = PromptRecord("p", "Write a short answer.")

@@ -61,7 +61,7 @@ def test_verdicts_from_text_and_from_probabilities() -> None:
 
 
 def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None:
-    from metareward.records import MetaJudgmentRecord
+    from metareward.storage.records import MetaJudgmentRecord
 
     # The meta-judge favours A everywhere, but less so in verdicts 1 and 3: after calibration those go to B.
     p = {

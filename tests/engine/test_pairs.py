@@ -17,7 +17,7 @@ from metareward.engine.pairs import (
     scored_responses,
 )
 from metareward.engine.phases import MetaTarget, meta_targets
-from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
+from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
 
 PROMPT = PromptRecord("p", "Explain tides.")
 RESPONSES = [

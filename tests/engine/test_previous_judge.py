@@ -12,15 +12,15 @@ import torch
 from helpers import compose
 from scipy.stats import kendalltau
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.engine.iteration import iteration_dir, make_iteration_data
 from metareward.engine.judge_history import WEIGHTS_FILE, JudgeHistory
 from metareward.engine.pairs import mean_scores
-from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import load_prompt_pool
+from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny
-from metareward.records import JudgmentRecord
+from metareward.storage.records import JudgmentRecord
 
 
 def lines(path: Path) -> list[dict]:

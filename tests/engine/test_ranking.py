@@ -12,9 +12,8 @@ from metareward.core.comparison_prompt import COMPARISON_TEMPLATE, comparison_te
 from metareward.core.elo import bradley_terry_elo
 from metareward.engine.comparing import calibrate_comparisons, read_winners, winner_line
 from metareward.engine.pairs import actor_pairs
-from metareward.engine.phases import PhaseResult
 from metareward.engine.ranking import PairwiseRanking, PointwiseRanking, RankingError, pairwise_scores
-from metareward.records import ComparisonRecord, PromptRecord
+from metareward.storage.records import ComparisonRecord, PhaseResult, PromptRecord
 
 # Prompt p1: four judged responses, strictly ordered 0 > 1 > 2 > 3 except that 2 and 3 each win only when shown
 # first. The pointwise scores say the opposite order, so the pair shows which scores chose it. Lengths: 1 is shorter

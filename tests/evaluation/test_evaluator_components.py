@@ -17,7 +17,7 @@ from helpers import compose, config_problems
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.evaluation.evaluators import (
     BackendEvaluator,
     ModelEvaluator,
@@ -27,7 +27,7 @@ from metareward.evaluation.evaluators import (
 from metareward.evaluation.runner import win_rate_report
 from metareward.evaluation.settings import build_evaluator
 from metareward.lightning.handoff import RunContext
-from metareward.preflight import preflight_problems
+from metareward.run.preflight import preflight_problems
 
 
 @dataclass

@@ -17,7 +17,6 @@ import pytest
 import torch
 from helpers import compose
 
-from metareward.engine.policy import Policy
 from metareward.evaluation.evaluators import (
     CHOICES,
     COMPARISON_CUE,
@@ -30,6 +29,7 @@ from metareward.evaluation.evaluators import (
 )
 from metareward.evaluation.settings import build_evaluator, evaluator_problems
 from metareward.generation.choice_probs import choice_distribution
+from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
 from metareward.model.tiny import build_tiny

@@ -21,10 +21,9 @@ import pytest
 import torch
 from helpers import compose
 
-from metareward.config import ConfigError, build_settings
-from metareward.engine.policy import Policy
-from metareward.engine.settings import RoleSettings
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.config.build import ConfigError, build_settings
+from metareward.generation.policy import Policy
+from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.generation.spec import lora_rank_slot
 from metareward.generation.vllm_backend import (
     ServedAdapters,

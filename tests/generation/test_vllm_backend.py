@@ -16,18 +16,18 @@ import pytest
 import torch
 from helpers import REPO_ROOT, compose
 
-from metareward.config import build_settings
+from metareward.config.build import build_settings
 from metareward.engine.iteration import iteration_dir, make_iteration_data
-from metareward.engine.policy import SEED_ROLE, Policy
 from metareward.engine.prompt_pool import load_prompt_pool
-from metareward.engine.settings import RoleSettings
 from metareward.generation.backends import build_backend
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.policy import Policy
+from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
 from metareward.generation.vllm_server import ServerSettings, get_json
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+from metareward.model.roles import SEED_ROLE
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 EMBEDDED = "builtin:smollm2-135m-instruct"

@@ -12,10 +12,9 @@ import pytest
 import torch
 from helpers import REPO_ROOT, default_engine_settings
 
-from metareward.engine.policy import Policy
-from metareward.engine.settings import RoleSettings
 from metareward.generation.backends import build_backend
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.policy import Policy
+from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
 from metareward.generation.vllm_server import ServerSettings
 from metareward.model.adapters import AdapterSpec, RoleAdapters

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO_ROOT, compose
 
-from metareward.run import train
+from metareward.run.training import train
 
 SMALL_EVAL = (
     "evaluation.num_prompts=6",

@@ -19,8 +19,7 @@ from metareward.core.losses import DPOLoss
 from metareward.core.prompts import ADDITIVE_FIVE_POINT
 from metareward.engine.iteration import IterationData
 from metareward.engine.prompt_pool import PromptPool
-from metareward.engine.settings import RoleSettings
-from metareward.generation.sampler import SamplingSettings
+from metareward.generation.sampler import RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
 from metareward.lightning import datamodule as datamodule_module
 from metareward.lightning.callbacks import AdapterCheckpoint, IterationSummary, ResumeCheckpoint
@@ -30,7 +29,7 @@ from metareward.lightning.eval_callbacks import DashboardCallback, JudgeQualityC
 from metareward.lightning.handoff import ResultsBoard, RunContext, in_run_order, iteration_of
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny_model, build_tiny_tokenizer
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.optim import ConstantSchedule, OptimSettings
 

@@ -18,8 +18,8 @@ from helpers import default_engine_settings, quiet_cpu_trainer
 from metareward.core.losses import DPOLoss
 from metareward.engine.iteration import IterationData
 from metareward.engine.prompt_pool import PromptPool
-from metareward.engine.settings import EngineSettings, RoleSettings
-from metareward.generation.sampler import SamplingSettings
+from metareward.engine.settings import EngineSettings
+from metareward.generation.sampler import RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
 from metareward.lightning import datamodule as datamodule_module
 from metareward.lightning.datamodule import SelfJudgedDataModule
@@ -27,7 +27,7 @@ from metareward.lightning.dpo_module import DPOModule
 from metareward.lightning.handoff import RunContext
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny_model, build_tiny_tokenizer
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.optim import ConstantSchedule, OptimSettings
 

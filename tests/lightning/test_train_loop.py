@@ -13,7 +13,7 @@ import torch
 from helpers import REPO_ROOT, compose
 
 from metareward.model.tiny import build_tiny
-from metareward.run import train
+from metareward.run.training import train
 
 
 def test_two_iterations_train_the_adapters_and_leave_the_base_alone(prompt_file: Path, tmp_path: Path) -> None:

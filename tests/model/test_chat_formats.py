@@ -27,7 +27,7 @@ from metareward.model.chat import (
     turn_end_ids,
 )
 from metareward.model.tiny import build_tiny_model
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 
 HEADER_TEMPLATE = (

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO_ROOT, compose
 
-from metareward.datafiles import MAX_LINE_CHARS
-from metareward.preflight import preflight_problems
+from metareward.run.preflight import preflight_problems
+from metareward.storage.datafiles import MAX_LINE_CHARS
 
 # Each data file the config names: (its config overrides given the file, a valid row).
 FILES = {

@@ -12,13 +12,12 @@ import pytest
 import torch
 from helpers import compose
 
-from metareward import artifacts
-from metareward.artifacts import ArtifactError, read_records, write_json, write_records, write_text_atomic
-from metareward.engine.phases import PhaseResult
 from metareward.engine.stages import StageStore
-from metareward.preflight import preflight_problems
-from metareward.records import PromptRecord
-from metareward.resume import CHECKPOINT, checkpoint_problem, prepare_run_dir, run_dir_problem
+from metareward.run.preflight import preflight_problems
+from metareward.run.resume import CHECKPOINT, checkpoint_problem, prepare_run_dir, run_dir_problem
+from metareward.storage import artifacts
+from metareward.storage.artifacts import ArtifactError, read_records, write_json, write_records, write_text_atomic
+from metareward.storage.records import PhaseResult, PromptRecord
 
 RECORDS = [PromptRecord(id="a", instruction="Say hi.", category=""), PromptRecord(id="b", instruction="Add 2+2.")]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from helpers import compose
 
-import metareward.config  # imported here, so the preflight's first call times the check, not imports
-import metareward.run  # noqa: F401
+import metareward.config.build  # imported here, so the preflight's first call times the check, not imports
+import metareward.run.training  # noqa: F401
 from metareward.engine.prompt_pool import load_prompt_pool
-from metareward.preflight import preflight_problems
+from metareward.run.preflight import preflight_problems
 
 LINES = 200_000
 SECONDS = 60.0  # measured here: a few seconds for the check, the load and one sample together

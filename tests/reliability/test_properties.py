@@ -15,9 +15,9 @@ from helpers import compose
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metareward.bounds import NUMBERS, SCHEDULES
-from metareward.config import build_settings
-from metareward.preflight import preflight_problems
+from metareward.config.bounds import NUMBERS, SCHEDULES
+from metareward.config.build import build_settings
+from metareward.run.preflight import preflight_problems
 
 # Derandomized: CI explores the same examples on every run, so a failure reproduces; change the budget or the
 # strategies to explore others.

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from metareward.artifacts import read_records
 from metareward.generation.sampler import Generation
-from metareward.records import PromptRecord
 from metareward.selfinstruct.__main__ import main as cli_main
 from metareward.selfinstruct.stage import SelfInstructSettings, self_instruct, write_augmented_pool
+from metareward.storage.artifacts import read_records
+from metareward.storage.records import PromptRecord
 
 SEED_POOL = Path(__file__).resolve().parents[2] / "data" / "prompts" / "seed.jsonl"
 POOL = [

@@ -10,7 +10,7 @@ import torch
 
 from metareward.model.chat import encode_prompt, encode_text, render_prompt
 from metareward.model.tiny import build_tiny_tokenizer
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 
 

@@ -7,7 +7,7 @@ import torch
 
 from metareward.core.logprobs import completion_logprobs, pair_logprobs
 from metareward.model.tiny import build_tiny
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from metareward.artifacts import read_json_lines
 from metareward.core.prompts import render_judge_prompt
-from metareward.records import PairRecord, PromptRecord
-from metareward.timing import Stopwatch, peak_rss_mb  # noqa: F401  (the benchmarks import them from here)
+from metareward.engine.timing import Stopwatch, peak_rss_mb  # noqa: F401  (the benchmarks import them from here)
+from metareward.storage.artifacts import read_json_lines
+from metareward.storage.records import PairRecord, PromptRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SEED_PROMPTS = REPO_ROOT / "data" / "prompts" / "seed.jsonl"

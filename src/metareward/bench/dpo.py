@@ -24,7 +24,7 @@ from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
 

@@ -42,7 +42,7 @@ def compose(overrides: Sequence[str], output_dir: Path):
 
 
 def main(experiment: Sequence[str], extra: Sequence[str], as_json: bool) -> dict[str, Any]:
-    from metareward.run import train
+    from metareward.run.training import train
 
     os.environ.setdefault("WANDB_MODE", "offline")
     logging.getLogger("lightning").setLevel(logging.WARNING)

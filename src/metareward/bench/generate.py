@@ -29,10 +29,10 @@ import torch
 
 from metareward.bench.common import Stopwatch, emit, load_prompts, machine, peak_rss_mb, say
 from metareward.engine import phases
-from metareward.engine.policy import GenerationBackend, Policy
-from metareward.engine.settings import EngineSettings, RoleSettings
+from metareward.engine.settings import EngineSettings
 from metareward.generation.backends import build_backend
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.policy import GenerationBackend, Policy
+from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
 from metareward.generation.vllm_server import ServerSettings
 from metareward.model.adapters import AdapterSpec, RoleAdapters
@@ -83,7 +83,7 @@ def engine_settings(
 ) -> EngineSettings:
     """The shipped defaults (conf/, composed as train.py would) with the benchmark's sizes and sampling."""
     from metareward.bench.e2e import compose
-    from metareward.config import build_settings
+    from metareward.config.build import build_settings
 
     def role(i: int) -> RoleSettings:
         return RoleSettings(SamplingSettings(0.8, 0.95, max_new[i]), batch[i])

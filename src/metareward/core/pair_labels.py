@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metareward.core.consistency import consistency, dataset_consistency
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 
 
 @dataclass(frozen=True)

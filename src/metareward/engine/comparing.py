@@ -28,15 +28,15 @@ from metareward.engine.judging import (
     explanation_part,
     line_start,
 )
-from metareward.engine.phases import PROMPT_TOO_LONG, JudgingRole, PhaseResult, fits, generate_and_read
-from metareward.engine.policy import Policy
+from metareward.engine.phases import PROMPT_TOO_LONG, JudgingRole, fits, generate_and_read
 from metareward.engine.ranking import Comparer, ComparisonTask
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
 from metareward.engine.stages import StageStore
+from metareward.engine.timing import Stopwatch
+from metareward.generation.policy import Policy
 from metareward.model.chat import render_prompt
-from metareward.records import ComparisonRecord, PromptRecord
-from metareward.timing import Stopwatch
+from metareward.storage.records import ComparisonRecord, PhaseResult, PromptRecord
 
 
 def winner_line(label: str) -> FinalLine:

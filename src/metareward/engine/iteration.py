@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from metareward.artifacts import write_json, write_records
 from metareward.core.consistency import dataset_consistency
 from metareward.core.drops import Selection, merge_drops
 from metareward.core.pair_labels import LabelEvidence, prompt_consistencies
@@ -31,13 +30,14 @@ from metareward.engine.pairs import (
     meta_bias_stats,
     pair_candidates,
 )
-from metareward.engine.policy import Policy
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
 from metareward.engine.stages import StageStore
-from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, ResponseRecord
-from metareward.timing import Stopwatch
+from metareward.engine.timing import Stopwatch
+from metareward.generation.policy import Policy
+from metareward.storage.artifacts import write_json, write_records
+from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PhaseResult, ResponseRecord
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def _anchor_stages(
     prompts: Sequence,
     store: StageStore,
     shard: Shard,
-) -> tuple[phases.PhaseResult, phases.PhaseResult]:
+) -> tuple[PhaseResult, PhaseResult]:
     """The anchor role's answers to the iteration's prompts (numbered after the actor's K) and the current judge's
     judgments of them, each a stage of its own (anchor_responses.jsonl, anchor_judgments.jsonl)."""
     rejections = settings.rejections
@@ -265,7 +265,7 @@ def _anchor_stats(responded, judged) -> dict[str, float]:
     return stats
 
 
-def _previous_judge_stats(previous: phases.PhaseResult | None, evidence: LabelEvidence) -> dict[str, float]:
+def _previous_judge_stats(previous: PhaseResult | None, evidence: LabelEvidence) -> dict[str, float]:
     """Whether the previous iteration's judge judged this iteration's responses, and how its ranking agreed."""
     stats = {"previous_judge/available": float(previous is not None)}
     if previous is None or evidence.previous_scores is None:
@@ -292,12 +292,12 @@ def _fitting(selection: Selection[PairRecord], oversize: Callable[[PairRecord], 
     return Selection(fit.items, merge_drops(selection.drops, fit.drops))
 
 
-def calibrated(verdicts: phases.PhaseResult, settings: EngineSettings) -> phases.PhaseResult:
+def calibrated(verdicts: PhaseResult, settings: EngineSettings) -> PhaseResult:
     """Position calibration over the whole iteration's verdicts (after gathering every rank's share), when on."""
     if not settings.calibrate_position:
         return verdicts
     records = calibrate_verdicts(verdicts.records, settings.judge_prompt)
-    return phases.PhaseResult(records, verdicts.drops, verdicts.parse_failures)
+    return PhaseResult(records, verdicts.drops, verdicts.parse_failures)
 
 
 def _base_stats(prompts, responded, judged, actor, rho: float) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import Generation
-from metareward.records import ComparisonRecord, MetaJudgmentRecord
+from metareward.storage.records import ComparisonRecord, MetaJudgmentRecord
 
 # Two winner probabilities closer than this are a tie (verdict 0).
 VERDICT_TIE_MARGIN = 1e-6

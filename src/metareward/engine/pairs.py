@@ -19,7 +19,7 @@ from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positio
 from metareward.core.pair_labels import LabelEvidence, PairLabels, ScoreDistribution
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.engine.phases import MetaTarget
-from metareward.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PromptRecord, ResponseRecord
+from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PromptRecord, ResponseRecord
 
 UNFINISHED = "unfinished"
 

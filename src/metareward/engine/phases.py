@@ -28,19 +28,11 @@ from metareward.engine.judging import (
     score_line,
     winner_line,
 )
-from metareward.engine.policy import Policy
-from metareward.engine.settings import EngineSettings, RoleSettings
-from metareward.generation.sampler import Generation, GenerationRequest
+from metareward.engine.settings import EngineSettings
+from metareward.generation.policy import Policy
+from metareward.generation.sampler import Generation, GenerationRequest, RoleSettings
 from metareward.model.chat import encode_prompt, render_prompt
-from metareward.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
-
-
-@dataclass(frozen=True)
-class PhaseResult:
-    records: list
-    drops: dict[str, int]
-    parse_failures: int = 0
-
+from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PhaseResult, PromptRecord, ResponseRecord
 
 PROMPT_TOO_LONG = "prompt_too_long"
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from metareward.core.seeding import derive_seed
-from metareward.datafiles import file_problem, id_problem, iter_json_objects, text_field_problem
-from metareward.records import PromptRecord
+from metareward.storage.datafiles import file_problem, id_problem, iter_json_objects, text_field_problem
+from metareward.storage.records import PromptRecord
 
 log = logging.getLogger(__name__)
 DATASETS_SUFFIXES = {".json": "json", ".csv": "csv", ".parquet": "parquet"}

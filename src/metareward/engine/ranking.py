@@ -14,16 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from metareward.core.actor_pairs import ScoredResponse
 from metareward.core.comparison_prompt import COMPARISON_TEMPLATE, comparison_template_problems
 from metareward.core.judge_pairs import ordered_pairs, positional_weights
 from metareward.core.pairwise import PAIRWISE_RANKINGS, rank_scores
-from metareward.records import ComparisonRecord
-
-if TYPE_CHECKING:  # phases imports the settings, which hold a ranking
-    from metareward.engine.phases import PhaseResult
+from metareward.storage.records import ComparisonRecord, PhaseResult
 
 Candidates = Mapping[str, Sequence[ScoredResponse]]  # prompt id -> the responses that may become a side of a pair
 
@@ -38,7 +34,7 @@ class ComparisonTask:
 
 
 # Makes the comparisons (the engine's judge, with its seeds, limits and stage file) from the tasks and the template.
-Comparer = Callable[[Sequence[ComparisonTask], str], "PhaseResult"]
+Comparer = Callable[[Sequence[ComparisonTask], str], PhaseResult]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ no anchors), and how many per prompt.
 
 from __future__ import annotations
 
-from metareward.engine.policy import SEED_ROLE
+from metareward.model.roles import SEED_ROLE
 
 
 class Rejections:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
 from metareward.core.pair_labels import PairLabels
 from metareward.core.prompts import JudgePrompt
 from metareward.engine.ranking import ActorRanking, PointwiseRanking
-from metareward.generation.sampler import SamplingSettings
-
-if TYPE_CHECKING:  # engine.rejections reads the seed role of engine.policy, which reads these settings
-    from metareward.engine.rejections import Rejections
+from metareward.engine.rejections import Rejections
+from metareward.generation.sampler import RoleSettings
 
 READ_MODES = ("parse", "probability", "hybrid")
 # A response or judgment that hit its token limit: left out of pairs, or trained without an end token (engine.pairs).
@@ -25,14 +22,6 @@ def scheduled(values: Sequence[float] | None, iteration: int, default: float) ->
     if not values:
         return default
     return float(values[min(iteration, len(values)) - 1])
-
-
-@dataclass(frozen=True)
-class RoleSettings:
-    """How one role samples: its sampling settings and its generation batch size."""
-
-    sampling: SamplingSettings
-    batch_size: int
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch.distributed as dist
 
-from metareward.engine.phases import PhaseResult
+from metareward.storage.records import PhaseResult
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metareward.artifacts import ArtifactError, read_json, read_records, write_json, write_records
-from metareward.engine.phases import PhaseResult
+from metareward.storage.artifacts import ArtifactError, read_json, read_records, write_json, write_records
+from metareward.storage.records import PhaseResult
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from metareward.artifacts import read_records, write_records
-from metareward.datafiles import file_problem, id_problem, json_objects, json_type, text_field_problem
+from metareward.storage.artifacts import read_records, write_records
+from metareward.storage.datafiles import file_problem, id_problem, json_objects, json_type, text_field_problem
 
 
 class EvaluationDataError(ValueError):

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from metareward.engine.policy import SEED_ROLE, GenerationBackend
 from metareward.evaluation.http import has_choices, post_json
 from metareward.generation.choice_probs import choice_distribution
+from metareward.generation.policy import GenerationBackend
 from metareward.model.chat import render_prompt
+from metareward.model.roles import SEED_ROLE
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from metareward.artifacts import read_json_lines
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
+from metareward.storage.artifacts import read_json_lines
 
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]  # run name -> iteration records as in summary.json
 

@@ -15,8 +15,6 @@ from transformers import PreTrainedTokenizerBase
 
 from metareward.core.prompts import JudgePrompt
 from metareward.core.seeding import derive_seed
-from metareward.engine.policy import GenerationBackend
-from metareward.engine.settings import RoleSettings
 from metareward.evaluation.data import EvalPrompt, LabelledPair
 from metareward.evaluation.evaluators import PreferenceEvaluator
 from metareward.evaluation.metrics import (
@@ -27,7 +25,8 @@ from metareward.evaluation.metrics import (
     mean_interval,
 )
 from metareward.generation.choice_probs import expected_score
-from metareward.generation.sampler import Generation, GenerationRequest, SamplingSettings
+from metareward.generation.policy import GenerationBackend
+from metareward.generation.sampler import Generation, GenerationRequest, RoleSettings, SamplingSettings
 from metareward.model.chat import render_prompt
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from metareward.components import Component, checked_build, node_component
+from metareward.config.components import Component, checked_build, node_component
 from metareward.evaluation.evaluators import EvaluatorSettingsError, ModelEvaluator, PreferenceEvaluator
 
 KEY = "evaluation.evaluator"

@@ -14,12 +14,12 @@ import argparse
 import logging
 import sys
 
-from metareward.artifacts import ArtifactError
 from metareward.export.checkpoint import RunDirError
 from metareward.export.job import ExportError, ExportOptions, ExportResult, prepare_job, run_export
 from metareward.export.outputs import ALL_FORMATS, OUTPUT_FORMATS
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
+from metareward.storage.artifacts import ArtifactError
 
 USER_ERRORS = (ExportError, RunDirError, ModelLoadError, EmbeddedModelError, ArtifactError)
 

@@ -16,13 +16,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metareward.config import adapter_spec, model_spec
+from metareward.config.build import adapter_spec, model_spec
 from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec
 from metareward.model.loading import ModelSpec
-from metareward.resume import SNAPSHOT
+from metareward.run.resume import SNAPSHOT
 
 if TYPE_CHECKING:
-    from metareward.engine.policy import Policy
+    from metareward.generation.policy import Policy
     from metareward.model.adapters import RoleAdapters
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -118,7 +118,7 @@ def load_policy(
     adapters stay fresh and are switched off by the `seed` role), as the in-process generation backend."""
     import torch
 
-    from metareward.engine.policy import Policy
+    from metareward.generation.policy import Policy
     from metareward.model.adapters import RoleAdapters
     from metareward.model.chat import stop_token_ids
     from metareward.model.loading import load_model_and_tokenizer

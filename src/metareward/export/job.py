@@ -16,11 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metareward.artifacts import write_json
-from metareward.config import problems_error
+from metareward.config.build import problems_error
 from metareward.core.seeding import derive_seed
-from metareward.engine.policy import SEED_ROLE, GenerationBackend
-from metareward.engine.settings import RoleSettings
 from metareward.export.checkpoint import RunDirError, SavedRun, iteration_problem, load_policy, open_run
 from metareward.export.outputs import (
     OUTPUT_FORMATS,
@@ -31,8 +28,11 @@ from metareward.export.outputs import (
     write_outputs,
 )
 from metareward.export.prompts import BenchmarkPrompt, PromptFile, PromptFileError, load_benchmark_prompts
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.policy import GenerationBackend
+from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.model.chat import encode_prompt, render_prompt
+from metareward.model.roles import SEED_ROLE
+from metareward.storage.artifacts import write_json
 
 log = logging.getLogger("metareward.export")
 PROMPT_TOO_LONG = "prompt_too_long"

@@ -1,4 +1,4 @@
-"""The benchmark answer files, each written atomically (`metareward.artifacts`), so a crash leaves none half-written.
+"""The benchmark answer files, each written atomically (`metareward.storage.artifacts`), so a crash leaves none half-written.
 
 - alpaca_eval's `model_outputs` (`model_outputs.json`): a JSON list of `{"instruction", "output", "generator"}`,
   plus `"dataset"` when the prompt file had it; `alpaca_eval --model_outputs model_outputs.json` reads it as it is
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metareward.artifacts import write_json, write_text_atomic
 from metareward.export.prompts import BenchmarkPrompt
+from metareward.storage.artifacts import write_json, write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from metareward.datafiles import file_problem, json_objects, json_type, text_field_problem
+from metareward.storage.datafiles import file_problem, json_objects, json_type, text_field_problem
 
 KEY = "--prompts"
 WHAT = "a prompt file (alpaca_eval's JSON list, JSON Lines with `instruction`, or Arena-Hard's question.jsonl)"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from metareward.engine.policy import GenerationBackend, Policy
 from metareward.engine.settings import EngineSettings
+from metareward.generation.policy import GenerationBackend, Policy
 from metareward.generation.spec import GenerationSpec, lora_rank_slot
 from metareward.generation.vllm_backend import AdapterSource, ServedAdapters, VLLMBackend
 from metareward.generation.vllm_server import ServerSettings, VLLMServer

@@ -46,6 +46,14 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
+class RoleSettings:
+    """How one role samples: its sampling settings and its generation batch size."""
+
+    sampling: SamplingSettings
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """`prompt` is already rendered text (chat template applied, maybe followed by a partial answer)."""
 

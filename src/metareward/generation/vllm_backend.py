@@ -38,18 +38,18 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from metareward.engine.policy import SEED_ROLE
-from metareward.engine.settings import RoleSettings
 from metareward.generation.choice_probs import cue_read, split_off_choices
 from metareward.generation.sampler import (
     CueRead,
     Generation,
     GenerationRequest,
+    RoleSettings,
     SamplingSettings,
     check_prompt_lengths,
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
 from metareward.model.chat import encode_prompt
+from metareward.model.roles import SEED_ROLE
 
 T = TypeVar("T")
 

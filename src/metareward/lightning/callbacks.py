@@ -16,11 +16,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from metareward.artifacts import read_json, write_json
+from metareward.engine.timing import peak_rss_mb
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights, plain_name
-from metareward.resume import CHECKPOINT
-from metareward.timing import peak_rss_mb
+from metareward.run.resume import CHECKPOINT
+from metareward.storage.artifacts import read_json, write_json
 
 log = logging.getLogger(__name__)
 

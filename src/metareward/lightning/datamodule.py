@@ -19,7 +19,6 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from metareward.artifacts import read_records, write_records
 from metareward.core.seeding import derive_seed
 from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
 from metareward.engine.judge_history import JudgeHistory
@@ -29,7 +28,8 @@ from metareward.engine.sharding import Shard
 from metareward.lightning.handoff import RunContext, iteration_of
 from metareward.lightning.strategies import full_weights
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
-from metareward.records import PairRecord
+from metareward.storage.artifacts import read_records, write_records
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
 

@@ -19,8 +19,6 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from metareward.artifacts import read_json_lines, write_json
-from metareward.engine.policy import SEED_ROLE
 from metareward.evaluation.data import (
     BaselineAnswer,
     cached_baseline,
@@ -43,6 +41,8 @@ from metareward.evaluation.settings import build_evaluator
 from metareward.generation.sampler import SamplingSettings
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights
+from metareward.model.roles import SEED_ROLE
+from metareward.storage.artifacts import read_json_lines, write_json
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from metareward.core.prompts import JudgePrompt
-    from metareward.engine.policy import GenerationBackend
     from metareward.engine.settings import EngineSettings
+    from metareward.generation.policy import GenerationBackend
     from metareward.generation.spec import GenerationSpec
     from metareward.model.adapters import RoleAdapters
 

@@ -16,7 +16,6 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-ROLES = ("actor", "judge", "meta_judge")
 ADAPTERS_BY_MODE = {
     "split": {"actor": "actor", "judge": "judge", "meta_judge": "judge"},
     "shared": {"actor": "policy", "judge": "policy", "meta_judge": "policy"},

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from metareward.engine.policy import FixedModel, Policy
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
+from metareward.generation.policy import FixedModel, Policy
 from metareward.generation.sampler import SamplingSettings
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError, ModelSpec

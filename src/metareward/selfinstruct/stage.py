@@ -17,15 +17,14 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from metareward.artifacts import write_json, write_records
 from metareward.core.seeding import derive_seed
-from metareward.engine.policy import GenerationBackend
-from metareward.engine.settings import RoleSettings
-from metareward.generation.sampler import GenerationRequest, SamplingSettings
+from metareward.generation.policy import GenerationBackend
+from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.model.chat import render_prompt
-from metareward.records import PromptRecord
 from metareward.selfinstruct.fewshot import answer_prefix, build_fewshot_message, choose_examples
 from metareward.selfinstruct.filters import FilterSettings, filter_candidates
+from metareward.storage.artifacts import write_json, write_records
+from metareward.storage.records import PromptRecord
 
 log = logging.getLogger(__name__)
 

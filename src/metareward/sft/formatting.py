@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
-from metareward.datafiles import file_problem, json_objects, text_field_problem
+from metareward.storage.datafiles import file_problem, json_objects, text_field_problem
 
 AGREEMENT_FIELD = "agrees_with_ranking"
 KINDS = ("ift", "eft")

@@ -11,7 +11,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 
 
 class PairCollator:

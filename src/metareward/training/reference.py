@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from metareward.core.logprobs import pair_logprobs
-from metareward.records import PairRecord
+from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 
 

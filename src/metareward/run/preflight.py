@@ -29,8 +29,8 @@ def problems_of(error: Exception) -> list[str]:
 
 def preflight_problems(cfg: DictConfig) -> list[str]:
     """Every reason to refuse the run, as sentences naming the config key or file and the fix."""
-    from metareward.config import ConfigError, build_settings
-    from metareward.resume import run_dir_problem
+    from metareward.config.build import ConfigError, build_settings
+    from metareward.run.resume import run_dir_problem
 
     found: list[str] = []
     settings = None
@@ -57,7 +57,7 @@ def _count(data: DictConfig) -> int | None:
 
 def _guarded(check: Callable[[], list[str]]) -> list[str]:
     """A check's problems; a user-data error it raises becomes its one sentence."""
-    from metareward.run import USER_ERRORS
+    from metareward.run.training import USER_ERRORS
 
     try:
         return check()

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from metareward.components import (
+from metareward.config.components import (
     DPOComponents,
     actor_ranking,
     dpo_components,
@@ -17,12 +17,12 @@ from metareward.components import (
     pair_labels,
     rejections,
 )
-from metareward.engine.settings import EngineSettings, RoleSettings
-from metareward.generation.sampler import SamplingSettings
+from metareward.config.validation import environment_problems, evaluation_problems, value_problems
+from metareward.engine.settings import EngineSettings
+from metareward.generation.sampler import RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec, generation_spec
 from metareward.model.adapters import AdapterSpec
 from metareward.model.loading import ModelSpec
-from metareward.validation import environment_problems, evaluation_problems, value_problems
 
 
 class ConfigError(ValueError):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metareward.records import from_dict, to_dict
+from metareward.storage.records import from_dict, to_dict
 
 Record = TypeVar("Record")
 
@@ -86,7 +86,7 @@ def write_records(path: Path, records: Iterable[Any]) -> int:
 def json_lines(path: Path, what: str = "JSON value", redo: str = REDO) -> Iterator[tuple[int, Any]]:
     """(line number, value) of each non-blank line of a JSON Lines file the project wrote, in order. A line that is
     not JSON raises ArtifactError naming `path:line` and `what` it should be, a file that is not UTF-8 names the
-    file; both end with `redo`, what to do about it. (A user's data files are read by `metareward.datafiles`.)"""
+    file; both end with `redo`, what to do about it. (A user's data files are read by `metareward.storage.datafiles`.)"""
     try:
         with path.open(encoding="utf-8") as stream:
             for number, line in enumerate(stream, start=1):

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metareward import bounds
-from metareward.datafiles import file_problem
+from metareward.config import bounds
 from metareward.model import loading
+from metareward.storage.datafiles import file_problem
 
 PROMPT_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 # What each evaluation file should be, in the words of the loaders' messages (evaluation.data), so both agree.

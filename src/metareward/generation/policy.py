@@ -17,12 +17,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from metareward.engine.settings import RoleSettings
 from metareward.generation.choice_probs import choice_probabilities, cue_read
-from metareward.generation.sampler import CueRead, Generation, GenerationRequest, generate
-
-# The seed model M0: the base weights with every adapter off (evaluation baselines, the seed evaluator).
-SEED_ROLE = "seed"
+from metareward.generation.sampler import CueRead, Generation, GenerationRequest, RoleSettings, generate
+from metareward.model.roles import SEED_ROLE
 
 
 class GenerationBackend(Protocol):

@@ -112,6 +112,16 @@ class PairRecord:
     label: float | None = None
 
 
+@dataclass(frozen=True)
+class PhaseResult:
+    """What one stage of an iteration made: its records, what it dropped (reason -> count) and how many texts had no
+    final line to parse."""
+
+    records: list
+    drops: dict[str, int]
+    parse_failures: int = 0
+
+
 Record = TypeVar("Record")
 
 

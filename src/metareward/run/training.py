@@ -13,15 +13,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from metareward.artifacts import ArtifactError
-from metareward.compare import final_metric
-from metareward.config import ConfigError, build_settings, config_error
+from metareward.compare.runs import final_metric
+from metareward.config.build import ConfigError, build_settings, config_error
 from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
 from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
-from metareward.resume import prepare_run_dir
+from metareward.run.resume import prepare_run_dir
 from metareward.sft.formatting import SFTDataError
+from metareward.storage.artifacts import ArtifactError
 
 log = logging.getLogger("metareward")
 

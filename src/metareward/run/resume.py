@@ -12,8 +12,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metareward.artifacts import ArtifactError, read_json, read_json_lines, write_text_atomic
-from metareward.config import ConfigError
+from metareward.config.build import ConfigError
+from metareward.storage.artifacts import ArtifactError, read_json, read_json_lines, write_text_atomic
 
 SNAPSHOT = "run_config.yaml"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a file, or under trainer=deepspeed a folder

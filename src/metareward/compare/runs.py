@@ -176,7 +176,7 @@ def run_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def print_iterations(summaries: Sequence[Path], rows: Sequence[dict[str, Any]], plot: Path | None) -> int:
-    from metareward.iteration_report import markdown_table, plot_iterations
+    from metareward.compare.iteration_report import markdown_table, plot_iterations
 
     runs = {
         label: json.loads(path.read_text(encoding="utf-8")).get("iterations") or []
@@ -224,7 +224,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         plotted = plot_runs(rows, args.metrics, args.plot)
         print(f"plot: {args.plot}" if plotted else "plot: none of the metrics has a value; nothing drawn")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
