@@ -82,7 +82,9 @@ def backends(engine_settings, tmp_path_factory: pytest.TempPathFactory):
         urls=(url,) if url else (),
         server=ServerSettings(python=str(VLLM_PYTHON), kv_cache_gb=1.0, startup_timeout_s=600),
     )
-    vllm = build_backend(spec, adapters, tokenizer, settings, tmp_path_factory.mktemp("vllm"))
+    vllm = build_backend(
+        spec, adapters, tokenizer, tmp_path_factory.mktemp("vllm"), settings.max_prompt_tokens, settings.progress
+    )
     vllm.progress = False
     hf = Policy(adapters, tokenizer, settings.max_prompt_tokens, progress=False, stop_ids=vllm.stop_ids)
     yield adapters, hf, vllm

@@ -50,7 +50,7 @@ def test_vllm_on_a_gpu_reads_choices_as_the_hf_backend(random_llama, tmp_path) -
         model_path=str(folder),
         server=ServerSettings(python=str(VLLM_PYTHON), dtype="float32", gpu_memory_utilization=0.3),
     )
-    vllm = build_backend(spec, adapters, tokenizer, engine, tmp_path)
+    vllm = build_backend(spec, adapters, tokenizer, tmp_path, engine.max_prompt_tokens, engine.progress)
     try:
         hf = Policy(adapters, tokenizer, engine.max_prompt_tokens, False, vllm.stop_ids)
         contexts = [render_prompt(tokenizer, q) + "Score: " for q in ("a b", "c d e")]

@@ -14,10 +14,11 @@ from helpers import compose
 
 from metareward.engine.stages import StageStore
 from metareward.run.preflight import preflight_problems
-from metareward.run.resume import CHECKPOINT, checkpoint_problem, prepare_run_dir, run_dir_problem
+from metareward.run.resume import checkpoint_problem, prepare_run_dir, run_dir_problem
 from metareward.storage import artifacts
 from metareward.storage.artifacts import ArtifactError, read_records, write_json, write_records, write_text_atomic
 from metareward.storage.records import PhaseResult, PromptRecord
+from metareward.storage.run_layout import CHECKPOINT
 
 RECORDS = [PromptRecord(id="a", instruction="Say hi.", category=""), PromptRecord(id="b", instruction="Add 2+2.")]
 

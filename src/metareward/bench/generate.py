@@ -161,7 +161,7 @@ def start_vllm(adapters: RoleAdapters, tokenizer, model_path: str, settings: Eng
     """A vLLM backend on a server started here; (backend, seconds until it served both adapters once per role)."""
     start = time.perf_counter()
     spec = GenerationSpec(backend="vllm", model_path=model_path, server=ServerSettings(kv_cache_gb=2.0))
-    backend = build_backend(spec, adapters, tokenizer, settings, run_dir)
+    backend = build_backend(spec, adapters, tokenizer, run_dir, settings.max_prompt_tokens, settings.progress)
     warm = [GenerationRequest("warm-up", "Hello", 0)]
     for role in ("actor", "judge"):  # the first request of each adapter pays for its set-up
         backend.generate(role, warm, RoleSettings(SamplingSettings(0.0, 1.0, 2), 1), "warm-up")

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from metareward.config.build import adapter_spec, model_spec
 from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec
 from metareward.model.loading import ModelSpec
-from metareward.run.resume import SNAPSHOT
+from metareward.storage.run_layout import SNAPSHOT
 
 if TYPE_CHECKING:
     from metareward.generation.policy import Policy

@@ -1,4 +1,4 @@
-"""Building the generation backend a run uses from its `generation` settings (see `engine.policy`)."""
+"""Building the generation backend a run uses from its `generation` settings (see `generation.policy`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from metareward.engine.settings import EngineSettings
 from metareward.generation.policy import GenerationBackend, Policy
 from metareward.generation.spec import GenerationSpec, lora_rank_slot
 from metareward.generation.vllm_backend import AdapterSource, ServedAdapters, VLLMBackend
@@ -41,14 +40,15 @@ def build_backend(
     spec: GenerationSpec,
     adapters: AdapterSource,
     tokenizer: PreTrainedTokenizerBase,
-    engine: EngineSettings,
     run_dir: Path,
+    max_prompt_tokens: int,
+    progress: bool = True,
 ) -> GenerationBackend:
     """`Policy` for generation=hf; for generation=vllm a `VLLMBackend` on `spec.urls`, or on a server started here
-    (stopped by `close()`, or when this process exits)."""
+    (stopped by `close()`, or when this process exits). Either refuses prompts over `max_prompt_tokens`."""
     stops = stop_token_ids(tokenizer, getattr(adapters.model, "generation_config", None))
     if spec.backend == "hf":
-        return Policy(adapters, tokenizer, engine.max_prompt_tokens, engine.progress, stops)  # type: ignore[arg-type]
+        return Policy(adapters, tokenizer, max_prompt_tokens, progress, stops)  # type: ignore[arg-type]
     servers: tuple[VLLMServer, ...] = ()
     urls = spec.urls
     if not urls:
@@ -66,8 +66,8 @@ def build_backend(
         tokenizer,
         urls,
         stops,
-        engine.max_prompt_tokens,
-        engine.progress,
+        max_prompt_tokens,
+        progress,
         spec.max_in_flight,
         servers,
         spec.while_training,

@@ -19,8 +19,8 @@ import torch
 from metareward.engine.timing import peak_rss_mb
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights, plain_name
-from metareward.run.resume import CHECKPOINT
 from metareward.storage.artifacts import read_json, write_json
+from metareward.storage.run_layout import CHECKPOINT
 
 log = logging.getLogger(__name__)
 

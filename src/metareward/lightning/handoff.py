@@ -126,7 +126,13 @@ class RunContext:
         """The context of a run whose backend is the configured one (conf/generation: hf or vllm)."""
         from metareward.generation.backends import build_backend
 
-        backend = partial(build_backend, generation, engine=engine, run_dir=Path(run_dir))
+        backend = partial(
+            build_backend,
+            generation,
+            run_dir=Path(run_dir),
+            max_prompt_tokens=engine.max_prompt_tokens,
+            progress=engine.progress,
+        )
         return cls(run_dir, backend, engine.judge_prompt)
 
     def attach_model(self, adapters: RoleAdapters, tokenizer: PreTrainedTokenizerBase) -> None:

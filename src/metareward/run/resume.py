@@ -14,9 +14,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from metareward.config.build import ConfigError
 from metareward.storage.artifacts import ArtifactError, read_json, read_json_lines, write_text_atomic
+from metareward.storage.run_layout import CHECKPOINT, SNAPSHOT
 
-SNAPSHOT = "run_config.yaml"
-CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a file, or under trainer=deepspeed a folder
 # Keys that may change between an interrupted attempt and its resumption.
 VOLATILE = ("resume", "progress", "trainer.enable_progress_bar")
 
