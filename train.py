@@ -17,9 +17,9 @@ FAULT_EXIT_CODE = 1  # a fault outside the run (the evaluator endpoint): finishe
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from metareward.evaluation.evaluators import EvaluatorError
+    from metareward.run.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
     from metareward.run.training import main as run
     from metareward.run.training import resume_command
-    from metareward.run.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
 
     with sigterm_interrupts() as sigterm:
         try:

@@ -32,6 +32,19 @@ def config_problems(*overrides: str) -> list[str]:
     return []
 
 
+def engine_part(cfg, name: str):
+    """(value, problems) of the engine settings' field `name` (judge_prompt, ranking, pair_labels, rejections: a part
+    built from its config node), read by that field's own rule, without the rest of the config check (which also
+    checks this machine)."""
+    from omegaconf import OmegaConf
+
+    from metareward.engine.settings import EngineSettings
+    from metareward.schema.rules import settings_of
+
+    key, rule = next((key, item.rule) for field, key, item in settings_of(EngineSettings) if field == name)
+    return rule.read(key, OmegaConf.select(cfg, key))
+
+
 def default_engine_settings(**changes):
     """The data engine's settings from the shipped config (their one source), with `changes` applied."""
     import dataclasses

@@ -7,6 +7,8 @@ The floors are the architecture of docs/architecture.md, lowest first; a new pac
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import metareward
 PACKAGE = Path(metareward.__file__).parent
 
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("storage", "model", "compare"),  # records and run files, the model and its roles, run tables: leaves
+    ("schema", "storage", "compare"),  # rules beside settings fields; records and run files; run tables: leaves
+    ("model",),  # loading, adapters and the roles of one model
     ("core", "generation"),  # the paper formulas (pure); generation engines behind one seam
     ("training", "engine"),  # DPO batches and log-probs; the self-judging data engine
     ("sft", "selfinstruct", "evaluation"),  # warm start, prompt growth, evaluations
@@ -123,3 +126,15 @@ def test_the_checks_see_a_circle_and_an_upward_arrow() -> None:
     assert circles(planted) == [["metareward.engine.a", "metareward.engine.b", "metareward.engine.c"]]
     assert upward(planted) == ["metareward.core.d -> metareward.lightning.e"]
     assert "metareward.generation.policy" in GRAPH["metareward.engine.phases"]
+
+
+def test_the_core_loads_nothing_of_the_config_system_or_lightning() -> None:
+    """core/ is pure: importing every module of it (with the rules its ranges are stated by) loads neither omegaconf
+    and Hydra nor Lightning. Checked in a fresh interpreter, where nothing else has imported them."""
+    code = (
+        "import importlib, pkgutil, sys, metareward.core as core\n"
+        "for found in pkgutil.iter_modules(core.__path__): importlib.import_module('metareward.core.' + found.name)\n"
+        "print(sorted(m for m in ('omegaconf', 'hydra', 'lightning', 'pytorch_lightning') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

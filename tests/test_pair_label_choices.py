@@ -9,9 +9,8 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
+from helpers import EXPERIMENTS, TRAINERS, compose, config_problems, engine_part
 
-from metareward.config.components import pair_labels
 from metareward.core.pair_labels import ConsistencyLabels, HardLabels, JudgeProbabilityLabels
 from metareward.run.training import train
 
@@ -22,14 +21,14 @@ LABELS = {"hard": HardLabels, "judge_probability": JudgeProbabilityLabels, "cons
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_each_labelling_composes_with_every_experiment_and_trainer(experiment: str, trainer: str, label: str) -> None:
-    found: list[str] = []
-    built = pair_labels(compose(f"+experiment={experiment}", f"trainer={trainer}", f"pairs/label={label}"), found)
+    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}", f"pairs/label={label}")
+    built, found = engine_part(cfg, "pair_labels")
     assert found == [] and type(built) is LABELS[label]
 
 
 def test_hard_labels_are_the_default() -> None:
-    found: list[str] = []
-    assert type(pair_labels(compose("+experiment=meta_reward"), found)) is HardLabels and found == []
+    built, found = engine_part(compose("+experiment=meta_reward"), "pair_labels")
+    assert type(built) is HardLabels and found == []
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,8 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose, config_problems
+from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose, config_problems, engine_part
 
-from metareward.config.components import actor_ranking
 from metareward.core.actor_pairs import ScoredResponse
 from metareward.engine.ranking import PairwiseRanking, PointwiseRanking, pairwise_scores
 from metareward.run.training import train
@@ -25,15 +24,15 @@ RANKINGS = {"pointwise": PointwiseRanking, "pairwise": PairwiseRanking}
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_each_ranking_composes_with_every_experiment_and_trainer(experiment: str, trainer: str, ranking: str) -> None:
-    found: list[str] = []
-    built = actor_ranking(compose(f"+experiment={experiment}", f"trainer={trainer}", f"judge/ranking={ranking}"), found)
+    cfg = compose(f"+experiment={experiment}", f"trainer={trainer}", f"judge/ranking={ranking}")
+    built, found = engine_part(cfg, "ranking")
     assert found == [] and type(built) is RANKINGS[ranking]
 
 
 def test_pointwise_is_the_default_and_the_study_row_is_pairwise() -> None:
-    found: list[str] = []
-    assert type(actor_ranking(compose("+experiment=meta_reward"), found)) is PointwiseRanking and found == []
-    study = actor_ranking(compose("+experiment=meta_reward_study_pairwise"), found)
+    built, found = engine_part(compose("+experiment=meta_reward"), "ranking")
+    assert type(built) is PointwiseRanking and found == []
+    study, found = engine_part(compose("+experiment=meta_reward_study_pairwise"), "ranking")
     assert isinstance(study, PairwiseRanking) and study.method == "bradley_terry" and found == []
     sweep = (REPO_ROOT / "conf" / "sweep" / "study_followups.yaml").read_text()
     assert "meta_reward_study_pairwise" in sweep

@@ -10,9 +10,8 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
+from helpers import EXPERIMENTS, TRAINERS, compose, config_problems, engine_part
 
-from metareward.config.components import rejections
 from metareward.engine.rejections import AnchoredRejections, OwnRejections
 from metareward.run.training import train
 
@@ -23,15 +22,14 @@ CHOICES = {"own": OwnRejections, "seed": AnchoredRejections}
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_each_choice_composes_with_every_experiment_and_trainer(experiment: str, trainer: str, choice: str) -> None:
-    found: list[str] = []
     cfg = compose(f"+experiment={experiment}", f"trainer={trainer}", f"pairs/rejected={choice}")
-    built = rejections(cfg, found)
+    built, found = engine_part(cfg, "rejections")
     assert found == [] and type(built) is CHOICES[choice]
 
 
 def test_own_rejections_are_the_default_and_anchors_default_to_k_answers() -> None:
-    found: list[str] = []
-    assert type(rejections(compose("+experiment=meta_reward"), found)) is OwnRejections and found == []
+    built, found = engine_part(compose("+experiment=meta_reward"), "rejections")
+    assert type(built) is OwnRejections and found == []
     assert OwnRejections().anchors(4) == 0
     assert AnchoredRejections().anchors(4) == 4 and AnchoredRejections(num_responses=2).anchors(4) == 2
 

@@ -13,8 +13,10 @@ from helpers import REPO_ROOT, compose
 from helpers import config_problems as problems
 
 from metareward.config import validation
-from metareward.config.build import build_settings, model_spec
+from metareward.config.build import build_settings
 from metareward.model import loading
+from metareward.model.loading import ModelSpec
+from metareward.schema.rules import read
 
 MODELS = {
     "llama3_8b_instruct": "meta-llama/Meta-Llama-3-8B-Instruct",
@@ -141,7 +143,7 @@ def test_model_configs_compose_without_problems(name: str, cuda) -> None:
         "up_proj",
         "down_proj",
     }
-    assert model_spec(compose(f"model={name}").model) == spec
+    assert read(ModelSpec, compose(f"model={name}").model, "model") == (spec, [])
 
 
 def test_auto_attention_is_flash_only_with_flash_attn_cuda_and_16_bits(monkeypatch) -> None:

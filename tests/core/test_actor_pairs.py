@@ -14,6 +14,7 @@ from metareward.core.actor_pairs import (
     select_best_vs_worst,
     select_length_controlled,
 )
+from metareward.schema.rules import field_problems
 
 
 def make(*score_chars):
@@ -104,12 +105,12 @@ def test_chosen_always_scores_above_rejected(rho):
 
 def test_config_refuses_rho_above_half_for_rho_and_every_schedule_entry():
     engine = build_settings(compose()).engine
-    problems = replace(engine, rho=0.8, rho_schedule=(0.0, 0.6, 0.4)).problems()
+    problems = field_problems(replace(engine, rho=0.8, rho_schedule=(0.0, 0.6, 0.4)))
     rho_problems = [p for p in problems if "rho" in p]
     assert len(rho_problems) == 2
     assert rho_problems[0].startswith("pairs.rho=0.8 must be in [0, 0.5]: above 0.5 the top and bottom score tiers")
     assert rho_problems[1].startswith("pairs.rho_schedule entry 0.6 must be in [0, 0.5]")
-    assert not [p for p in replace(engine, rho=0.5, rho_schedule=(0.0, 0.5)).problems() if "rho" in p]
+    assert not [p for p in field_problems(replace(engine, rho=0.5, rho_schedule=(0.0, 0.5))) if "rho" in p]
 
 
 def test_best_vs_worst_ignores_length_and_prefers_lowest_index():

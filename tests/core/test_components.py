@@ -81,14 +81,14 @@ def test_a_new_loss_is_one_class_and_one_yaml_file(how: str, tmp_path: Path) -> 
     else:  # or no file at all: the _target_ and the extra parameter on the command line
         overrides = [f"dpo.loss._target_={__name__}.HingeLoss", "~dpo.loss.label_smoothing", "+dpo.loss.margin=0.5"]
     settings = build_settings(compose("+experiment=smoke", *overrides))
-    loss = settings.dpo.build_loss()
+    loss = settings.dpo.objective
     assert isinstance(loss, HingeLoss) and (loss.beta, loss.margin) == (0.1, 0.5)
     out = loss(**one_batch())
     # beta * h = 0.2 and -0.1: relu(0.5 - 0.2) = 0.3, relu(0.5 + 0.1) = 0.6, mean 0.45
     assert out.loss.item() == pytest.approx(0.45)
     assert out.chosen_rewards.tolist() == pytest.approx([0.1, 0.0])
     assert out.rejected_rewards.tolist() == pytest.approx([-0.1, 0.1])
-    wrapped = build_settings(compose("+experiment=smoke", *overrides, "dpo.nll_weight=1.0")).dpo.build_loss()
+    wrapped = build_settings(compose("+experiment=smoke", *overrides, "dpo.nll_weight=1.0")).dpo.objective
     assert isinstance(wrapped, NLLRegularised) and isinstance(wrapped.base_loss, HingeLoss)
     assert wrapped(**one_batch()).loss.item() == pytest.approx(0.45 + (10 / 5 + 8 / 5) / 2)  # + mean NLL per token
 
@@ -109,7 +109,7 @@ def test_a_new_optimizer_and_schedule_drive_the_dpo_module(tmp_path: Path) -> No
     cfg = compose("+experiment=smoke", search, "dpo/optimizer=sgd", "dpo/lr_schedule=halving", "dpo.lr=0.4")
     settings = build_settings(cfg)
     adapters = RoleAdapters(build_tiny_model(build_tiny_tokenizer(), seed=0), AdapterSpec(r=2, alpha=4))
-    module = DPOModule(adapters, settings.dpo.build_loss(), settings.dpo.build_optim())
+    module = DPOModule(adapters, settings.dpo.objective, settings.dpo.optim)
     optimizer = module.configure_optimizers()
     assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.9
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -126,7 +126,7 @@ def test_a_new_optimizer_and_schedule_drive_the_dpo_module(tmp_path: Path) -> No
 
 def test_shipped_components_build_as_configured() -> None:
     dpo = build_settings(compose("+experiment=smoke", "dpo.beta=0.2", "dpo.label_smoothing=0.1")).dpo
-    loss, optim = dpo.build_loss(), dpo.build_optim()
+    loss, optim = dpo.objective, dpo.optim
     assert isinstance(loss, DPOLoss) and (loss.beta, loss.label_smoothing) == (0.2, 0.1)
     assert optim.lr_schedule == ConstantSchedule(warmup_steps=0) and optim.reset_each_iteration
     optimizer = optim.optimizer([torch.nn.Parameter(torch.zeros(1))])
@@ -134,10 +134,10 @@ def test_shipped_components_build_as_configured() -> None:
         2e-4,
         0.0,
     )
-    ipo = build_settings(compose("+experiment=smoke", "dpo/loss=ipo", "dpo.nll_weight=0.5")).dpo.build_loss()
+    ipo = build_settings(compose("+experiment=smoke", "dpo/loss=ipo", "dpo.nll_weight=0.5")).dpo.objective
     assert isinstance(ipo, NLLRegularised) and isinstance(ipo.base_loss, IPOLoss) and ipo.weight == 0.5
     schedule = build_settings(compose("+experiment=smoke", "dpo/lr_schedule=cosine", "dpo.min_lr=1e-5")).dpo
-    assert schedule.build_optim().lr_schedule == CosineSchedule(warmup_steps=0, min_lr=1e-5)
+    assert schedule.optim.lr_schedule == CosineSchedule(warmup_steps=0, min_lr=1e-5)
 
 
 def test_schedules_give_the_hand_worked_rates() -> None:
@@ -156,12 +156,12 @@ def test_schedules_give_the_hand_worked_rates() -> None:
 @pytest.mark.parametrize(
     ("overrides", "problem"),
     [
-        (["dpo.loss=ipo"], "dpo.loss='ipo' is the old spelling: select the loss with dpo/loss=ipo"),
-        (["dpo.lr_schedule=cosine"], "dpo.lr_schedule='cosine' is the old spelling: select the lr_schedule with"),
+        (["dpo.loss=ipo"], "dpo.loss='ipo' names no class; select one with dpo/loss=<name> (a YAML file in conf/"),
+        (["dpo.lr_schedule=cosine"], "dpo.lr_schedule='cosine' names no class; select one with dpo/lr_schedule=<name>"),
         (["dpo/loss=ipo", "dpo.label_smoothing=0.1"], "dpo.label_smoothing=0.1 is not read by the loss"),
         (["dpo.label_smoothing=0.5"], "dpo.label_smoothing=0.5 must be in [0, 0.5)"),
         (["dpo.beta=0"], "dpo.beta=0.0 must be > 0"),
-        (["dpo.nll_weight=-1"], "dpo.nll_weight=-1 must be >= 0"),
+        (["dpo.nll_weight=-1"], "dpo.nll_weight=-1.0 must be >= 0"),
         (["dpo.min_lr=1"], "dpo.min_lr=1.0 must be in [0, dpo.lr]"),
         (["dpo.loss._target_=metareward.core.losses.KTOLoss"], "dpo.loss._target_='metareward.core.losses.KTOLoss' "),
         (["dpo.loss._target_=no_such_package.Loss"], "does not import (No module named 'no_such_package')"),
@@ -182,7 +182,7 @@ def test_bad_components_are_reported_with_every_other_problem() -> None:
         "+experiment=smoke", "num_iterations=two", "dpo.loss=ipo", "dpo.lr_schedule._target_=nowhere.Schedule"
     )
     assert len(problems) == 3 and problems[0].startswith("num_iterations='two'"), problems
-    assert problems[1].startswith("dpo.loss='ipo' is the old spelling")
+    assert problems[1].startswith("dpo.loss='ipo' names no class")
     assert problems[2].startswith("dpo.lr_schedule._target_='nowhere.Schedule' does not import")
 
 

@@ -114,9 +114,10 @@ def test_reads_follow_the_prompts_lines_and_scale(tmp_path: Path) -> None:
     readings = read_scores(texts, "hybrid", {1: np.array([0.5, 0.0, 0.5]), 2: np.eye(3)[1]}, prompt)
     assert [r.value for r in readings] == [3.0, 2.0, 2.0]  # 0.5 * 1 + 0.5 * 3
     assert readings[1].text == "Vague.\nRating: 1" and readings[2].text == "Score: 2\nRating: 2"
-    verdicts = read_verdicts(["A is fairer.\nVerdict: Judgment A", "Hmm"], "hybrid", {1: np.array([0.3, 0.7])}, prompt)
+    line = winner_line(prompt.winner_label, prompt.winner_cue)  # the meta-judge's line of this prompt
+    verdicts = read_verdicts(["A is fairer.\nVerdict: Judgment A", "Hmm"], "hybrid", {1: np.array([0.3, 0.7])}, line)
     assert [v.value for v in verdicts] == [1.0, -1.0] and verdicts[1].text == "Hmm\nVerdict: Judgment B"
-    assert winner_line(prompt).choices == ("A", "B")
+    assert line.choices == ("A", "B") and line.cue == "Verdict: Judgment"
 
 
 def test_eft_rows_and_the_score_histogram_use_the_prompts_scale() -> None:
@@ -217,8 +218,8 @@ def test_bad_prompt_values_are_config_problems_reported_with_the_others(tmp_path
     assert config_problems("+experiment=smoke", "judge.prompt._target_=builtins.dict") == [
         "judge.prompt: builtins.dict is not a metareward.core.prompts.JudgePrompt"
     ]
-    (old,) = config_problems("+experiment=smoke", "judge.prompt=ten_point")
-    assert old.startswith("judge.prompt='ten_point'") and "judge/prompt=ten_point" in old
+    (bare,) = config_problems("+experiment=smoke", "judge.prompt=ten_point")
+    assert bare.startswith("judge.prompt='ten_point' names no class") and "select one with judge/prompt=<name>" in bare
 
 
 def test_an_unknown_prompt_is_refused_by_hydra_with_the_options() -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from helpers import EXPERIMENTS, TRAINERS, compose, config_problems
 
-from metareward.config.build import build_settings, dpo_value_problems
-from metareward.config.components import dpo_components
+from metareward.config.build import build_settings
+from metareward.config.dpo import DPOSettings
 from metareward.core.losses import DPOLoss, NLLRegularised, RDPOLoss, SimPOLoss
+from metareward.schema.rules import read
 
 LOSSES = {"rdpo": RDPOLoss, "simpo": SimPOLoss}
 
@@ -21,27 +22,26 @@ LOSSES = {"rdpo": RDPOLoss, "simpo": SimPOLoss}
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_each_length_loss_composes_with_every_experiment_and_trainer(experiment: str, trainer: str, loss: str) -> None:
     cfg = compose(f"+experiment={experiment}", f"trainer={trainer}", f"dpo/loss={loss}")
-    found: list[str] = []
-    components = dpo_components(cfg, found)  # the DPO part of the config check, which needs no GPU
-    found += components.shape_problems() + dpo_value_problems(cfg.dpo, components) + components.refused()
-    assert found == []
-    assert type(components.build_loss()) is LOSSES[loss]
+    dpo, found = read(DPOSettings, cfg.dpo, "dpo")  # the DPO part of the config check, which needs no GPU
+    dpo, refused = dpo.built()
+    assert found + dpo.problems() + refused == []
+    assert type(dpo.objective) is LOSSES[loss]
 
 
 def test_the_shipped_values_and_their_overrides() -> None:
-    rdpo = build_settings(compose("+experiment=smoke", "dpo/loss=rdpo", "dpo.beta=0.2")).dpo.build_loss()
+    rdpo = build_settings(compose("+experiment=smoke", "dpo/loss=rdpo", "dpo.beta=0.2")).dpo.objective
     assert isinstance(rdpo, RDPOLoss) and (rdpo.beta, rdpo.alpha, rdpo.label_smoothing) == (0.2, 0.01, 0.0)
-    swept = build_settings(compose("+experiment=smoke", "dpo/loss=rdpo", "dpo.loss.alpha=0.05")).dpo.build_loss()
+    swept = build_settings(compose("+experiment=smoke", "dpo/loss=rdpo", "dpo.loss.alpha=0.05")).dpo.objective
     assert swept.alpha == 0.05
     smoothed = build_settings(compose("+experiment=smoke", "dpo/loss=rdpo", "dpo.label_smoothing=0.1")).dpo
-    assert smoothed.build_loss().label_smoothing == 0.1  # R-DPO reads the shared cDPO value, as dpo/loss=dpo does
-    simpo = build_settings(compose("+experiment=smoke", "dpo/loss=simpo", "dpo.beta=0.3")).dpo.build_loss()
+    assert smoothed.objective.label_smoothing == 0.1  # R-DPO reads the shared cDPO value, as dpo/loss=dpo does
+    simpo = build_settings(compose("+experiment=smoke", "dpo/loss=simpo", "dpo.beta=0.3")).dpo.objective
     assert isinstance(simpo, SimPOLoss) and (simpo.beta, simpo.gamma_beta_ratio, simpo.gamma) == (2.0, 0.5, 1.0)
     overridden = compose("+experiment=smoke", "dpo/loss=simpo", "dpo.loss.beta=2.5", "dpo.loss.gamma_beta_ratio=0.55")
-    assert build_settings(overridden).dpo.build_loss().gamma == pytest.approx(1.375)
-    cpo_simpo = build_settings(compose("+experiment=smoke", "dpo/loss=simpo", "dpo.nll_weight=1.0")).dpo.build_loss()
+    assert build_settings(overridden).dpo.objective.gamma == pytest.approx(1.375)
+    cpo_simpo = build_settings(compose("+experiment=smoke", "dpo/loss=simpo", "dpo.nll_weight=1.0")).dpo.objective
     assert isinstance(cpo_simpo, NLLRegularised) and isinstance(cpo_simpo.base_loss, SimPOLoss)
-    assert type(build_settings(compose("+experiment=smoke")).dpo.build_loss()) is DPOLoss  # both are off by default
+    assert type(build_settings(compose("+experiment=smoke")).dpo.objective) is DPOLoss  # both are off by default
 
 
 RDPO_REFUSED = "dpo.loss: metareward.core.losses.RDPOLoss refused its parameters: "

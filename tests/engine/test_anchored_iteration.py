@@ -11,13 +11,14 @@ from helpers import compose
 
 from metareward.config.build import build_settings
 from metareward.engine import phases
-from metareward.engine.iteration import iteration_dir, make_iteration_data
+from metareward.engine.iteration import make_iteration_data
 from metareward.engine.prompt_pool import load_prompt_pool
 from metareward.generation.policy import FixedModel, Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.roles import SEED_ROLE
 from metareward.model.tiny import build_tiny
 from metareward.storage.records import PromptRecord
+from metareward.storage.run_layout import iteration_dir
 
 
 def lines(path: Path) -> list[dict]:

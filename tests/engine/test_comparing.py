@@ -10,11 +10,12 @@ import pytest
 from helpers import compose
 
 from metareward.config.build import build_settings
-from metareward.engine.iteration import iteration_dir, make_iteration_data
+from metareward.engine.iteration import make_iteration_data
 from metareward.engine.prompt_pool import load_prompt_pool
 from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny
+from metareward.storage.run_layout import iteration_dir
 
 
 def run_iteration(prompt_file: Path, run_dir: Path, *overrides: str, reuse: bool = False):

@@ -12,12 +12,13 @@ from metareward.core.prompts import ADDITIVE_FIVE_POINT
 from metareward.engine import judging
 from metareward.engine.judging import choice_contexts, score_line, winner_line
 
-SCORE, WINNER = score_line(ADDITIVE_FIVE_POINT), winner_line(ADDITIVE_FIVE_POINT)
+SCORE = score_line(ADDITIVE_FIVE_POINT)
+WINNER = winner_line(ADDITIVE_FIVE_POINT.winner_label, ADDITIVE_FIVE_POINT.winner_cue)  # the meta-judge's
 SCORE_TAIL, WINNER_TAIL = SCORE.tail, WINNER.tail
 score_contexts = partial(choice_contexts, line=SCORE)
 winner_contexts = partial(choice_contexts, line=WINNER)
 read_scores = partial(judging.read_scores, prompt=ADDITIVE_FIVE_POINT)
-read_verdicts = partial(judging.read_verdicts, prompt=ADDITIVE_FIVE_POINT)
+read_verdicts = partial(judging.read_verdicts, line=WINNER)
 
 TEXTS = ["Helpful and correct.\nScore: 4", "Rambling, no score here", "**Score:** five"]
 PROMPTS = ["<p0>", "<p1>", "<p2>"]
@@ -78,7 +79,7 @@ def test_position_calibration_removes_a_constant_preference_for_slot_a() -> None
         for i, r in enumerate(readings)
     ]
     records.append(MetaJudgmentRecord("p", 0, 7, 8, "Winner: Judgment B", -1, "parsed"))  # parsed verdicts stay
-    calibrated = judging.calibrate_verdicts(records, ADDITIVE_FIVE_POINT)
+    calibrated = judging.calibrated_verdicts(records, WINNER)
     assert [r.verdict for r in calibrated] == [1, -1, 0, -1, 1, -1]  # the median verdict sits at the centre: a tie
     assert calibrated[1].text == "x\nWinner: Judgment B" and calibrated[0].text == "x\nWinner: Judgment A"
 
@@ -156,3 +157,14 @@ def test_generation_reads_are_used_for_texts_whose_cue_word_is_not_a_tail() -> N
     ]
     found = reads_from_generation(score_contexts(["<p>"] * 2, texts, "hybrid"), generations, SCORE_TAIL)
     assert sorted(found) == [0]  # the first context is its text plus the cue; the second cut a garbled line
+
+
+def test_the_meta_judges_and_a_comparisons_verdicts_are_read_by_one_reader_on_their_own_lines() -> None:
+    comparison = winner_line("Winner")  # a pairwise comparison's `Winner: A|B`
+    texts = ["A is right.\nWinner: Judgment A", "B is right.\nWinner: B", "Unsure.\nWinner: maybe"]
+    p = {2: np.array([0.2, 0.8])}
+    meta = judging.read_verdicts(texts, "hybrid", p, WINNER)
+    compared = judging.read_verdicts(texts, "hybrid", p, comparison)
+    assert [r.value for r in meta] == [r.value for r in compared] == [1.0, -1.0, -1.0]
+    assert meta[2].log_odds == compared[2].log_odds == pytest.approx(np.log(0.2) - np.log(0.8))
+    assert meta[2].text == "Unsure.\nWinner: Judgment B" and compared[2].text == "Unsure.\nWinner: B"

@@ -7,15 +7,8 @@ from dataclasses import replace
 import pytest
 
 from metareward.core.pair_labels import HardLabels, JudgeProbabilityLabels
-from metareward.engine.pairs import (
-    actor_pairs,
-    judge_pairs,
-    label_evidence,
-    label_stats,
-    labelled,
-    meta_bias_stats,
-    scored_responses,
-)
+from metareward.engine.iteration_stats import label_stats, meta_bias_stats
+from metareward.engine.pairs import actor_pairs, judge_pairs, label_evidence, labelled, scored_responses
 from metareward.engine.phases import MetaTarget, meta_targets
 from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PromptRecord, ResponseRecord
 

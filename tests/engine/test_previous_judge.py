@@ -13,7 +13,7 @@ from helpers import compose
 from scipy.stats import kendalltau
 
 from metareward.config.build import build_settings
-from metareward.engine.iteration import iteration_dir, make_iteration_data
+from metareward.engine.iteration import make_iteration_data
 from metareward.engine.judge_history import WEIGHTS_FILE, JudgeHistory
 from metareward.engine.pairs import mean_scores
 from metareward.engine.prompt_pool import load_prompt_pool
@@ -21,6 +21,7 @@ from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny
 from metareward.storage.records import JudgmentRecord
+from metareward.storage.run_layout import iteration_dir
 
 
 def lines(path: Path) -> list[dict]:

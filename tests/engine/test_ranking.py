@@ -10,7 +10,7 @@ import pytest
 from metareward.core.actor_pairs import ScoredResponse
 from metareward.core.comparison_prompt import COMPARISON_TEMPLATE, comparison_template_problems, render_comparison
 from metareward.core.elo import bradley_terry_elo
-from metareward.engine.comparing import calibrate_comparisons, read_winners, winner_line
+from metareward.engine.judging import calibrated_verdicts, read_verdicts, winner_line
 from metareward.engine.pairs import actor_pairs
 from metareward.engine.ranking import PairwiseRanking, PointwiseRanking, RankingError, pairwise_scores
 from metareward.storage.records import ComparisonRecord, PhaseResult, PromptRecord
@@ -132,19 +132,21 @@ def test_a_bad_pairwise_ranking_names_each_field() -> None:
     ],
 )
 def test_the_winner_line_is_parsed_as_a_verdict(text: str, expected: int | None) -> None:
-    (reading,) = read_winners([text], "parse", {}, label="Winner")
+    (reading,) = read_verdicts([text], "parse", {}, winner_line("Winner"))
     assert reading.value == (None if expected is None else float(expected))
     assert winner_line("Winner").parse(text) == {1: "A", -1: "B", None: None}[expected]
 
 
 def test_a_probability_read_ends_with_the_likelier_line_and_is_calibrated() -> None:
-    (read,) = read_winners(["B is shorter.\nWinner: maybe"], "hybrid", {0: np.array([0.3, 0.7])}, label="Winner")
+    (read,) = read_verdicts(
+        ["B is shorter.\nWinner: maybe"], "hybrid", {0: np.array([0.3, 0.7])}, winner_line("Winner")
+    )
     assert read.value == -1.0 and read.source == "probability" and read.text == "B is shorter.\nWinner: B"
     assert read.log_odds == pytest.approx(np.log(0.3) - np.log(0.7))
     # A judge that favours A everywhere: against the median log-odds (1.0), 0.5 is a win for B and 2.0 for A.
     found = [ComparisonRecord("p", 0, 1, "x\nWinner: A", 1, "probability", lo) for lo in (0.5, 1.0, 2.0)]
-    assert [r.verdict for r in calibrate_comparisons(found, "Winner")] == [-1, 0, 1]
-    assert calibrate_comparisons(found, "Winner")[0].text == "x\nWinner: B"
+    assert [r.verdict for r in calibrated_verdicts(found, winner_line("Winner"))] == [-1, 0, 1]
+    assert calibrated_verdicts(found, winner_line("Winner"))[0].text == "x\nWinner: B"
 
 
 def test_the_shipped_comparison_prompt_shows_both_responses_and_asks_for_the_line() -> None:

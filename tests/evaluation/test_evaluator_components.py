@@ -103,17 +103,15 @@ OPENAI = ("evaluation/evaluator=openai", "evaluation.evaluator.base_url=http://l
     ("overrides", "problem"),
     [
         (
-            ["evaluation.evaluator.kind=openai"],
+            ["evaluation.evaluator=openai"],
             (
-                "evaluation.evaluator.kind='openai' is the old spelling: select the evaluator with "
-                "evaluation/evaluator=openai (a YAML file in conf/evaluation/evaluator/)"
+                "evaluation.evaluator='openai' names no class; select one with evaluation/evaluator=<name> "
+                "(a YAML file in conf/evaluation/evaluator/)"
             ),
         ),
-        (["evaluation.evaluator.kind=[]"], "evaluation.evaluator.kind=[] is not a name; select the evaluator with"),
-        (["evaluation.evaluator=openai"], "evaluation.evaluator='openai' is the old spelling: select the evaluator"),
         (["evaluation/evaluator=model"], "evaluation.evaluator.path is not set: the model evaluator needs a local"),
         ([*OPENAI], "evaluation.evaluator.model is not set: the openai evaluator needs the name of the model"),
-        ([*OPENAI, "evaluation.evaluator.model=m", "evaluation.evaluator.timeout_s=0"], "timeout_s=0 must be > 0"),
+        ([*OPENAI, "evaluation.evaluator.model=m", "evaluation.evaluator.timeout_s=0"], "timeout_s=0.0 must be > 0"),
         (["evaluation.evaluator.batch_size=0"], "evaluation.evaluator.batch_size=0 must be >= 1"),
         (["evaluation.evaluator._target_=no_such_package.Evaluator"], "does not import (No module named"),
         (["+evaluation.evaluator.role=judge", "+evaluation.evaluator.temperature=1"], "does not accept these"),

@@ -27,7 +27,7 @@ from metareward.evaluation.evaluators import (
     read_reply,
     render_comparison_prompt,
 )
-from metareward.evaluation.settings import build_evaluator, evaluator_problems
+from metareward.evaluation.settings import build_evaluator, checked_evaluator
 from metareward.generation.choice_probs import choice_distribution
 from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
@@ -82,8 +82,11 @@ def test_read_reply_prefers_logprobs_then_the_written_letter() -> None:
 
 
 def test_evaluator_settings_report_every_problem() -> None:
-    assert "kind='judge' is the old spelling" in " ".join(evaluator_problems({"kind": "judge"}))
-    openai = " ".join(evaluator_problems(compose("evaluation/evaluator=openai").evaluation.evaluator))
+    assert checked_evaluator({"kind": "judge"}) == (
+        None,
+        ["evaluation.evaluator._target_=None is not a class path; name one as package.module.Class"],
+    )
+    openai = " ".join(checked_evaluator(compose("evaluation/evaluator=openai").evaluation.evaluator)[1])
     assert "evaluation.evaluator.base_url is not set" in openai and "evaluation.evaluator.model is not set" in openai
     with pytest.raises(ValueError, match="evaluation.evaluator.path is not set"):
         build_evaluator(compose("evaluation/evaluator=model").evaluation.evaluator)

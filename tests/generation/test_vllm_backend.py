@@ -17,7 +17,7 @@ import torch
 from helpers import REPO_ROOT, compose
 
 from metareward.config.build import build_settings
-from metareward.engine.iteration import iteration_dir, make_iteration_data
+from metareward.engine.iteration import make_iteration_data
 from metareward.engine.prompt_pool import load_prompt_pool
 from metareward.generation.backends import build_backend
 from metareward.generation.policy import Policy
@@ -28,6 +28,7 @@ from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
 from metareward.model.roles import SEED_ROLE
+from metareward.storage.run_layout import iteration_dir
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 EMBEDDED = "builtin:smollm2-135m-instruct"

@@ -8,6 +8,7 @@ import torch
 from metareward.core.logprobs import completion_logprobs
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.loading import ModelLoadError, ModelSpec, load_model_and_tokenizer
+from metareward.schema.rules import field_problems
 
 
 def test_a_directory_without_a_model_is_one_clear_error(tmp_path) -> None:
@@ -16,10 +17,11 @@ def test_a_directory_without_a_model_is_one_clear_error(tmp_path) -> None:
 
 
 def test_spec_problems_name_the_key() -> None:
-    assert ModelSpec("builtin:tiny", dtype="float8").problems() == [
+    assert field_problems(ModelSpec("builtin:tiny", dtype="float8"), "model") == [
         "model.dtype='float8' is not one of ['bfloat16', 'float16', 'float32']"
     ]
-    assert "model.quantization='2bit'" in ModelSpec("builtin:tiny", quantization="2bit").problems()[0]
+    assert "model.quantization='2bit'" in field_problems(ModelSpec("builtin:tiny", quantization="2bit"), "model")[0]
+    assert ModelSpec("builtin:none").problems()[0].startswith("model.path='builtin:none' is not a built-in model")
 
 
 def test_gradient_checkpointing_still_trains_the_adapters() -> None:

@@ -15,9 +15,10 @@ from helpers import compose
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metareward.config.bounds import NUMBERS, SCHEDULES
-from metareward.config.build import build_settings
+from metareward.config.build import GROUPS, RunSettings, build_settings
+from metareward.evaluation.evaluators import BackendEvaluator, OpenAIChatEvaluator
 from metareward.run.preflight import preflight_problems
+from metareward.schema.rules import Listed, Number, rules_of
 
 # Derandomized: CI explores the same examples on every run, so a failure reproduces; change the budget or the
 # strategies to explore others.
@@ -34,13 +35,19 @@ CHOICE_KEYS = [
     "meta_judge.verdict_mode",
     "pairs.strategy",
     "pairs.unfinished",
-    # The evaluator (conf/evaluation/evaluator/) is a node too; `kind` is the old spelling of its choice.
+    # The evaluator (conf/evaluation/evaluator/) is a node too.
     "evaluation.evaluator._target_",
-    "evaluation.evaluator.kind",
     "data.on_bad_line",
     "model.adapters.mode",
 ]
-KEYS = sorted(NUMBERS) + sorted(SCHEDULES) + CHOICE_KEYS
+# Every number and schedule, read off the rules beside the settings' fields (the evaluators' own included).
+RULES = [
+    *rules_of(RunSettings),
+    *(rule for cls, prefix in GROUPS.values() for rule in rules_of(cls, prefix)),
+    *rules_of(OpenAIChatEvaluator, "evaluation.evaluator"),
+    *rules_of(BackendEvaluator, "evaluation.evaluator"),
+]
+KEYS = sorted({key for key, rule in RULES if isinstance(rule, (Number, Listed))}) + CHOICE_KEYS
 # Override values as Hydra reads them from a command line.
 VALUES = st.one_of(
     st.integers(-3, 5).map(str),

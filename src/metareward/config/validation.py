@@ -1,4 +1,5 @@
-"""Checks of the config against this machine and the file system, run before any model is loaded."""
+"""Checks of the config against this machine and the file system, run before any model is loaded (the values' own
+rules are stated beside their settings' fields)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from metareward.config import bounds
 from metareward.model import loading
 from metareward.storage.datafiles import file_problem
 
@@ -20,37 +20,6 @@ LABELLED_PAIRS = "a JSON Lines file of labelled judge pairs"
 GPU_EXTRA = "install the gpu extra (pip install 'metareward[gpu]') on a machine with CUDA"
 # Strategies that shard the model, by how their class or Lightning name starts (FSDPStrategy, "deepspeed_stage_3").
 SHARDED_STRATEGIES = ("fsdp", "deepspeed")
-
-
-def value_problems(cfg: DictConfig) -> tuple[list[str], list[str]]:
-    """(values of the wrong type, other values out of range or schedules that do not fit num_iterations), read
-    from the raw config so that a type mismatch is named by its key (`num_iterations=two`)."""
-    types, ranges = bounds.number_problems(cfg)
-    shapes, fits = bounds.schedule_problems(cfg, cfg.get("num_iterations"))
-    types += shapes
-    # With a value of the wrong type the typed settings, which check the choice keys, cannot be built.
-    choices = choice_problems(cfg) if types else []
-    return types, ranges + choices + fits
-
-
-def choice_problems(cfg: DictConfig) -> list[str]:
-    """Every choice key given a name that is not one of its options."""
-    from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES
-    from metareward.engine.settings import READ_MODES, UNFINISHED_POLICIES
-
-    options = {
-        "judge.score_mode": READ_MODES,
-        "meta_judge.verdict_mode": READ_MODES,
-        "pairs.strategy": tuple(sorted(ACTOR_PAIR_STRATEGIES)),
-        "pairs.unfinished": UNFINISHED_POLICIES,
-        "model.dtype": tuple(sorted(loading.DTYPES)),
-    }
-    found = []
-    for key, allowed in options.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and value not in allowed:
-            found.append(f"{key}={value!r} is not one of {list(allowed)}")
-    return found
 
 
 def environment_problems(cfg: DictConfig) -> list[str]:
@@ -158,7 +127,7 @@ def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
 
 def evaluation_problems(cfg: DictConfig) -> list[str]:
     """The evaluator settings and the evaluation files, when the evaluation callbacks are switched on."""
-    from metareward.evaluation.settings import evaluator_problems
+    from metareward.evaluation.settings import checked_evaluator
 
     callbacks = cfg.get("callbacks") or {}
     evaluation = cfg.get("evaluation")
@@ -166,7 +135,7 @@ def evaluation_problems(cfg: DictConfig) -> list[str]:
         return []
     found = []
     if callbacks.get("win_rate") is not None:
-        found += evaluator_problems(evaluation.get("evaluator"))
+        found += checked_evaluator(evaluation.get("evaluator"))[1]
         path = Path(str(evaluation.data_path)).expanduser()
         found += [p for p in [file_problem(path, "evaluation.data_path", EVAL_PROMPTS)] if p]
     if callbacks.get("judge_quality") is not None:

@@ -18,12 +18,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from metareward.core.drops import ALL_SCORES_EQUAL, ANCHOR_NOT_BELOW, OVERLAPPING_TIERS, TOO_FEW_SCORED, Selection
+from metareward.schema.rules import Number
 
 # Absolute slack on score comparisons: mean scores are floats, and a response sitting exactly on a tier
 # boundary must not fall out of the tier through rounding.
 SCORE_TOL = 1e-9
-# Largest length-control rho: beyond it the top and bottom tiers overlap (see `select_length_controlled`).
-MAX_RHO = 0.5
+# The length-control rho, stated once (the config's pairs.rho and every pairs.rho_schedule entry are checked by it):
+# beyond 0.5 the top and bottom tiers overlap (see `select_length_controlled`).
+RHO = Number(
+    float,
+    0,
+    0.5,
+    reason="above 0.5 the top and bottom score tiers overlap, so the chosen answer could score below the rejected "
+    "one (the papers use 0 to 0.4)",
+)
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,9 @@ def select_length_controlled(responses: Sequence[ScoredResponse], rho: float) ->
     happens only where the tiers meet, at rho = 0.5 (or within rounding of it): both picks, or one response
     picked twice, at the midpoint score.
     """
-    if not 0.0 <= rho <= MAX_RHO:
+    if not RHO.holds(rho):
         raise ValueError(
-            f"rho must lie in [0, {MAX_RHO}] (above it the score tiers overlap), got {rho}; set pairs.rho accordingly."
+            f"rho must lie {RHO.describe()} (above it the score tiers overlap), got {rho}; set pairs.rho accordingly."
         )
     scored = _scored(responses)
     if len(scored) < 2:
@@ -201,8 +209,8 @@ def select_anchored(
     Drops: no scored response on one side -> ``"too_few_scored"``; the chosen not scored above the rejected ->
     ``"anchor_not_below"`` (the current model did not beat the anchor's pick, so the pair would say nothing true).
     """
-    if not 0.0 <= rho <= MAX_RHO:
-        raise ValueError(f"rho must lie in [0, {MAX_RHO}], got {rho}; set pairs.rho accordingly.")
+    if not RHO.holds(rho):
+        raise ValueError(f"rho must lie {RHO.describe()}, got {rho}; set pairs.rho accordingly.")
     chosen, rejected = chosen_pick(own, rho, strategy), rejected_pick(anchors, rho, strategy)
     if chosen is None or rejected is None:
         return TOO_FEW_SCORED

@@ -25,6 +25,14 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metareward.schema.rules import Number
+
+# The ranges of the values the losses take, stated once: the config's `dpo` group checks its values by these too.
+BETA = Number(float, 0, low_open=True)
+# Smoothing 0.5 makes the conservative DPO loss ignore which answer was chosen (Mitchell 2023, cDPO).
+LABEL_SMOOTHING = Number(float, 0, 0.5, high_open=True)
+NLL_WEIGHT = Number(float, 0)
+
 
 @dataclass(frozen=True)
 class PreferenceLossOutput:
@@ -70,8 +78,8 @@ class PreferenceLoss(nn.Module):
 
     def __init__(self, beta: float) -> None:
         super().__init__()
-        if not (_is_number(beta) and beta > 0):
-            raise ValueError(f"beta must be > 0, got {beta!r}; {self.beta_hint}.")
+        if not BETA.holds(beta):
+            raise ValueError(f"beta must be {BETA.describe()}, got {beta!r}; {self.beta_hint}.")
         self.beta = float(beta)
 
     def pair_losses(
@@ -118,8 +126,10 @@ class DPOLoss(PreferenceLoss):
 
     def __init__(self, beta: float, label_smoothing: float = 0.0) -> None:
         super().__init__(beta)
-        if not 0.0 <= label_smoothing < 0.5:
-            raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}; use 0 for plain DPO.")
+        if not LABEL_SMOOTHING.holds(label_smoothing):
+            raise ValueError(
+                f"label_smoothing must lie {LABEL_SMOOTHING.describe()}, got {label_smoothing}; use 0 for plain DPO."
+            )
         self.label_smoothing = float(label_smoothing)
 
     def logits(
@@ -264,8 +274,8 @@ class NLLRegularised(nn.Module):
 
     def __init__(self, base_loss: PreferenceLoss, weight: float) -> None:
         super().__init__()
-        if not weight >= 0:
-            raise ValueError(f"the NLL weight must be >= 0, got {weight}; the RPO paper uses 1.0.")
+        if not NLL_WEIGHT.holds(weight):
+            raise ValueError(f"the NLL weight must be {NLL_WEIGHT.describe()}, got {weight}; the RPO paper uses 1.0.")
         self.base_loss = base_loss
         self.weight = float(weight)
 
@@ -302,6 +312,8 @@ class NLLRegularised(nn.Module):
 
 def with_nll_term(loss: PreferenceLoss, nll_weight: float) -> PreferenceLoss | NLLRegularised:
     """`loss` plus the chosen-response NLL term of iterative RPO when `nll_weight > 0`, else `loss` itself."""
-    if not nll_weight >= 0:
-        raise ValueError(f"nll_weight must be >= 0, got {nll_weight}; use 0 to turn the NLL term off.")
+    if not NLL_WEIGHT.holds(nll_weight):
+        raise ValueError(
+            f"nll_weight must be {NLL_WEIGHT.describe()}, got {nll_weight}; use 0 to turn the NLL term off."
+        )
     return NLLRegularised(loss, nll_weight) if nll_weight > 0 else loss

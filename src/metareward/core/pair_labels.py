@@ -86,7 +86,7 @@ class PairLabels:
     """Base class of a labelling: the iteration's actor pairs and the evidence in, one label (or None) per pair out.
     A new labelling is one subclass plus one YAML file in conf/pairs/label/ naming it with `_target_`; one that
     sets `reads_previous_judge` makes the engine judge every response a second time with the previous iteration's
-    judge (`LabelEvidence.previous_scores`)."""
+    judge (`LabelEvidence.previous_scores`; the engine's `PreviousJudge` stage, chosen by this flag alone)."""
 
     reads_previous_judge: bool = False
 

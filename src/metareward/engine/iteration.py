@@ -1,7 +1,10 @@
 """One iteration of data making with M_t: prompts -> responses -> judgments -> meta-judgments -> pairs.
 
 Every stage is written to the iteration's directory as JSON Lines (atomically) as soon as it is done, so a run
-can be inspected stage by stage. Returns the pairs and flat, namespaced statistics for the logger and summary.
+can be inspected stage by stage (`engine.context`). Methods that add stages of their own (anchored rejections,
+CREAM's previous judge) are variants (`engine.variants`); the ranking asks for comparisons when it needs them
+(`engine.ranking`). Returns the pairs and flat, namespaced statistics for the logger and summary
+(`engine.iteration_stats`).
 """
 
 from __future__ import annotations
@@ -11,35 +14,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
-from metareward.core.consistency import dataset_consistency
+from metareward.core.actor_pairs import ScoredResponse
 from metareward.core.drops import Selection, merge_drops
-from metareward.core.pair_labels import LabelEvidence, prompt_consistencies
 from metareward.engine import phases
 from metareward.engine.comparing import comparer
+from metareward.engine.context import IterationContext
+from metareward.engine.iteration_stats import actor_stats, label_stats, meta_stats, run_stats
 from metareward.engine.judge_history import JudgeHistory
-from metareward.engine.judging import calibrate_verdicts
-from metareward.engine.pairs import (
-    actor_pairs,
-    fitting_pairs,
-    judge_pairs,
-    label_evidence,
-    label_stats,
-    labelled,
-    meta_bias_stats,
-    pair_candidates,
-)
+from metareward.engine.pairs import actor_pairs, fitting_pairs, judge_pairs, label_evidence, labelled, pair_candidates
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
-from metareward.engine.sharding import Shard
-from metareward.engine.stages import StageStore
-from metareward.engine.timing import Stopwatch
+from metareward.engine.sharding import ONE_PROCESS, Shard
+from metareward.engine.variants import Evidence, Variants
 from metareward.generation.policy import Policy
 from metareward.storage.artifacts import write_json, write_records
-from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PairRecord, PhaseResult, ResponseRecord
+from metareward.storage.records import MetaJudgmentRecord, PairRecord, PhaseResult
 
 log = logging.getLogger(__name__)
+
+Oversize = Callable[[PairRecord], str | None]  # why a pair does not fit the DPO token limits (None: it fits)
 
 
 @dataclass(frozen=True)
@@ -57,13 +50,6 @@ class IterationData:
         return replace(self, pairs=list(pairs), stats={**self.stats, **stats}, digest=digest)
 
 
-def iteration_dir(run_dir: Path, iteration: int) -> Path:
-    return run_dir / "iterations" / f"iter_{iteration:02d}"
-
-
-ONE_PROCESS = Shard()  # a run without distributed training: rank 0 of 1
-
-
 def make_iteration_data(
     policy: Policy,
     settings: EngineSettings,
@@ -72,7 +58,7 @@ def make_iteration_data(
     run_dir: Path,
     reuse: bool = False,
     shard: Shard = ONE_PROCESS,
-    oversize: Callable[[PairRecord], str | None] = lambda pair: None,
+    oversize: Oversize = lambda pair: None,
     history: JudgeHistory | None = None,
 ) -> IterationData:
     """Make iteration t's pairs with the policy as it is now (M_t).
@@ -85,124 +71,37 @@ def make_iteration_data(
     With several processes, each makes its `shard` of every phase and all of them end with the same records.
     A labelling that reads the previous iteration's judge (CREAM) needs the run's judge `history`.
     """
-    out = iteration_dir(run_dir, iteration)
-    reads_previous = settings.pair_labels.reads_previous_judge
-    if reads_previous and history is None:
-        raise ValueError(f"{type(settings.pair_labels).__name__} compares judges of two iterations: pass the history")
-    if reads_previous and shard.writes:
-        history.save(out)  # type: ignore[union-attr]  # M_t's judge, for iteration t + 1
-    store = StageStore(out, reuse, write=shard.writes)
-    clock = Stopwatch()
+    variants = Variants.of(settings, history)
     prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
-    prompts_by_id = {p.id: p for p in prompts}
-    position = {p.id: i for i, p in enumerate(prompts)}
+    context = IterationContext.start(policy, settings, iteration, prompts, run_dir, reuse, shard)
+    variants.begin(context)
     if shard.writes:
-        write_records(out / "prompts.jsonl", prompts)
+        write_records(context.folder / "prompts.jsonl", prompts)
 
-    with clock("generate"):
-        responded = store.run(
-            "responses",
-            ResponseRecord,
-            lambda: shard.gather(
-                phases.respond(policy, settings, iteration, shard.take(prompts)),
-                lambda r: (position[r.prompt_id], r.index),
-            ),
-        )
-    with clock("judge"):
-        judged = store.run(
-            "judgments",
-            JudgmentRecord,
-            lambda: shard.gather(
-                phases.judge(policy, settings, iteration, prompts_by_id, shard.take(responded.records)),
-                lambda j: (position[j.prompt_id], j.response_index, j.index),
-            ),
-        )
+    with context.clock("generate"):
+        responded = context.respond("responses")
+    with context.clock("judge"):
+        judged = context.judge("judgments", responded.records)
+    evidence = variants.gather(context, Evidence.of(responded, judged))
 
-    anchored = None
-    if settings.rejections.anchor_role is not None:
-        with clock("anchors"):
-            anchored = _anchor_stages(policy, settings, iteration, prompts, store, shard)
-
-    every_response = list(responded.records) + (list(anchored[0].records) if anchored else [])
-    previous = None
-    previous_folder = iteration_dir(run_dir, iteration - 1)
-    if reads_previous and iteration > 1 and history.saved(previous_folder):  # type: ignore[union-attr]
-        with clock("previous_judge"), history.lent(previous_folder):  # type: ignore[union-attr]
-            previous = store.run(
-                "previous_judgments",
-                JudgmentRecord,
-                lambda: shard.gather(
-                    phases.judge(
-                        policy, settings, iteration, prompts_by_id, shard.take(every_response), "previous judge"
-                    ),
-                    lambda j: (position[j.prompt_id], j.response_index, j.index),
-                ),
-            )
-
-    rho = settings.rho_for(iteration)
-    candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
-    every_judgment = list(judged.records)
-    anchors, anchors_unfinished = None, 0
-    if anchored is not None:
-        anchors, anchors_unfinished = pair_candidates(anchored[0].records, anchored[1].records, settings.unfinished)
-        every_judgment += anchored[1].records
     # judge/ranking: mean scores as they are (pointwise), or scores from comparisons the ranking asks for (pairwise).
-    ranked = settings.ranking.rank(candidates, comparer(policy, settings, iteration, prompts, store, shard, clock))
-    candidates = ranked.candidates
-    finished = {(r.prompt_id, r.index): r.finished for r in every_response}
-    selected = actor_pairs(prompts_by_id, candidates, rho, settings.pair_strategy, finished, anchors)
-    actor = _fitting(selected, oversize)
-    evidence = label_evidence(
-        every_judgment, settings.judge_prompt.score_values, previous.records if previous is not None else None
-    )
-    actor = Selection(tuple(labelled(actor.items, settings.pair_labels, evidence)), actor.drops)
-    stats = _base_stats(prompts, responded, judged, actor, rho)
-    stats["actor/unfinished_excluded"] = float(unfinished)
-    stats.update(ranked.stats)
-    stats.update(label_stats(actor.items))
-    if anchored is not None:
-        stats.update(_anchor_stats(*anchored))
-        stats["anchor/unfinished_excluded"] = float(anchors_unfinished)
-    if reads_previous:
-        stats.update(_previous_judge_stats(previous, evidence))
+    candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
+    ranked = settings.ranking.rank(candidates, comparer(context))
+    actor = _actor_pairs(context, ranked.candidates, evidence, oversize)
+    judge, judge_stats = _judge_pairs(context, responded, judged, oversize)
 
-    pairs = list(actor.items)
-    if settings.trains_judge(iteration):
-        with clock("meta_judge"):
-            targets, target_drops = phases.meta_targets(prompts_by_id, responded.records, judged.records)
-            targets, too_long = phases.fitting_targets(policy, targets, settings.judge_prompt)
-            target_drops = merge_drops(target_drops, too_long)
-            verdicts = store.run(
-                "meta_judgments",
-                MetaJudgmentRecord,
-                lambda: calibrated(
-                    shard.gather(
-                        phases.meta_judge(policy, settings, iteration, shard.take(targets)),
-                        lambda v: (position[v.prompt_id], v.first, v.second),
-                    ),
-                    settings,
-                ),
-            )
-        selected_judge, (w1, w2) = judge_pairs(
-            targets,
-            verdicts.records,
-            settings.judgment_cap_for(iteration),
-            settings.elo_l2,
-            settings.unfinished,
-            settings.judge_prompt,
-        )
-        judge = _fitting(selected_judge, oversize)
-        pairs.extend(judge.items)
-        stats.update(_meta_stats(verdicts, judge, target_drops, w1, w2))
-        stats.update(meta_bias_stats(verdicts.records, judged.records))
-    else:
-        stats["pairs/judge_count"] = 0.0
-
-    stats.update({f"time/{name}": seconds for name, seconds in clock.seconds.items()})
-    stats["data/stages_reused"] = float(len(store.reused))
+    stats = {
+        **actor_stats(prompts, responded, judged, actor, settings.rho_for(iteration), unfinished),
+        **ranked.stats,
+        **label_stats(actor.items),
+        **evidence.stats,
+        **judge_stats,
+        **run_stats(context.clock, context.store),
+    }
+    pairs = [*actor.items, *judge]
     if shard.writes:
-        write_records(out / "pairs.jsonl", pairs)
-        write_json(out / "stats.json", stats)
+        write_records(context.folder / "pairs.jsonl", pairs)
+        write_json(context.folder / "stats.json", stats)
     log.info(
         "iteration %d: %d actor pairs, %d judge pairs (dropped: %s)",
         iteration,
@@ -213,132 +112,45 @@ def make_iteration_data(
     return IterationData(iteration, pairs, stats)
 
 
-def _anchor_stages(
-    policy: Policy,
-    settings: EngineSettings,
-    iteration: int,
-    prompts: Sequence,
-    store: StageStore,
-    shard: Shard,
-) -> tuple[PhaseResult, PhaseResult]:
-    """The anchor role's answers to the iteration's prompts (numbered after the actor's K) and the current judge's
-    judgments of them, each a stage of its own (anchor_responses.jsonl, anchor_judgments.jsonl)."""
-    rejections = settings.rejections
-    answering = phases.Answering(
-        role=str(rejections.anchor_role),
-        count=rejections.anchors(settings.num_responses),
-        first_index=settings.num_responses,
-        label=f"{rejections.anchor_role} anchor responses",
+def _actor_pairs(
+    context: IterationContext,
+    candidates: Mapping[str, Sequence[ScoredResponse]],
+    evidence: Evidence,
+    oversize: Oversize,
+) -> Selection[PairRecord]:
+    """One actor pair per prompt from the ranked `candidates` (the rejected side from the anchors when there are
+    any), that fits the DPO limits, with the label the configured labelling gives it."""
+    settings = context.settings
+    finished = {(r.prompt_id, r.index): r.finished for r in evidence.responses}
+    rho = settings.rho_for(context.iteration)
+    selected = actor_pairs(context.by_id, candidates, rho, settings.pair_strategy, finished, evidence.anchors)
+    fit = fitting_pairs(selected, oversize)
+    found = label_evidence(evidence.judgments, settings.judge_prompt.score_values, evidence.previous_judgments)
+    return Selection(tuple(labelled(fit.items, settings.pair_labels, found)), fit.drops)
+
+
+def _judge_pairs(
+    context: IterationContext, responded: PhaseResult, judged: PhaseResult, oversize: Oversize
+) -> tuple[tuple[PairRecord, ...], dict[str, float]]:
+    """In an iteration that trains the judge, its pairs and their statistics (METHOD steps 5-6): per prompt the
+    judgments of the response whose scores vary most, meta-judged in every order (stage meta_judgments), weighted
+    against position bias and ranked by Elo. None otherwise."""
+    policy, settings, iteration = context.policy, context.settings, context.iteration
+    if not settings.trains_judge(iteration):
+        return (), {"pairs/judge_count": 0.0}
+    with context.clock("meta_judge"):
+        targets, target_drops = phases.meta_targets(context.by_id, responded.records, judged.records)
+        targets, too_long = phases.fitting_targets(policy, targets, settings.judge_prompt)
+        verdicts = context.verdict_stage(
+            "meta_judgments",
+            MetaJudgmentRecord,
+            lambda share: phases.meta_judge(policy, settings, iteration, share),
+            targets,
+            phases.JudgingRole.meta_judge(settings).line,
+        )
+    cap = settings.judgment_cap_for(iteration)
+    selected, weights = judge_pairs(
+        targets, verdicts.records, cap, settings.elo_l2, settings.unfinished, settings.judge_prompt
     )
-    position = {p.id: i for i, p in enumerate(prompts)}
-    prompts_by_id = {p.id: p for p in prompts}
-    responded = store.run(
-        "anchor_responses",
-        ResponseRecord,
-        lambda: shard.gather(
-            phases.respond(policy, settings, iteration, shard.take(prompts), answering),
-            lambda r: (position[r.prompt_id], r.index),
-        ),
-    )
-    judged = store.run(
-        "anchor_judgments",
-        JudgmentRecord,
-        lambda: shard.gather(
-            phases.judge(policy, settings, iteration, prompts_by_id, shard.take(responded.records)),
-            lambda j: (position[j.prompt_id], j.response_index, j.index),
-        ),
-    )
-    return responded, judged
-
-
-def _anchor_stats(responded, judged) -> dict[str, float]:
-    responses, judgments = responded.records, judged.records
-    stats = {
-        "anchor/responses": float(len(responses)),
-        "anchor/mean_chars": _mean([len(r.text) for r in responses]),
-        "anchor/unfinished_rate": _mean([not r.finished for r in responses]),
-        "anchor/judge_mean_score": _mean([j.score for j in judgments if j.score is not None]),
-        "anchor/judge_parse_failures": float(judged.parse_failures),
-    }
-    stats.update({f"anchor/dropped/{reason}": float(n) for reason, n in responded.drops.items()})
-    stats.update({f"anchor/judge_dropped/{reason}": float(n) for reason, n in judged.drops.items()})
-    return stats
-
-
-def _previous_judge_stats(previous: PhaseResult | None, evidence: LabelEvidence) -> dict[str, float]:
-    """Whether the previous iteration's judge judged this iteration's responses, and how its ranking agreed."""
-    stats = {"previous_judge/available": float(previous is not None)}
-    if previous is None or evidence.previous_scores is None:
-        return stats
-    judgments = previous.records
-    per_prompt = prompt_consistencies(evidence.scores, evidence.previous_scores)
-    agreement = dataset_consistency(per_prompt.values())
-    stats.update(
-        {
-            "previous_judge/judgments": float(len(judgments)),
-            "previous_judge/parse_failures": float(previous.parse_failures),
-            "previous_judge/mean_score": _mean([j.score for j in judgments if j.score is not None]),
-            "previous_judge/prompts_ranked": float(sum(c is not None for c in per_prompt.values())),
-        }
-    )
-    if agreement is not None:
-        stats["previous_judge/consistency"] = agreement
-    stats.update({f"previous_judge/dropped/{reason}": float(n) for reason, n in previous.drops.items()})
-    return stats
-
-
-def _fitting(selection: Selection[PairRecord], oversize: Callable[[PairRecord], str | None]) -> Selection[PairRecord]:
-    fit = fitting_pairs(selection.items, oversize)
-    return Selection(fit.items, merge_drops(selection.drops, fit.drops))
-
-
-def calibrated(verdicts: PhaseResult, settings: EngineSettings) -> PhaseResult:
-    """Position calibration over the whole iteration's verdicts (after gathering every rank's share), when on."""
-    if not settings.calibrate_position:
-        return verdicts
-    records = calibrate_verdicts(verdicts.records, settings.judge_prompt)
-    return PhaseResult(records, verdicts.drops, verdicts.parse_failures)
-
-
-def _base_stats(prompts, responded, judged, actor, rho: float) -> dict[str, float]:
-    responses, judgments = responded.records, judged.records
-    stats: dict[str, float] = {
-        "data/prompts": float(len(prompts)),
-        "actor/responses": float(len(responses)),
-        "actor/mean_chars": _mean([len(r.text) for r in responses]),
-        "actor/unfinished_rate": _mean([not r.finished for r in responses]),
-        "judge/judgments": float(len(judgments)),
-        "judge/parse_failures": float(judged.parse_failures),
-        "judge/parse_failure_rate": judged.parse_failures / max(len(judgments), 1),
-        "judge/unfinished_rate": _mean([not j.finished for j in judgments]),
-        "judge/probability_reads": float(sum(j.score_source == "probability" for j in judgments)),
-        "judge/mean_score": _mean([j.score for j in judgments if j.score is not None]),
-        "pairs/rho": rho,
-        "pairs/actor_count": float(len(actor.items)),
-        "pairs/actor_chosen_chars": _mean([len(p.chosen) for p in actor.items]),
-        "pairs/actor_rejected_chars": _mean([len(p.rejected) for p in actor.items]),
-    }
-    stats.update({f"actor/dropped/{reason}": float(n) for reason, n in responded.drops.items()})
-    stats.update({f"judge/dropped/{reason}": float(n) for reason, n in judged.drops.items()})
-    stats.update({f"pairs/actor_dropped/{reason}": float(n) for reason, n in actor.drops.items()})
-    return stats
-
-
-def _meta_stats(verdicts, judge, target_drops, w1: float, w2: float) -> dict[str, float]:
-    records = verdicts.records
-    stats = {
-        "meta/verdicts": float(len(records)),
-        "meta/parse_failures": float(verdicts.parse_failures),
-        "meta/parse_failure_rate": verdicts.parse_failures / max(len(records), 1),
-        "meta/ties": float(sum(v.verdict == 0 for v in records)),
-        "meta/w1": w1,
-        "meta/w2": w2,
-        "pairs/judge_count": float(len(judge.items)),
-    }
-    drops = {**target_drops, **judge.drops}
-    stats.update({f"pairs/judge_dropped/{reason}": float(n) for reason, n in drops.items()})
-    return stats
-
-
-def _mean(values) -> float:
-    return float(np.mean(values)) if len(values) else 0.0
+    judge = fitting_pairs(selected, oversize)
+    return judge.items, meta_stats(verdicts, judge, merge_drops(target_drops, too_long), weights, judged.records)

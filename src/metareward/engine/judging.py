@@ -1,4 +1,4 @@
-"""Reading a score from a judgment and a verdict from a meta-judgment, in the configured read mode.
+"""Reading a score from a judgment and a verdict from a meta-judgment or a comparison, in the configured read mode.
 
 parse: only a written `Score: N` / `Winner: Judgment X` line counts (the papers' behaviour).
 probability: the written text is ignored past the explanation; the cue is appended and the model's next-token
@@ -6,7 +6,10 @@ probability: the written text is ignored past the explanation; the cue is append
 hybrid: parse when the line is there, otherwise read the probabilities.
 Where the probability decides, the stored text ends with the line the model found most likely, so a judgment
 used as a judge-pair target always shows the format the judge is meant to write.
-The lines, their cues and choices are the run's judge prompt's (`core.prompts.JudgePrompt`), passed in.
+Each role's line (`FinalLine`) says how: its cue, its choices, where it starts and how it is parsed. The judge's
+comes from the run's judge prompt (`core.prompts.JudgePrompt`); the meta-judge's `Winner: Judgment A|B` and a pairwise
+comparison's `Winner: A|B` are both `winner_line`s, read by the one `read_verdicts` and calibrated by the one
+`calibrated_verdicts`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import TypeVar
 
 import numpy as np
 
+from metareward.core.comparison_prompt import COMPARISON_CHOICES
+from metareward.core.parsing import parse_winner
 from metareward.core.prompts import JudgePrompt
 from metareward.generation.sampler import Generation
-from metareward.storage.records import ComparisonRecord, MetaJudgmentRecord
+from metareward.storage.records import ComparisonRecord, MetaJudgmentRecord, PhaseResult
 
 # Two winner probabilities closer than this are a tie (verdict 0).
 VERDICT_TIE_MARGIN = 1e-6
@@ -42,13 +47,17 @@ def line_start(label: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class FinalLine:
-    """The line a judging role ends its answer with, as the judge prompt defines it: the cue appended to read the
-    choice from probabilities, the choices, where such a line starts (`tail`) and how it is parsed."""
+    """The line a judging role ends its answer with: the cue appended to read the choice from probabilities (the
+    line is written back as `<cue> <choice>`), the choices, where such a line starts (`tail`) and how it is parsed."""
 
     cue: str
     choices: tuple[str, ...]
     tail: re.Pattern[str]
     parse: Callable[[str], object | None]
+
+    def ending(self, text: str, choice: str) -> str:
+        """`text` with its final (possibly garbled) line replaced by this line naming `choice`."""
+        return f"{explanation_part(text, self.tail)}\n{self.cue} {choice}".lstrip()
 
 
 def score_line(prompt: JudgePrompt) -> FinalLine:
@@ -56,9 +65,13 @@ def score_line(prompt: JudgePrompt) -> FinalLine:
     return FinalLine(prompt.score_cue, prompt.score_choices, line_start(prompt.score_label), prompt.parse_score)
 
 
-def winner_line(prompt: JudgePrompt) -> FinalLine:
-    """The meta-judge's `Winner: Judgment A|B` line."""
-    return FinalLine(prompt.winner_cue, prompt.winner_choices, line_start(prompt.winner_label), prompt.parse_winner)
+def winner_line(label: str, cue: str | None = None, choices: tuple[str, str] = COMPARISON_CHOICES) -> FinalLine:
+    """An A-versus-B verdict's line, `<cue> A|B`, parsed after its `<label>:` word (`core.parsing.parse_winner`).
+
+    The cue is `<label>:` unless given: a pairwise comparison ends `Winner: A`, the meta-judge `Winner: Judgment A`
+    (its judge prompt's `winner_cue`). The first choice is the first-shown side (verdict +1), the second the other.
+    """
+    return FinalLine(cue or f"{label}:", choices, line_start(label), functools.partial(parse_winner, label=label))
 
 
 @dataclass(frozen=True)
@@ -139,14 +152,13 @@ def read_scores(
 ) -> list[Reading]:
     """A probability read is the expected score over the prompt's scale; the text then ends with its likeliest."""
     values = np.array(prompt.score_values)
-    tail = line_start(prompt.score_label)
+    line = score_line(prompt)
     readings = []
     for i, text in enumerate(texts):
         if i in probabilities:
             p = probabilities[i]
             best = values[int(np.argmax(p))]
-            body = explanation_part(text, tail)
-            text = f"{body}\n{prompt.score_line(best)}".lstrip()
+            text = line.ending(text, f"{best:g}")
             readings.append(Reading(text, float(p @ values), "probability", probabilities=tuple(map(float, p))))
         else:
             score = prompt.parse_score(text) if mode != "probability" else None
@@ -155,22 +167,25 @@ def read_scores(
 
 
 def read_verdicts(
-    texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray], prompt: JudgePrompt
+    texts: Sequence[str], mode: str, probabilities: dict[int, np.ndarray], line: FinalLine
 ) -> list[Reading]:
-    """Verdict +1 when judgment A (shown first) wins, -1 when B wins, 0 for a tie or nothing readable.
+    """Verdict +1 when the first-shown side (`line.choices[0]`, "A") wins, -1 when the other does, 0 for a tie or
+    nothing readable: the meta-judge's verdicts and pairwise comparisons alike.
 
-    A probability read also keeps its log-odds of "A" over "B", for `calibrate_verdicts`.
+    A probability read keeps its log-odds of the first choice over the second, for `calibrated_verdicts`, and its
+    text ends with the likelier line.
     """
+    first, second = line.choices
     readings = []
     for i, text in enumerate(texts):
         if i in probabilities:
             log_odds = float(np.log(probabilities[i][0] + 1e-12) - np.log(probabilities[i][1] + 1e-12))
             verdict = decided_verdict(log_odds)
-            readings.append(Reading(_with_winner(text, verdict, prompt), float(verdict), "probability", log_odds))
+            readings.append(Reading(with_winner(text, verdict, line), float(verdict), "probability", log_odds))
         else:
-            winner = prompt.parse_winner(text) if mode != "probability" else None
-            verdict = {"A": 1.0, "B": -1.0}.get(winner or "", None)
-            readings.append(Reading(text.strip(), verdict, "parsed" if verdict is not None else "none"))
+            winner = line.parse(text) if mode != "probability" else None
+            value = {first: 1.0, second: -1.0}.get(winner or "")  # type: ignore[call-overload]
+            readings.append(Reading(text.strip(), value, "parsed" if value is not None else "none"))
     return readings
 
 
@@ -178,32 +193,24 @@ def decided_verdict(log_odds: float) -> int:
     return 0 if abs(log_odds) <= VERDICT_TIE_MARGIN else (1 if log_odds > 0 else -1)
 
 
-def _with_winner(text: str, verdict: int, prompt: JudgePrompt) -> str:
-    label = prompt.winner_choices[0] if verdict >= 0 else prompt.winner_choices[1]
-    return f"{explanation_part(text, line_start(prompt.winner_label))}\n{prompt.winner_line(label)}".lstrip()
-
-
-def calibrate_verdicts(records: Sequence[MetaJudgmentRecord], prompt: JudgePrompt) -> list[MetaJudgmentRecord]:
-    """Probability-read verdicts decided against the meta-judge's usual preference for one slot.
-
-    A small meta-judge often says "A" whatever it reads (SmolLM2-135M: P(A) ~ 0.8 for every pair), which carries
-    no information and, through the positional weights, empties the battle matrix. Contextual calibration
-    (Zhao et al. 2021, arXiv 2102.09690) removes that prior: each log-odds of "A" over "B" is compared with their
-    median over the whole iteration, so a verdict goes to A when the model favours A more than it usually does.
-    Our addition, not the paper's; parsed verdicts are left as they are.
-    """
-    return calibrated_by_median(records, lambda text, verdict: _with_winner(text, verdict, prompt))
+def with_winner(text: str, verdict: int, line: FinalLine) -> str:
+    """`text` ending with `line` naming the verdict's winner (a tie is written as the first side)."""
+    return line.ending(text, line.choices[0] if verdict >= 0 else line.choices[1])
 
 
 VerdictRecord = TypeVar("VerdictRecord", MetaJudgmentRecord, ComparisonRecord)
 
 
-def calibrated_by_median(
-    records: Sequence[VerdictRecord], with_winner: Callable[[str, int], str]
-) -> list[VerdictRecord]:
-    """Each probability-read verdict decided on its log-odds minus their median over `records`, its text ending
-    in the new winner line (`with_winner(text, verdict)`); parsed verdicts as they are. Meta-judge verdicts and
-    pairwise comparisons are calibrated this one way."""
+def calibrated_verdicts(records: Sequence[VerdictRecord], line: FinalLine) -> list[VerdictRecord]:
+    """Probability-read verdicts decided against the reader's usual preference for one slot.
+
+    A small meta-judge often says "A" whatever it reads (SmolLM2-135M: P(A) ~ 0.8 for every pair), which carries
+    no information and, through the positional weights, empties the battle matrix. Contextual calibration
+    (Zhao et al. 2021, arXiv 2102.09690) removes that prior: each log-odds of "A" over "B" is compared with their
+    median over `records` (the whole iteration's), so a verdict goes to A when the model favours A more than it
+    usually does; its text then ends with `line` naming the new winner. Our addition, not the paper's; parsed
+    verdicts are left as they are. Meta-judge verdicts and pairwise comparisons are calibrated this one way.
+    """
     read = [r.log_odds for r in records if r.verdict_source == "probability" and r.log_odds is not None]
     if not read:
         return list(records)
@@ -212,6 +219,11 @@ def calibrated_by_median(
     for record in records:
         if record.verdict_source == "probability" and record.log_odds is not None:
             verdict = decided_verdict(record.log_odds - centre)
-            record = replace(record, verdict=verdict, text=with_winner(record.text, verdict))
+            record = replace(record, verdict=verdict, text=with_winner(record.text, verdict, line))
         calibrated.append(record)
     return calibrated
+
+
+def calibrated(result: PhaseResult, line: FinalLine) -> PhaseResult:
+    """A verdict stage's result with `calibrated_verdicts`, its counts as they were."""
+    return PhaseResult(calibrated_verdicts(result.records, line), result.drops, result.parse_failures)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-import numpy as np
-
 from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs, select_anchored_pairs
-from metareward.core.drops import Selection
+from metareward.core.drops import Selection, merge_drops
 from metareward.core.elo import bradley_terry_elo
 from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positional_weights, select_judge_pair
 from metareward.core.pair_labels import LabelEvidence, PairLabels, ScoreDistribution
@@ -38,14 +36,14 @@ def pair_candidates(
 def scored_responses(
     responses: Sequence[ResponseRecord], judgments: Sequence[JudgmentRecord]
 ) -> dict[str, list[ScoredResponse]]:
-    """Prompt id -> its responses, each scored by the mean of its valid judgment scores (METHOD step 3)."""
-    scores: dict[tuple[str, int], list[float | None]] = {}
-    for judgment in judgments:
-        scores.setdefault((judgment.prompt_id, judgment.response_index), []).append(judgment.score)
+    """Prompt id -> its responses, each scored by the mean of its valid judgment scores (METHOD step 3; None when
+    it has none)."""
+    means = mean_scores(judgments)
     per_prompt: dict[str, list[ScoredResponse]] = {}
     for r in responses:
-        score = mean_valid_score(scores.get((r.prompt_id, r.index), []))
-        per_prompt.setdefault(r.prompt_id, []).append(ScoredResponse(r.index, r.text, score))
+        per_prompt.setdefault(r.prompt_id, []).append(
+            ScoredResponse(r.index, r.text, means.get((r.prompt_id, r.index)))
+        )
     return per_prompt
 
 
@@ -96,7 +94,8 @@ def label_evidence(
 
 
 def mean_scores(judgments: Sequence[JudgmentRecord]) -> dict[tuple[str, int], float]:
-    """(prompt id, response index) -> the mean of the response's valid judgment scores (unscored ones left out)."""
+    """(prompt id, response index) -> the mean of the response's valid judgment scores (`mean_valid_score`), for every
+    response with at least one: the one place judge scores are averaged."""
     found: dict[tuple[str, int], list[float | None]] = {}
     for judgment in judgments:
         found.setdefault((judgment.prompt_id, judgment.response_index), []).append(judgment.score)
@@ -131,16 +130,6 @@ def _checked_label(label: float) -> float:
     if not 0.0 <= label <= 1.0:
         raise ValueError(f"pairs.label gave the label {label}; a preference label is a probability in [0, 1]")
     return float(label)
-
-
-def label_stats(pairs: Sequence[PairRecord]) -> dict[str, float]:
-    """How many actor pairs carry a soft label, their mean, and how many favour the rejected side (q < 0.5)."""
-    labels = [pair.label for pair in pairs if pair.label is not None]
-    stats = {"pairs/actor_soft_labels": float(len(labels))}
-    if labels:
-        stats["pairs/actor_label_mean"] = float(np.mean(labels))
-        stats["pairs/actor_labels_below_half"] = float(sum(label < 0.5 for label in labels))
-    return stats
 
 
 def judge_pairs(
@@ -193,33 +182,10 @@ def judge_pairs(
     return Selection.from_outcomes(outcomes), (w1, w2)
 
 
-def meta_bias_stats(verdicts: Sequence[MetaJudgmentRecord], judgments: Sequence[JudgmentRecord]) -> dict[str, float]:
-    """Meta-judge biases (Wu et al. 2024, Sec. 4): preference for the first slot and for the higher score.
-
-    positional_bias: share of decisive verdicts won by the first-shown judgment.
-    prefers_higher_score: among decisive verdicts between judgments with different scores, the share won by the
-    higher-scored judgment.
-    """
-    score = {(j.prompt_id, j.response_index, j.index): j.score for j in judgments}
-    decisive = [v for v in verdicts if v.verdict != 0]
-    stats: dict[str, float] = {}
-    if decisive:
-        stats["meta/positional_bias"] = float(np.mean([v.verdict == 1 for v in decisive]))
-    higher = []
-    for v in decisive:
-        first = score.get((v.prompt_id, v.response_index, v.first))
-        second = score.get((v.prompt_id, v.response_index, v.second))
-        if first is None or second is None or first == second:
-            continue
-        winner_first = v.verdict == 1
-        higher.append(winner_first == (first > second))
-    if higher:
-        stats["meta/prefers_higher_score"] = float(np.mean(higher))
-    return stats
-
-
-def fitting_pairs(pairs: Sequence[PairRecord], oversize: Callable[[PairRecord], str | None]) -> Selection[PairRecord]:
-    """The pairs that fit the DPO token limits; `oversize` names why one does not (`prompt_too_long`,
-    `completion_too_long`) and such pairs are dropped and counted, never cut."""
-    outcomes = [oversize(pair) or pair for pair in pairs]
-    return Selection.from_outcomes(outcomes)
+def fitting_pairs(
+    selection: Selection[PairRecord], oversize: Callable[[PairRecord], str | None]
+) -> Selection[PairRecord]:
+    """The selected pairs that fit the DPO token limits; `oversize` names why one does not (`prompt_too_long`,
+    `completion_too_long`) and such pairs are dropped and counted with the selection's own drops, never cut."""
+    fit = Selection.from_outcomes([oversize(pair) or pair for pair in selection.items])
+    return Selection(fit.items, merge_drops(selection.drops, fit.drops))

@@ -95,7 +95,8 @@ def respond(
 
 @dataclass(frozen=True)
 class JudgingRole:
-    """How a judging role's answers are generated and read: the judge's scores or the meta-judge's verdicts."""
+    """How a judging role's answers are generated and read: the judge's scores, the meta-judge's verdicts or the
+    judge's pairwise comparisons."""
 
     name: str  # the role whose adapter generates: judge or meta_judge
     settings: RoleSettings  # its sampling and batch size
@@ -114,8 +115,16 @@ class JudgingRole:
     @classmethod
     def meta_judge(cls, settings: EngineSettings) -> JudgingRole:
         prompt, mode = settings.judge_prompt, settings.verdict_mode
-        read = partial(read_verdicts, prompt=prompt)
-        return cls("meta_judge", settings.meta_judge, mode, winner_line(prompt), read, "meta-judge", "verdicts")
+        line = winner_line(prompt.winner_label, prompt.winner_cue, prompt.winner_choices)
+        read = partial(read_verdicts, line=line)
+        return cls("meta_judge", settings.meta_judge, mode, line, read, "meta-judge", "verdicts")
+
+    @classmethod
+    def comparing(cls, settings: EngineSettings) -> JudgingRole:
+        """Pairwise ranking's comparisons: made by the judge role, read as the meta-judge's verdicts are."""
+        line = winner_line(settings.judge_prompt.winner_label)
+        read = partial(read_verdicts, line=line)
+        return cls("judge", settings.judge, settings.verdict_mode, line, read, "comparisons", "comparison verdicts")
 
 
 @dataclass(frozen=True)

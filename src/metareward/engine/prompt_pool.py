@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from metareward.core.seeding import derive_seed
+from metareward.schema.rules import Number, Value, setting
 from metareward.storage.datafiles import file_problem, id_problem, iter_json_objects, text_field_problem
 from metareward.storage.records import PromptRecord
 
@@ -53,6 +54,28 @@ class _BadLines:
             raise PromptPoolError(f"{message} (set data.on_bad_line=skip to skip such lines and count them)")
         self.counts[reason] += 1
         log.warning("skipping %s", message)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The `data` group: where the prompt pool comes from and how it is read (see `load_prompt_pool`)."""
+
+    path: str = setting("path", Value(str))
+    instruction_field: str = setting("instruction_field", Value(str), default="instruction")
+    split: str = setting("split", Value(str), default="train")
+    max_prompt_chars: int | None = setting("max_prompt_chars", Number(int, 1, nullable=True), default=None)
+    on_bad_line: str = setting("on_bad_line", Value(str), default="fail")
+    instruction_suffix: str = setting("instruction_suffix", Value(str), default="")
+
+    def load(self) -> PromptPool:
+        return load_prompt_pool(
+            self.path,
+            self.instruction_field,
+            self.split,
+            self.max_prompt_chars,
+            self.on_bad_line,
+            self.instruction_suffix,
+        )
 
 
 def load_prompt_pool(

@@ -7,7 +7,7 @@
   answers stay a fixed floor to push away from.
 
 The engine asks a choice for its `anchor_role`: the role whose answers it generates and judges beside M_t's (None:
-no anchors), and how many per prompt.
+no anchors), and how many per prompt. Those stages are `engine.variants.AnchoredAnswers`'s, chosen there by this flag.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from metareward.generation.choice_probs import choice_distribution
 from metareward.generation.policy import GenerationBackend
 from metareward.model.chat import render_prompt
 from metareward.model.roles import SEED_ROLE
+from metareward.schema.rules import COUNT, POSITIVE, Number, field_problems, setting
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ class EvaluatorSettingsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+def _refuse(problems: list[str]) -> None:
+    """An evaluator's parameters are checked when it is built (from its YAML file's parameters, by the config check
+    before any model loads): each field's rule is stated beside it."""
+    if problems:
+        raise EvaluatorSettingsError(problems)
 
 
 def render_comparison_prompt(instruction: str, answer_a: str, answer_b: str) -> str:
@@ -129,11 +137,14 @@ class BackendEvaluator(PreferenceEvaluator):
     `role` (the seed model M0 by default; conf/evaluation/evaluator/seed.yaml): the same read as
     `LocalModelEvaluator`, on whichever engine the run uses. It reads nothing until `attach` gives it the backend."""
 
-    batch_size: int
-    max_prompt_tokens: int
+    batch_size: int = setting("batch_size", COUNT)
+    max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
     role: str = SEED_ROLE
     backend: GenerationBackend | None = None
     name: str = "seed"
+
+    def __post_init__(self) -> None:
+        _refuse(field_problems(self))
 
     def attach(self, backend: GenerationBackend) -> BackendEvaluator:
         return replace(self, backend=backend)
@@ -162,13 +173,13 @@ class ModelEvaluator(PreferenceEvaluator):
 
     path: str | None
     dtype: str
-    batch_size: int
-    max_prompt_tokens: int
+    batch_size: int = setting("batch_size", COUNT)
+    max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.path:
-            raise EvaluatorSettingsError(["path is not set: the model evaluator needs a local directory or hub id"])
+        unset = [] if self.path else ["path is not set: the model evaluator needs a local directory or hub id"]
+        _refuse(unset + field_problems(self))
         self.name = f"model {self.path}"
 
     @functools.cached_property
@@ -213,9 +224,9 @@ class OpenAIChatEvaluator(PreferenceEvaluator):
     base_url: str
     model: str
     api_key_env: str
-    max_tokens: int
-    top_logprobs: int
-    timeout_s: float
+    max_tokens: int = setting("max_tokens", COUNT)
+    top_logprobs: int = setting("top_logprobs", Number(int, 0, 20))  # the OpenAI API allows 0 to 20
+    timeout_s: float = setting("timeout_s", POSITIVE)
     name: str = "openai"
     unreadable: int = field(default=0)
 
@@ -225,8 +236,7 @@ class OpenAIChatEvaluator(PreferenceEvaluator):
             unset.append("base_url is not set: the openai evaluator needs the endpoint's address (http://host:port/v1)")
         if not self.model:
             unset.append("model is not set: the openai evaluator needs the name of the model the endpoint serves")
-        if unset:
-            raise EvaluatorSettingsError(unset)
+        _refuse(unset + field_problems(self))
 
     def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
         results = []

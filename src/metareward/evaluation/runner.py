@@ -28,13 +28,17 @@ from metareward.generation.choice_probs import expected_score
 from metareward.generation.policy import GenerationBackend
 from metareward.generation.sampler import Generation, GenerationRequest, RoleSettings, SamplingSettings
 from metareward.model.chat import render_prompt
+from metareward.schema.rules import COUNT, Number, setting
 
 
 @dataclass(frozen=True)
 class ArenaSettings:
-    tie_margin: float = 0.05
-    num_bootstrap: int = 200
-    confidence: float = 0.95
+    """The `evaluation.arena` group: a game is a tie when |P - 0.5| <= tie_margin; `confidence` intervals over
+    `num_bootstrap` resamples of the prompts; `seed` is the run's."""
+
+    tie_margin: float = setting("tie_margin", Number(float, 0, 0.5, high_open=True), default=0.05)
+    num_bootstrap: int = setting("num_bootstrap", COUNT, default=200)
+    confidence: float = setting("confidence", Number(float, 0, 1, low_open=True, high_open=True), default=0.95)
     seed: int = 0
 
 

@@ -1,67 +1,59 @@
-"""Which evaluator compares answers: a component of `conf/evaluation/evaluator/` (`evaluation/evaluator=<name>`),
-checked and built before any model loads (building one is cheap: see `evaluators`), then attached to the run's
-generation backend when the first evaluation runs. Nothing here names the evaluator classes: a new one is a class
-plus a YAML file in that folder.
+"""The `evaluation` group's settings, and which evaluator compares answers: a component of
+`conf/evaluation/evaluator/` (`evaluation/evaluator=<name>`), checked and built before any model loads (building one
+is cheap: see `evaluators`), then attached to the run's generation backend when the first evaluation runs. Nothing
+here names the evaluator classes: a new one is a class plus a YAML file in that folder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from metareward.config.components import Component, checked_build, node_component
 from metareward.evaluation.evaluators import EvaluatorSettingsError, ModelEvaluator, PreferenceEvaluator
+from metareward.evaluation.runner import ArenaSettings
+from metareward.generation.sampler import SamplingSettings
+from metareward.schema.components import built_component
+from metareward.schema.rules import COUNT, NON_NEGATIVE, Group, Number, setting
 
 KEY = "evaluation.evaluator"
-GROUP = "evaluation/evaluator"
-# The old spelling's key (evaluation.evaluator.kind=<name>): conf/evaluation/default.yaml keeps it, null, only so that
-# such an override is refused with the new spelling instead of by Hydra; it is never a parameter of the evaluator.
-OLD_NAME = "kind"
 
 
-def evaluator_component(node: Any, problems: list[str]) -> Component:
-    """The evaluator node (`evaluation.evaluator`, a mapping) as a component; what makes it unreadable, the old
-    spelling included, goes to `problems` and an empty component comes back."""
-    if isinstance(node, Mapping) and not isinstance(node, DictConfig):
-        node = OmegaConf.create(dict(node))
-    old = node.get(OLD_NAME) if isinstance(node, DictConfig) else None
-    if old is not None:
-        problems.append(_old_spelling(old))
-        return Component(KEY, "", {})
-    found = node_component(node, KEY, problems)
-    return replace(found, params={k: v for k, v in found.params.items() if k != OLD_NAME})
+@dataclass(frozen=True)
+class JudgeQualitySettings:
+    """The `evaluation.judge_quality` group: judge agreement with labelled pairs (|s_good - s_poor| <= tie_tolerance
+    counts as a judge tie)."""
+
+    num_pairs: int = setting("num_pairs", COUNT)
+    batch_size: int = setting("batch_size", COUNT)
+    max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
+    tie_tolerance: float = setting("tie_tolerance", NON_NEGATIVE)
 
 
-def _old_spelling(name: Any) -> str:
-    where = f"(a YAML file in conf/{GROUP}/)"
-    if isinstance(name, str):
-        return f"{KEY}.{OLD_NAME}={name!r} is the old spelling: select the evaluator with {GROUP}={name} {where}"
-    return f"{KEY}.{OLD_NAME}={name!r} is not a name; select the evaluator with {GROUP}=<name> {where}"
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The `evaluation` group's values (the evaluation callbacks read them through conf/callbacks/default.yaml):
+    the held-out answers' sampling (evaluation.temperature, top_p, max_new_tokens), the arena, the judge quality."""
+
+    num_prompts: int = setting("num_prompts", COUNT)
+    sampling: SamplingSettings = setting("", Group(SamplingSettings))
+    batch_size: int = setting("batch_size", COUNT)
+    max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
+    arena: ArenaSettings = setting("arena", Group(ArenaSettings))
+    judge_quality: JudgeQualitySettings = setting("judge_quality", Group(JudgeQualitySettings))
+    num_table_rows: int = setting("dashboard.num_table_rows", Number(int, 0))
 
 
-def checked_evaluator(node: Any, problems: list[str]) -> PreferenceEvaluator | None:
-    """The evaluator `node` configures, built from its parameters alone, or None with every problem added to
-    `problems`, one sentence each: a `_target_` that does not import, parameters the class does not take, what its
-    constructor refuses (each problem of an `EvaluatorSettingsError` named by its key), a class that is no
-    PreferenceEvaluator."""
-    return checked_build(evaluator_component(node, problems), problems, PreferenceEvaluator, EvaluatorSettingsError)
-
-
-def evaluator_problems(node: Any) -> list[str]:
-    """Every problem of the evaluator `node` configures (see `checked_evaluator`)."""
-    found: list[str] = []
-    checked_evaluator(node, found)
-    return found
+def checked_evaluator(node: Any) -> tuple[PreferenceEvaluator | None, list[str]]:
+    """The evaluator `node` configures, built from its parameters alone (None when it cannot be), and every problem,
+    one sentence each: a `_target_` that does not import, parameters the class does not take, what its constructor
+    refuses (each problem of an `EvaluatorSettingsError` named by its key), a class that is no PreferenceEvaluator."""
+    return built_component(node, KEY, PreferenceEvaluator, EvaluatorSettingsError)
 
 
 def build_evaluator(node: Any) -> PreferenceEvaluator:
     """The evaluator `node` configures, not yet attached to a backend; raises ValueError listing every problem."""
-    problems: list[str] = []
-    built = checked_evaluator(node, problems)
+    built, problems = checked_evaluator(node)
     if built is None:
         raise ValueError("; ".join(problems) + ".")
     return built
@@ -70,7 +62,7 @@ def build_evaluator(node: Any) -> PreferenceEvaluator:
 def evaluator_checkpoint(node: Any) -> Path | None:
     """The local directory a model evaluator (evaluation/evaluator=model) will load, to be checked as a checkpoint
     before any model loads; None for a hub id or another evaluator."""
-    built = checked_evaluator(node, [])
+    built, _ = checked_evaluator(node)
     if not isinstance(built, ModelEvaluator):
         return None
     path = Path(str(built.path)).expanduser()

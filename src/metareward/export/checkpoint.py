@@ -16,9 +16,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metareward.config.build import adapter_spec, model_spec
 from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec
 from metareward.model.loading import ModelSpec
+from metareward.schema.rules import read
 from metareward.storage.run_layout import SNAPSHOT
 
 if TYPE_CHECKING:
@@ -44,10 +44,17 @@ class SavedRun:
         return str(self.cfg.get("experiment", "run"))
 
     def model(self) -> ModelSpec:
-        return model_spec(self.cfg.model)
+        return self._group(ModelSpec, "model")
 
     def adapters(self) -> AdapterSpec:
-        return adapter_spec(self.cfg.model.adapters)
+        return self._group(AdapterSpec, "model.adapters")
+
+    def _group(self, cls: type, key: str) -> Any:
+        """A group of the run's config, read by the rules of its settings (as the run read it)."""
+        settings, problems = read(cls, OmegaConf.select(self.cfg, key), key)
+        if problems:
+            raise RunDirError(f"the run's config snapshot cannot be used: {'; '.join(problems)}")
+        return settings
 
     def actor_adapter(self) -> str:
         """The adapter the actor role uses (`actor` in split mode, `policy` in shared mode)."""

@@ -33,6 +33,7 @@ from metareward.generation.sampler import (
     prefill,
 )
 from metareward.model.chat import encode_prompt, encode_text
+from metareward.schema.rules import COUNT, Number
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def choice_distribution(
     work, so a bad cue or a context longer than `max_prompt_tokens` (never cut: see the sampler; None for no
     limit, where the caller built the contexts from prompts that fit) fails at once.
     """
-    if not choices or batch_size < 1 or (max_prompt_tokens is not None and max_prompt_tokens < 1):
+    if not choices or not COUNT.holds(batch_size) or not Number(int, 1, nullable=True).holds(max_prompt_tokens):
         raise ValueError(
             f"Need at least one choice and batch_size, max_prompt_tokens >= 1; got {len(choices)} choices, "
             f"{batch_size} and {max_prompt_tokens}."

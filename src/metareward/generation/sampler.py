@@ -23,34 +23,31 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_prompt, stop_token_ids
+from metareward.schema.rules import COUNT, NON_NEGATIVE, Group, Number, field_problems, setting
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Temperature 0 means greedy decoding (top_p is then ignored)."""
+    """Temperature 0 means greedy decoding (top_p is then ignored). Each role's (and the evaluation's) sampling keys
+    are read by these rules; one made in Python is checked by them too."""
 
-    temperature: float
-    top_p: float
-    max_new_tokens: int
+    temperature: float = setting("temperature", NON_NEGATIVE)
+    top_p: float = setting("top_p", Number(float, 0, 1, low_open=True))
+    max_new_tokens: int = setting("max_new_tokens", COUNT)
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.temperature >= 0:
-            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        problems = field_problems(self)
         if problems:
             raise ValueError("Invalid sampling settings: " + "; ".join(problems) + ".")
 
 
 @dataclass(frozen=True)
 class RoleSettings:
-    """How one role samples: its sampling settings and its generation batch size."""
+    """How one role samples: its sampling settings (its section's temperature, top_p, max_new_tokens) and its
+    generation batch size."""
 
-    sampling: SamplingSettings
-    batch_size: int
+    sampling: SamplingSettings = setting("", Group(SamplingSettings))
+    batch_size: int = setting("batch_size", COUNT)
 
 
 @dataclass(frozen=True)
@@ -313,7 +310,7 @@ def generate(
     `max_prompt_tokens` is refused (ValueError) before any model work. Works for any causal LM module that
     accepts HF keyword arguments, PEFT-wrapped ones included.
     """
-    if batch_size < 1 or max_prompt_tokens < 1:
+    if not (COUNT.holds(batch_size) and COUNT.holds(max_prompt_tokens)):
         raise ValueError(f"batch_size and max_prompt_tokens must be >= 1, got {batch_size} and {max_prompt_tokens}.")
     ends = tuple(stop_ids or stop_token_ids(tokenizer, getattr(model, "generation_config", None)))
     pad_id = ends[0] if tokenizer.pad_token_id is None else tokenizer.pad_token_id

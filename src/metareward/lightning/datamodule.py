@@ -20,7 +20,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from metareward.core.seeding import derive_seed
-from metareward.engine.iteration import IterationData, iteration_dir, make_iteration_data
+from metareward.engine.iteration import IterationData, make_iteration_data
 from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
@@ -30,6 +30,7 @@ from metareward.lightning.strategies import full_weights
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
 from metareward.storage.artifacts import read_records, write_records
 from metareward.storage.records import PairRecord
+from metareward.storage.run_layout import iteration_dir
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
 

@@ -246,7 +246,7 @@ def _jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
 def sample_tables(run_dir: Path, iteration: int, limit: int) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """Name -> (columns, rows) of the iteration's first `limit` responses, judgments and meta-judgments, with the
     prompt text joined in, and of the evaluation answers against the baseline."""
-    from metareward.engine.iteration import iteration_dir
+    from metareward.storage.run_layout import iteration_dir
 
     folder = iteration_dir(run_dir, iteration)
     prompts = {p["id"]: p["instruction"] for p in _jsonl(folder / "prompts.jsonl", 10**6)}

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
+
+from metareward.schema.rules import COUNT, Choice, Number, Value, setting
 
 ADAPTERS_BY_MODE = {
     "split": {"actor": "actor", "judge": "judge", "meta_judge": "judge"},
@@ -25,11 +27,15 @@ PAIR_KIND_ROLE = {"actor": "actor", "judge": "judge"}
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    mode: str = "split"
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj", "o_proj"))
+    """The `model.adapters` group: LoRA's rank `r`, scale `alpha` (the update is scaled by alpha / r) and dropout."""
+
+    mode: str = setting("mode", Choice(tuple(sorted(ADAPTERS_BY_MODE))), default="split")
+    r: int = setting("r", COUNT, default=16)
+    alpha: int = setting("alpha", COUNT, default=32)
+    dropout: float = setting("dropout", Number(float, 0, 1, high_open=True), default=0.0)
+    target_modules: tuple[str, ...] = setting(
+        "target_modules", Value(tuple), default=("q_proj", "k_proj", "v_proj", "o_proj")
+    )
 
     def lora_config(self) -> LoraConfig:
         return LoraConfig(
@@ -39,16 +45,6 @@ class AdapterSpec:
             target_modules=list(self.target_modules),
             task_type="CAUSAL_LM",
         )
-
-    def problems(self) -> list[str]:
-        found = []
-        if self.mode not in ADAPTERS_BY_MODE:
-            found.append(f"model.adapters.mode={self.mode!r} is not one of {sorted(ADAPTERS_BY_MODE)}")
-        if self.r < 1:
-            found.append(f"model.adapters.r={self.r} must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            found.append(f"model.adapters.dropout={self.dropout} must be in [0, 1)")
-        return found
 
 
 class RoleAdapters:

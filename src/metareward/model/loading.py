@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
 from metareward.model.tiny import build_tiny
+from metareward.schema.rules import Choice, Value, setting
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = (EMBEDDED_NAME, "tiny")
@@ -32,12 +33,15 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    path: str
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
-    quantization: str | None = None  # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
-    gradient_checkpointing: bool = False
+    """The `model` group (conf/model/)."""
+
+    path: str = setting("path", Value(str))
+    dtype: str = setting("dtype", Choice(tuple(sorted(DTYPES))), default="float32")
+    trust_remote_code: bool = setting("trust_remote_code", Value(bool), default=False)
+    attn_implementation: str | None = setting("attn_implementation", Value(), default=None)
+    # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
+    quantization: str | None = setting("quantization", Choice(QUANTIZATIONS), default=None)
+    gradient_checkpointing: bool = setting("gradient_checkpointing", Value(bool), default=False)
 
     def attention(self) -> str | None:
         """The attention implementation to load with: `auto` is flash_attention_2 where flash-attn is installed, CUDA
@@ -48,11 +52,8 @@ class ModelSpec:
         return "flash_attention_2" if flash and self.dtype in ("bfloat16", "float16") else "sdpa"
 
     def problems(self) -> list[str]:
+        """What keeps `path` from naming a model to load (each field's own rule is stated beside it)."""
         found = []
-        if self.quantization not in QUANTIZATIONS:
-            found.append(f"model.quantization={self.quantization!r} is not one of {list(QUANTIZATIONS)}")
-        if self.dtype not in DTYPES:
-            found.append(f"model.dtype={self.dtype!r} is not one of {sorted(DTYPES)}")
         if self.path.startswith(BUILTIN_PREFIX) and self.path[len(BUILTIN_PREFIX) :] not in BUILTIN_MODELS:
             names = ", ".join(BUILTIN_PREFIX + name for name in BUILTIN_MODELS)
             found.append(f"model.path={self.path!r} is not a built-in model; built-in models are: {names}")

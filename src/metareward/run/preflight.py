@@ -12,10 +12,13 @@ import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
+
+if TYPE_CHECKING:  # the config layer imports torch: this module is imported when Hydra starts
+    from metareward.config.build import RunSettings
 
 USAGE_ERROR = 2  # the exit code of a refused run, as for a bad command line
 
@@ -29,30 +32,24 @@ def problems_of(error: Exception) -> list[str]:
 
 def preflight_problems(cfg: DictConfig) -> list[str]:
     """Every reason to refuse the run, as sentences naming the config key or file and the fix."""
-    from metareward.config.build import ConfigError, build_settings
+    return checked_run(cfg)[1]
+
+
+def checked_run(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
+    """The run's settings (None when the config is refused) and every reason to refuse the run: the config's values,
+    the run directory, and the files it names, each loaded once here (the prompt pool with the settings' own
+    reader, the warm-start files once the settings hold)."""
+    from metareward.config.build import read_settings
     from metareward.run.resume import run_dir_problem
 
-    found: list[str] = []
-    settings = None
-    try:
-        settings = build_settings(cfg)
-    except ConfigError as error:
-        found += problems_of(error)
+    settings, found = read_settings(cfg)
     run_dir = run_dir_problem(cfg, Path(str(cfg.paths.output_dir)), bool(cfg.get("resume", False)))
     found += [run_dir] if run_dir else []
-    per_iteration = settings.engine.prompts_per_iteration if settings is not None else _count(cfg.data)
-    for check in (
-        lambda: _pool_problems(cfg, per_iteration),
-        lambda: _warm_start_problems(cfg),
-        lambda: _evaluation_file_problems(cfg),
-    ):
-        found += _guarded(check)
-    return list(dict.fromkeys(found))
-
-
-def _count(data: DictConfig) -> int | None:
-    value = data.get("prompts_per_iteration")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+    if settings is not None:
+        found += _guarded(lambda: _pool_problems(settings)) + _guarded(lambda: _warm_start_problems(settings))
+    found += _guarded(lambda: _evaluation_file_problems(cfg))
+    found = list(dict.fromkeys(found))
+    return (None if found else settings), found
 
 
 def _guarded(check: Callable[[], list[str]]) -> list[str]:
@@ -68,30 +65,18 @@ def _guarded(check: Callable[[], list[str]]) -> list[str]:
         return [f"invalid config value: {error}"]
 
 
-def _pool_problems(cfg: DictConfig, per_iteration: int | None) -> list[str]:
-    from metareward.engine.prompt_pool import load_prompt_pool, pool_size_problem
+def _pool_problems(settings: RunSettings) -> list[str]:
+    from metareward.engine.prompt_pool import pool_size_problem
 
-    data = cfg.data
-    pool = load_prompt_pool(
-        str(data.path),
-        str(data.instruction_field),
-        str(data.split),
-        data.max_prompt_chars,
-        str(data.get("on_bad_line", "fail")),
-        str(data.get("instruction_suffix", "")),
-    )
-    problem = pool_size_problem(pool, per_iteration) if per_iteration else None
+    problem = pool_size_problem(settings.data.load(), settings.engine.prompts_per_iteration)
     return [problem] if problem else []
 
 
-def _warm_start_problems(cfg: DictConfig) -> list[str]:
-    from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
+def _warm_start_problems(settings: RunSettings) -> list[str]:
+    from metareward.sft.warm_start import load_warm_start_data
 
-    warm = warm_start_settings(cfg.get("warm_start"), seed=int(cfg.get("seed", 0)))
-    if warm.problems():
-        return warm.problems()
-    if warm.enabled:
-        load_warm_start_data(warm)
+    if settings.warm_start.enabled:
+        load_warm_start_data(settings.warm_start, settings.engine.judge_prompt)
     return []
 
 
@@ -159,15 +144,20 @@ def task_config(config: DictConfig) -> DictConfig:
 
 
 class Preflight(Callback):
-    """Hydra callback: refuses a bad run before Hydra creates its run directory (RUN mode)."""
+    """Hydra callback: refuses a bad run before Hydra creates its run directory (RUN mode), else hands the settings
+    it built to the run."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from metareward.run.training import hand_over
+
         with _quiet():
             try:
-                problems = preflight_problems(task_config(config))
+                task = task_config(config)
+                settings, problems = checked_run(task)
             except Exception as error:  # noqa: BLE001 - never a traceback here: the run reports what this could not check
                 logging.getLogger(__name__).debug("preflight skipped: %s", error)
                 return
         if problems:
             print(refusal(problems), file=sys.stderr)
             sys.exit(USAGE_ERROR)
+        hand_over(task, settings)  # the run uses these settings instead of building them again

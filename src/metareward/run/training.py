@@ -11,11 +11,11 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from metareward.compare.runs import final_metric
-from metareward.config.build import ConfigError, build_settings, config_error
-from metareward.engine.prompt_pool import PromptPoolError, load_prompt_pool
+from metareward.config.build import ConfigError, RunSettings, build_settings, config_error
+from metareward.engine.prompt_pool import PromptPoolError
 from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
@@ -41,7 +41,7 @@ def cue_read_problems(tokenizer, engine, evaluations_read_scores: bool) -> list[
     0-10 scale's "10" is two tokens for most small models). The loop reads them unless its mode is parse; the judge
     quality and seed judge evaluations always read scores so. Pairwise ranking's comparisons read "A"/"B" after their
     own `Winner:` cue in the meta-judge's verdict mode."""
-    from metareward.engine.comparing import winner_line
+    from metareward.engine.judging import winner_line
     from metareward.engine.ranking import PairwiseRanking
     from metareward.generation.choice_probs import choice_token_ids
 
@@ -80,6 +80,22 @@ def cue_read_problems(tokenizer, engine, evaluations_read_scores: bool) -> list[
     return problems
 
 
+# The settings the preflight built, by the config it read: train.py runs the preflight (a Hydra callback) and then the
+# run in one process, so the run takes them from here instead of building them again.
+_CHECKED: dict[str, RunSettings] = {}
+
+
+def hand_over(cfg: DictConfig, settings: RunSettings) -> None:
+    """Keep the settings the preflight built from `cfg` for the run of that same config (only the latest)."""
+    _CHECKED.clear()
+    _CHECKED[OmegaConf.to_yaml(cfg)] = settings
+
+
+def run_settings(cfg: DictConfig) -> RunSettings:
+    """The run's settings: those the preflight built from this very config (used once), else built now."""
+    return _CHECKED.pop(OmegaConf.to_yaml(cfg), None) or build_settings(cfg)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -97,25 +113,16 @@ def train(cfg: DictConfig) -> TrainResult:
     from metareward.lightning.handoff import RunContext, in_run_order
     from metareward.model.adapters import RoleAdapters
     from metareward.model.loading import load_model_and_tokenizer
-    from metareward.sft.warm_start import load_warm_start_data, warm_start, warm_start_settings
+    from metareward.sft.warm_start import load_warm_start_data, warm_start
     from metareward.training.collate import PairCollator
 
-    settings = build_settings(cfg)
-    warm = warm_start_settings(cfg.get("warm_start"), seed=settings.seed)
-    if warm.problems():
-        raise config_error(warm.problems())
+    settings = run_settings(cfg)
+    warm = settings.warm_start
     if warm.enabled:
         load_warm_start_data(warm, settings.engine.judge_prompt)  # a bad IFT/EFT file fails here, before the model
     run_dir = Path(cfg.paths.output_dir)
     resume = bool(cfg.get("resume", False))
-    pool = load_prompt_pool(
-        str(cfg.data.path),
-        str(cfg.data.instruction_field),
-        str(cfg.data.split),
-        cfg.data.max_prompt_chars,
-        str(cfg.data.get("on_bad_line", "fail")),
-        str(cfg.data.instruction_suffix),
-    )
+    pool = settings.data.load()
     # The context exists before the model, so every callback (and any bad file one names) is built first.
     context = RunContext.for_run(run_dir, settings.generation, settings.engine)
     callbacks = [_callback(c, context) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -134,10 +141,11 @@ def train(cfg: DictConfig) -> TrainResult:
     context.attach_model(adapters, tokenizer)
     if warm.enabled and checkpoint is None:
         summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm, settings.engine.judge_prompt)  # iteration 0
-    module = DPOModule(adapters, settings.dpo.build_loss(), settings.dpo.build_optim())
-    collator = PairCollator(tokenizer, settings.max_prompt_tokens, settings.max_completion_tokens)
+    dpo = settings.dpo
+    module = DPOModule(adapters, dpo.objective, dpo.optim)  # built once, by the config check
+    collator = PairCollator(tokenizer, dpo.max_prompt_tokens, dpo.max_completion_tokens)
     datamodule = SelfJudgedDataModule(
-        context, settings.engine, pool, collator, settings.batch_size, settings.epochs_per_iteration, resume=resume
+        context, settings.engine, pool, collator, dpo.batch_size, dpo.epochs_per_iteration, resume=resume
     )
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)  # max_epochs: num_iterations
     if checkpoint is not None:

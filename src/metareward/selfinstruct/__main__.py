@@ -18,6 +18,7 @@ from metareward.generation.policy import FixedModel, Policy
 from metareward.generation.sampler import SamplingSettings
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError, ModelSpec
+from metareward.schema.rules import field_problems
 from metareward.selfinstruct.filters import DEFAULT_BANNED_KEYWORDS, FilterSettings
 from metareward.selfinstruct.stage import SelfInstructSettings, self_instruct, write_augmented_pool
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         spec = ModelSpec(path=args.model, dtype=args.dtype)
-        problems = settings.problems() + spec.problems()
+        problems = settings.problems() + field_problems(spec, "model") + spec.problems()
         if problems:
             raise ValueError("; ".join(problems))
         pool = load_prompt_pool(args.input)

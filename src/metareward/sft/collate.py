@@ -8,6 +8,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
+from metareward.schema.rules import COUNT
 from metareward.sft.formatting import SFTExample
 from metareward.training.collate import left_pad_rows
 
@@ -24,7 +25,7 @@ class SFTCollator:
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int = 768, max_completion_tokens: int = 256
     ):
-        if max_prompt_tokens < 1 or max_completion_tokens < 1:
+        if not (COUNT.holds(max_prompt_tokens) and COUNT.holds(max_completion_tokens)):
             raise ValueError("max_prompt_tokens and max_completion_tokens must be at least 1.")
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no eos token to end completions with; set tokenizer.eos_token.")

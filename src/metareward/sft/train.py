@@ -19,18 +19,22 @@ from torch import Tensor, nn
 
 from metareward.core.logprobs import completion_logprobs
 from metareward.model.adapters import RoleAdapters
+from metareward.schema.rules import COUNT, NON_NEGATIVE, POSITIVE, Number, setting
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTExample
 
 
 @dataclass(frozen=True)
 class SFTOptim:
-    epochs: int = 1
-    lr: float = 1e-4
-    batch_size: int = 4
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_steps: int | None = None  # stop early after this many optimizer steps per adapter (smoke tests)
+    """How the warm start trains (its keys sit in the `warm_start` group); `seed` is the run's."""
+
+    epochs: int = setting("epochs", COUNT, default=1)
+    lr: float = setting("lr", POSITIVE, default=1e-4)
+    batch_size: int = setting("batch_size", COUNT, default=4)
+    weight_decay: float = setting("weight_decay", NON_NEGATIVE, default=0.0)
+    max_grad_norm: float | None = setting("max_grad_norm", Number(float, 0, low_open=True, nullable=True), default=1.0)
+    # stop early after this many optimizer steps per adapter (smoke tests)
+    max_steps: int | None = setting("max_steps", Number(int, 1, nullable=True), default=None)
     seed: int = 0
 
 
@@ -74,7 +78,8 @@ def train_adapter(
                     loss = masked_nll(model, batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm)
+                    if optim.max_grad_norm is not None:  # null: no clipping
+                        torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm)
                     optimizer.step()
                     losses.append(float(loss.detach()))
                     epoch_losses.append(losses[-1])

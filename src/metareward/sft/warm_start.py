@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.model.adapters import RoleAdapters
+from metareward.schema.rules import COUNT, Group, Value, field_problems, read, setting
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTData, SFTExample, load_sft_file
 from metareward.sft.train import SFTOptim, train_adapter
@@ -24,52 +25,38 @@ from metareward.sft.train import SFTOptim, train_adapter
 ROLE_FOR_KIND = {"ift": "actor", "eft": "judge"}
 
 
+def optional_path(value: Any) -> str | None:
+    """A file that may be left out (null or empty)."""
+    return None if value in (None, "") else str(value)
+
+
 @dataclass(frozen=True)
 class WarmStartSettings:
     """What `conf/warm_start/*.yaml` holds; paths may be None to skip that kind of data."""
 
-    enabled: bool = False
-    ift_path: str | None = None
-    eft_path: str | None = None
-    optim: SFTOptim = field(default_factory=SFTOptim)
-    max_prompt_tokens: int = 768
-    max_completion_tokens: int = 256
+    enabled: bool = setting("enabled", Value(bool), default=False)
+    ift_path: str | None = setting("ift_path", Value(optional_path), default=None)
+    eft_path: str | None = setting("eft_path", Value(optional_path), default=None)
+    optim: SFTOptim = setting("", Group(SFTOptim), default_factory=SFTOptim)
+    max_prompt_tokens: int = setting("max_prompt_tokens", COUNT, default=768)
+    max_completion_tokens: int = setting("max_completion_tokens", COUNT, default=256)
 
     def problems(self) -> list[str]:
-        found = []
+        """The rule that ties two settings together (each field's own rule is stated beside it)."""
         if self.enabled and self.ift_path is None and self.eft_path is None:
-            found.append("warm_start.enabled=true needs warm_start.ift_path or warm_start.eft_path (or both)")
-        if self.optim.epochs < 1 or self.optim.batch_size < 1:
-            found.append("warm_start.epochs and warm_start.batch_size must be at least 1")
-        if not self.optim.lr > 0:
-            found.append(f"warm_start.lr={self.optim.lr} must be > 0")
-        if self.optim.max_steps is not None and self.optim.max_steps < 1:
-            found.append(f"warm_start.max_steps={self.optim.max_steps} must be at least 1 (or null)")
-        return found
+            return ["warm_start.enabled=true needs warm_start.ift_path or warm_start.eft_path (or both)"]
+        return []
 
 
 def warm_start_settings(section: Mapping[str, Any] | None, seed: int = 0) -> WarmStartSettings:
-    """Typed settings from the `warm_start` config section (a DictConfig or dict); None gives the disabled default."""
+    """Typed settings from the `warm_start` config section (a DictConfig or dict; a missing key keeps its default);
+    None gives the disabled default. Raises ValueError naming every value of the wrong type or out of range."""
     if section is None:
         return WarmStartSettings()
-    optional = lambda value: None if value in (None, "") else str(value)
-    max_steps = section.get("max_steps")
-    return WarmStartSettings(
-        enabled=bool(section.get("enabled", False)),
-        ift_path=optional(section.get("ift_path")),
-        eft_path=optional(section.get("eft_path")),
-        optim=SFTOptim(
-            epochs=int(section.get("epochs", 1)),
-            lr=float(section.get("lr", 1e-4)),
-            batch_size=int(section.get("batch_size", 4)),
-            weight_decay=float(section.get("weight_decay", 0.0)),
-            max_grad_norm=float(section.get("max_grad_norm", 1.0)),
-            max_steps=None if max_steps is None else int(max_steps),
-            seed=seed,
-        ),
-        max_prompt_tokens=int(section.get("max_prompt_tokens", 768)),
-        max_completion_tokens=int(section.get("max_completion_tokens", 256)),
-    )
+    settings, problems = read(WarmStartSettings, section, "warm_start")
+    if problems:
+        raise ValueError("invalid warm_start settings: " + "; ".join(problems) + ".")
+    return replace(settings, optim=replace(settings.optim, seed=seed))
 
 
 def load_warm_start_data(
@@ -106,7 +93,7 @@ def warm_start(
     """
     if not settings.enabled:
         return {}
-    problems = settings.problems()
+    problems = field_problems(settings, "warm_start") + settings.problems()
     if problems:
         raise ValueError("invalid warm_start settings: " + "; ".join(problems) + ".")
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
+from metareward.schema.rules import COUNT
 from metareward.storage.records import PairRecord
 
 
@@ -40,9 +41,9 @@ class PairCollator:
         self, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int = 512, max_completion_tokens: int = 512
     ) -> None:
         problems = []
-        if max_prompt_tokens < 1:
+        if not COUNT.holds(max_prompt_tokens):
             problems.append(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
-        if max_completion_tokens < 1:
+        if not COUNT.holds(max_completion_tokens):
             problems.append(f"max_completion_tokens must be >= 1, got {max_completion_tokens}")
         if tokenizer.eos_token_id is None:
             problems.append("the tokenizer has no eos token to end completions with; set tokenizer.eos_token")

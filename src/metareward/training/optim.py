@@ -16,6 +16,12 @@ from typing import Protocol
 
 import torch
 
+from metareward.schema.rules import Number
+
+# The ranges of the schedules' values, stated once: the config's dpo.warmup_steps and dpo.min_lr are checked by them.
+WARMUP_STEPS = Number(int, 0)
+MIN_LR = Number(float, 0)
+
 
 class LearningRateSchedule(Protocol):
     """What DPOModule asks of a schedule."""
@@ -31,8 +37,10 @@ class WarmupSchedule:
     warmup_steps: int
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}; use 0 for no warm-up.")
+        if not WARMUP_STEPS.holds(self.warmup_steps):
+            raise ValueError(
+                f"warmup_steps must be {WARMUP_STEPS.describe()}, got {self.warmup_steps}; use 0 for no warm-up."
+            )
 
     def rate(self, step: int, total_steps: int, peak_lr: float) -> float:
         if step < self.warmup_steps:
@@ -61,8 +69,8 @@ class DecaySchedule(WarmupSchedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.min_lr >= 0:
-            raise ValueError(f"min_lr must be >= 0, got {self.min_lr}; use 0 to decay to zero.")
+        if not MIN_LR.holds(self.min_lr):
+            raise ValueError(f"min_lr must be {MIN_LR.describe()}, got {self.min_lr}; use 0 to decay to zero.")
 
     def after_warmup(self, progress: float, peak_lr: float) -> float:
         return self.min_lr + (peak_lr - self.min_lr) * self.shape(progress)
