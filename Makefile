@@ -72,3 +72,25 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) outputs multirun
+
+# The GPU check for a CUDA machine without internet (README, "Checking a GPU machine offline").
+# `make wheelhouse` runs where the package registry is reachable: the wheels of requirements/gpu-wheelhouse.txt for
+# the GPU machine's Python (GPU_PYTHON_VERSION) into $(WHEELHOUSE) (git-ignored), with their sizes and the
+# repository's. It needs no virtualenv: a bare Python with pip.
+# `make gpu-check` runs on the GPU machine, in about 8 minutes, with its Python (GPU_CHECK_PYTHON) and nothing
+# installed but the wheelhouse: the project runs from src/. `make gpu-check-dry-run` is the same command here, on CPU.
+.PHONY: wheelhouse gpu-check gpu-check-dry-run
+GPU_PYTHON_VERSION ?= 3.12
+WHEELHOUSE ?= wheelhouse
+WHEELHOUSE_ARGS ?=
+GPU_CHECK_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+
+wheelhouse:
+	PYTHONPATH=src $(PYTHON) -m metareward.bench.wheelhouse --dest $(WHEELHOUSE) --python-version $(GPU_PYTHON_VERSION) $(WHEELHOUSE_ARGS)
+
+gpu-check:
+	PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_CHECK_PYTHON) -m metareward.bench gpu --wheelhouse $(WHEELHOUSE) $(GPU_CHECK_ARGS)
+
+gpu-check-dry-run: setup
+	$(PY) -m metareward.bench gpu --quick --wheelhouse $(WHEELHOUSE) $(GPU_CHECK_ARGS)

@@ -1,4 +1,10 @@
-"""`python -m metareward.bench {dpo,generate,e2e,scale,all} [--json] [--quick]`; see metareward.bench for the design."""
+"""`python -m metareward.bench {dpo,generate,e2e,scale,all} [--json] [--quick]`; see metareward.bench for the design.
+
+Also `python -m metareward.bench gpu [--quick]` (metareward.bench.gpu_check: check and measure a CUDA machine without
+internet) and `python -m metareward.bench wheelhouse` (metareward.bench.wheelhouse: the wheels that check installs).
+These two are dispatched before anything else is imported: the GPU check must report even where torch is broken, and
+the wheelhouse is made with a bare Python. So the benchmarks' own imports are inside the functions below.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,14 @@ import json
 import subprocess
 import sys
 
-from metareward.bench.common import emit, machine, set_threads
-from metareward.bench.scale import ScaleBenchError
-
+SUBCOMMANDS = {"gpu": "metareward.bench.gpu_check", "wheelhouse": "metareward.bench.wheelhouse"}
 NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU and runs alone
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m metareward.bench", description=__doc__)
-    p.add_argument("name", choices=(*NAMES, "scale", "all"))
+    p.add_argument("name", choices=(*NAMES, "scale", "all", *SUBCOMMANDS))
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object, the last line")
     p.add_argument("--quick", action="store_true", help="smoke-size inputs (seconds, not minutes)")
     p.add_argument("--model", default=None, help=f"model path (default {DEFAULT_MODEL}; builtin:tiny for tests)")
@@ -81,6 +85,8 @@ def run_one(args: argparse.Namespace) -> dict:
 
 def run_all(argv: list[str], as_json: bool) -> dict:
     """Each benchmark in its own process (clean peak memory); their outputs pass through, then one combined line."""
+    from metareward.bench.common import emit, machine
+
     results = {}
     for name in NAMES:
         rest = [a for a in argv if a != "all"]
@@ -104,6 +110,13 @@ def run_all(argv: list[str], as_json: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    from metareward.bench.common import set_threads
+    from metareward.bench.scale import ScaleBenchError
+
     args = parser().parse_args(argv)
     set_threads(args.threads)
     if args.name == "all":
