@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from metareward.bench.gpu_report import REPO_ROOT, commit
+
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
 MIB = 1024 * 1024
 
@@ -117,11 +118,6 @@ def repository_bytes(root: Path = REPO_ROOT) -> int | None:
     return sum(path.stat().st_size for path in files if path.is_file())
 
 
-def git_commit(root: Path = REPO_ROOT) -> str | None:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
-    return head.stdout.strip() if head.returncode == 0 else None
-
-
 def report(wheels: Sequence[Path], repo: int | None, budget_mib: float) -> tuple[str, bool]:
     """The size table and whether the repository and the wheels together stay within the budget."""
     total = sum(w.stat().st_size for w in wheels)
@@ -153,7 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     made = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    manifest = {"python_version": args.python_version, "platforms": PLATFORMS, "made": made, "commit": git_commit()}
+    manifest = {
+        "python_version": args.python_version,
+        "platforms": PLATFORMS,
+        "made": made,
+        "commit": commit(None)["commit"],
+    }
     manifest["wheels"] = {w.name: w.stat().st_size for w in wheels}
     (args.dest / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     text, fits = report(wheels, repository_bytes(), args.budget_mib)
