@@ -16,7 +16,14 @@ from metareward.engine.stages import StageStore
 from metareward.run.preflight import preflight_problems
 from metareward.run.resume import checkpoint_problem, prepare_run_dir, run_dir_problem
 from metareward.storage import artifacts
-from metareward.storage.artifacts import ArtifactError, read_records, write_json, write_records, write_text_atomic
+from metareward.storage.artifacts import (
+    ArtifactError,
+    read_records,
+    write_folder_atomic,
+    write_json,
+    write_records,
+    write_text_atomic,
+)
 from metareward.storage.records import PhaseResult, PromptRecord
 from metareward.storage.run_layout import CHECKPOINT
 
@@ -144,6 +151,27 @@ def test_a_damaged_adapter_folder_is_named(finished_run, damage: str) -> None:
     problem = run_dir_problem(cfg, run_dir, resume=True)
     assert problem is not None and f"the adapter folder {adapter} is damaged" in problem, problem
     assert "delete the folder and resume again" in problem
+
+
+def test_a_run_killed_while_it_saves_adapters_keeps_the_old_folder_or_the_new_one(finished_run) -> None:
+    cfg, run_dir = finished_run
+    adapter = run_dir / "checkpoints" / "iter_01" / "actor"
+    before = (adapter / "adapter_model.safetensors").read_bytes()
+
+    def killed_halfway(target: Path) -> None:
+        (target / "adapter_config.json").write_text("{}")
+        raise KeyboardInterrupt  # stands in for a kill between the two files
+
+    with pytest.raises(KeyboardInterrupt):
+        write_folder_atomic(adapter, killed_halfway)
+    assert (adapter / "adapter_model.safetensors").read_bytes() == before
+    assert not adapter.with_name(".actor.partial").exists()
+    adapter.with_name(".actor.partial").mkdir()  # what a SIGKILL leaves: a hidden half folder, never the real one
+    (adapter.with_name(".actor.partial") / "adapter_config.json").write_text('{"r": 4')
+    assert run_dir_problem(cfg, run_dir, resume=True) is None
+    write_folder_atomic(adapter, lambda target: (target / "adapter_config.json").write_text('{"r": 8}'))
+    assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json"]
+    assert not adapter.with_name(".actor.partial").exists()
 
 
 def test_a_damaged_stage_file_is_named_before_the_model_loads_and_when_read_back(finished_run) -> None:

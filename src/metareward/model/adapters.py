@@ -17,6 +17,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from metareward.schema.rules import COUNT, Choice, Number, Value, setting
+from metareward.storage.artifacts import write_folder_atomic
 
 ADAPTERS_BY_MODE = {
     "split": {"actor": "actor", "judge": "judge", "meta_judge": "judge"},
@@ -134,7 +135,9 @@ class RoleAdapters:
         for name in self.adapter_names:
             marker = f".{name}."
             own = {key.replace(marker, "."): t.contiguous() for key, t in tensors.items() if marker in key}
-            target = Path(directory) / name
-            target.mkdir(parents=True, exist_ok=True)
-            self.model.peft_config[name].save_pretrained(str(target))
-            save_file(own, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+            def fill(target: Path, name: str = name, own: dict[str, torch.Tensor] = own) -> None:
+                self.model.peft_config[name].save_pretrained(str(target))
+                save_file(own, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+            write_folder_atomic(Path(directory) / name, fill)

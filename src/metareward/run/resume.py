@@ -91,7 +91,7 @@ def checkpoint_problem(path: Path) -> str | None:
 def adapter_problem(run_dir: Path) -> str | None:
     """Whether every saved adapter folder (checkpoints/iter_NN/<role>/) holds a readable config and weights."""
     for folder in sorted((run_dir / "checkpoints").glob("iter_*/*")):
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.name.startswith("."):  # a hidden .<role>.partial is cleared on the next save
             continue
         reason = _adapter_reason(folder)
         if reason:

@@ -11,8 +11,9 @@ import errno
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,26 @@ def write_text_atomic(path: Path, text: str) -> None:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise _disk_full(path, error) from None
+        raise
+
+
+def write_folder_atomic(folder: Path, fill: Callable[[Path], None]) -> None:
+    """`fill` writes into a hidden folder beside `folder`, which then takes its place: a crash leaves either the
+    complete new folder, the old one, or no folder, never part of one (and a hidden leftover the next call clears)."""
+    partial = folder.with_name(f".{folder.name}.partial")
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        fill(partial)
+        for path in partial.iterdir():
+            with open(path, "rb") as stream:
+                os.fsync(stream.fileno())
+        shutil.rmtree(folder, ignore_errors=True)  # a folder cannot be renamed over a non-empty one
+        os.replace(partial, folder)
+    except BaseException as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise _disk_full(folder, error) from None
         raise
 
 
