@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +85,36 @@ def smoke_train_command(prompt_file, run_dir, *overrides: str) -> list[str]:
 
     base = ["+experiment=smoke", f"data.path={prompt_file}", f"hydra.run.dir={run_dir}"]
     return [sys.executable, str(REPO_ROOT / "train.py"), *base, *overrides]
+
+
+# Runs killed and resumed (tests/lightning/test_resume.py, test_full_finetune.py).
+STAGE_FILES = ("prompts.jsonl", "responses.jsonl", "judgments.jsonl", "pairs.jsonl")
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def run_to_end(args: list[str]) -> None:
+    done = subprocess.run(args, check=False, env=environment(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def kill_when(args: list[str], marker: Path, timeout: float = 300) -> None:
+    """Start the run and SIGKILL it as soon as `marker` exists (or fail if it ends first)."""
+    process = subprocess.Popen(args, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None, f"the run ended before {marker.name} appeared"
+        assert time.monotonic() < deadline, f"{marker} never appeared"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def stage_texts(run_dir: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(run_dir)): path.read_text()
+        for path in sorted((run_dir / "iterations").rglob("*.jsonl"))
+        if path.name in STAGE_FILES or path.name == "meta_judgments.jsonl"
+    }

@@ -125,6 +125,29 @@ def test_iteration_t_answers_with_the_saved_adapters(run_dir: Path) -> None:
     assert not torch.allclose(actor_logits, seed_logits)  # iteration 1's actor is not M0
 
 
+def test_a_full_fine_tuning_run_exports_its_whole_models(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    from metareward.run.training import train
+
+    pool = tmp_path / "prompts.jsonl"
+    pool.write_text("".join(json.dumps({"instruction": q}) + "\n" for q in ["Name three fruits.", "Explain rain."] * 2))
+    off = ("callbacks.win_rate=null", "callbacks.judge_quality=null", "callbacks.dashboard=null")
+    overrides = ("+experiment=smoke", f"data.path={pool}", "num_iterations=1", "model.finetune=full", *off)
+    trained = train(compose(*overrides, output_dir=tmp_path / "run")).module.model
+    run = open_run(tmp_path / "run")
+    assert run.full() and run.saved_iterations() == [1]
+    ids = torch.tensor([[5, 6, 7, 8]])
+    logits = {}
+    for iteration in (0, 1):
+        policy, _ = load_policy(run, iteration, max_prompt_tokens=1024, progress=False)
+        with torch.no_grad(), policy.lend("actor") as model:
+            logits[iteration] = model(input_ids=ids).logits
+    with torch.no_grad():
+        assert torch.allclose(logits[1], trained(input_ids=ids).logits, atol=1e-5)  # iteration 1: the trained model
+    assert not torch.allclose(logits[0], logits[1])  # iteration 0: M0
+    assert export(tmp_path / "run", 1, inputs["ours"], tmp_path / "out") == 0
+    assert (tmp_path / "out").is_dir() and any((tmp_path / "out").iterdir())
+
+
 def test_a_prompt_over_the_limit_is_skipped_and_counted(run_dir: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.jsonl"
     rows = [{"id": "short", "instruction": "Hi."}, {"id": "long", "instruction": "word " * 200}]

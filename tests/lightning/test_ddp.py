@@ -37,9 +37,11 @@ def pair_rows(run_dir: Path, iteration: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_ranks_train_on_the_pairs_of_a_one_process_run(prompt_file: Path, tmp_path: Path) -> None:
-    one = run(prompt_file, tmp_path / "one")
-    two = run(prompt_file, tmp_path / "two", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_two_ranks_train_on_the_pairs_of_a_one_process_run(prompt_file: Path, tmp_path: Path, finetune: str) -> None:
+    what = f"model.finetune={finetune}"
+    one = run(prompt_file, tmp_path / "one", what)
+    two = run(prompt_file, tmp_path / "two", what, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
     for single, double in zip(one["iterations"], two["iterations"]):
         assert double["stats"]["data/world_size"] == 2 and single["stats"]["data/world_size"] == 1
         # Every rank checked its digest against the others before training; it equals the one-process digest.

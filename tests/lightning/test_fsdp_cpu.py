@@ -54,3 +54,20 @@ def test_fsdp_run_on_two_cpu_processes(prompt_file: Path, tmp_path: Path) -> Non
     assert checkpoint["state_dict"] and all("lora_" in k for k in checkpoint["state_dict"])  # adapters only
     resumed = run(prompt_file, run_dir, "resume=true")  # FSDP loads the adapter-only checkpoint
     assert "Restored all states" in resumed.stdout + resumed.stderr
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_under_fsdp_on_two_cpu_processes(prompt_file: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run(prompt_file, run_dir, "model.finetune=full")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    distances = [it["weights"]["distance_from_seed"] for it in summary["iterations"]]
+    assert 0 < distances[0] < distances[1]  # gathered from the shards and compared with M0 on every rank
+    assert all("win_rate" in it["eval"] for it in summary["iterations"])  # M0 answered beside the trained model
+    saved = load_file(run_dir / "checkpoints" / "iter_02" / "policy" / "model.safetensors")
+    assert "model.layers.0.self_attn.q_proj.weight" in saved and not any("_fsdp" in k for k in saved)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert "model.model.layers.0.self_attn.q_proj.weight" in checkpoint["state_dict"]  # every weight, no adapters
+    resumed = run(prompt_file, run_dir, "model.finetune=full", "resume=true")
+    assert "Restored all states" in resumed.stdout + resumed.stderr

@@ -29,6 +29,7 @@ def test_the_policy_wraps_decoder_layers_and_trainable_leaves() -> None:
     from torch.distributed.fsdp.wrap import CustomPolicy
 
     from metareward.model.adapters import AdapterSpec, RoleAdapters
+    from metareward.model.full_weights import FullWeights
     from metareward.model.tiny import build_tiny
 
     adapters = RoleAdapters(build_tiny()[0], AdapterSpec(r=4, alpha=8))
@@ -39,6 +40,10 @@ def test_the_policy_wraps_decoder_layers_and_trainable_leaves() -> None:
     assert len(layers) == 2
     # 2 layers x 4 projections x (A, B) x 2 adapters, and nothing frozen besides the layers
     assert len([name for name in chosen if ".lora_" in name]) == 32 and len(chosen) == 34
+    full = FullWeights(build_tiny()[0]).model
+    policy = decoder_layer_policy(["LlamaDecoderLayer"])
+    units = [name for name, module in full.named_modules() if policy._lambda_fn(module)]  # root first, as FSDP does
+    assert units == ["model.layers.0", "model.layers.1"]  # full fine-tuning: the layers only
     wrapped = "base_model._fsdp_wrapped_module.model.layers.0._fsdp_wrapped_module.q.lora_A.actor.weight"
     assert plain_name(wrapped) == "base_model.model.layers.0.q.lora_A.actor.weight"
 

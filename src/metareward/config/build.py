@@ -85,6 +85,11 @@ class RunSettings:
                 f"trainer.max_epochs={max_epochs} differs from num_iterations={self.num_iterations}: each iteration "
                 "is one epoch, so set num_iterations instead"
             )
+        if self.model.finetune == "full" and self.generation.backend == "vllm" and self.generation.urls:
+            found.append(
+                "model.finetune=full with generation=vllm reloads the trained weights into servers the run starts "
+                "itself, not into the ones generation.urls names; drop generation.urls"
+            )
         return found + self._completion_limit_problems()
 
     def _schedule_problems(self) -> list[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metareward.model.adapters import RoleAdapters
+from metareward.model.full_weights import FullWeights
 
 WEIGHTS_FILE = "judge_weights.safetensors"
 
@@ -26,7 +27,7 @@ WEIGHTS_FILE = "judge_weights.safetensors"
 class JudgeHistory:
     """Saves the judge's weights per iteration folder and lends an earlier iteration's back to the adapter."""
 
-    adapters: RoleAdapters
+    adapters: RoleAdapters | FullWeights  # with full fine-tuning, the judge's weights are the whole model's
 
     def save(self, folder: Path) -> Path:
         """The judge adapter's weights as they are now, to `folder/judge_weights.safetensors`."""

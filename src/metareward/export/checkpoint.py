@@ -3,7 +3,9 @@ saved after each iteration, and the policy of iteration T.
 
 Iteration 0 is M0, the seed model (the base weights with every adapter off: role `seed`); iteration T >= 1 is the
 actor adapter saved by `AdapterCheckpoint` after iteration T (`checkpoints/iter_TT/<adapter>/`, PEFT format) on
-the base model named by `run_config.yaml`. Every check here reads files only, so it runs before any model loads.
+the base model named by `run_config.yaml`, or, for a run with `model.finetune=full`, the whole model saved there
+(`checkpoints/iter_TT/policy/`, Hugging Face format). Every check here reads files only, so it runs before any model
+loads.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from metareward.schema.rules import read
 from metareward.storage.run_layout import SNAPSHOT
 
 if TYPE_CHECKING:
-    from metareward.generation.policy import Policy
+    from metareward.generation.policy import FixedModel, Policy
     from metareward.model.adapters import RoleAdapters
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -56,8 +58,14 @@ class SavedRun:
             raise RunDirError(f"the run's config snapshot cannot be used: {'; '.join(problems)}")
         return settings
 
+    def full(self) -> bool:
+        """Whether the run trained every weight (`model.finetune=full`) rather than LoRA adapters."""
+        return str(OmegaConf.select(self.cfg, "model.finetune", default="lora")) == "full"
+
     def actor_adapter(self) -> str:
-        """The adapter the actor role uses (`actor` in split mode, `policy` in shared mode)."""
+        """The adapter the actor role uses (`actor` in split mode, `policy` in shared mode and in full runs)."""
+        if self.full():
+            return ADAPTERS_BY_MODE["shared"]["actor"]
         return ADAPTERS_BY_MODE.get(str(self.cfg.model.adapters.mode), ADAPTERS_BY_MODE["split"])["actor"]
 
     def checkpoints_dir(self) -> Path:
@@ -75,7 +83,9 @@ class SavedRun:
         found = []
         for folder in sorted(self.checkpoints_dir().glob(f"iter_*/{self.actor_adapter()}")):
             number = folder.parent.name.removeprefix("iter_")
-            if number.isdigit() and all((folder / name).is_file() for name in ADAPTER_FILES):
+            whole = (folder / "config.json").is_file() and any(folder.glob("model*.safetensors"))
+            saved = whole if self.full() else all((folder / name).is_file() for name in ADAPTER_FILES)
+            if number.isdigit() and saved:
                 found.append(int(number))
         return sorted(found)
 
@@ -120,20 +130,29 @@ def iteration_problem(run: SavedRun, iteration: int) -> str | None:
 
 def load_policy(
     run: SavedRun, iteration: int, max_prompt_tokens: int, progress: bool = True
-) -> tuple[Policy, RoleAdapters]:
+) -> tuple[Policy, RoleAdapters | FixedModel]:
     """The run's base model with LoRA adapters, the actor adapter loaded from iteration `iteration` (>= 1; at 0 the
-    adapters stay fresh and are switched off by the `seed` role), as the in-process generation backend."""
+    adapters stay fresh and are switched off by the `seed` role), as the in-process generation backend. A full run's
+    iteration is the whole model saved then (at 0 the base model), served as it is to every role."""
+    from dataclasses import replace
+
     import torch
 
-    from metareward.generation.policy import Policy
+    from metareward.generation.policy import FixedModel, Policy
     from metareward.model.adapters import RoleAdapters
     from metareward.model.chat import stop_token_ids
     from metareward.model.loading import load_model_and_tokenizer
 
     spec = run.model()
+    if run.full() and iteration > 0:
+        spec = replace(spec, path=str(run.adapter_folder(iteration)))
     model, tokenizer = load_model_and_tokenizer(spec)
     if torch.cuda.is_available() and not spec.quantization:  # quantized weights are placed on the GPU by loading
         model = model.to("cuda")
+    if run.full():
+        switch = FixedModel(model.eval())
+        stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+        return Policy(switch, tokenizer, max_prompt_tokens, progress, stops), switch
     adapters = RoleAdapters(model, run.adapters())
     if iteration > 0:
         load_adapter_weights(adapters, run.actor_adapter(), run.adapter_folder(iteration))

@@ -11,7 +11,15 @@ from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.policy import GenerationBackend, Policy
 from metareward.generation.spec import GenerationSpec, lora_rank_slot
-from metareward.generation.vllm_backend import AdapterSource, ServedAdapters, VLLMBackend
+from metareward.generation.vllm_backend import (
+    AdapterSource,
+    ServedAdapters,
+    ServedModels,
+    ServedWeights,
+    VLLMBackend,
+    weights_digest,
+    write_served_copy,
+)
 from metareward.generation.vllm_server import ServerSettings, VLLMServer
 from metareward.model.chat import stop_token_ids
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
@@ -51,18 +59,27 @@ def build_backend(
         return Policy(adapters, tokenizer, max_prompt_tokens, progress, stops)  # type: ignore[arg-type]
     servers: tuple[VLLMServer, ...] = ()
     urls = spec.urls
+    lora = getattr(adapters.model, "peft_config", None)  # None: full fine-tuning, served by reloading weights
+    folder = (Path(spec.adapter_dir) if spec.adapter_dir else Path(run_dir) / "vllm_adapters").resolve()
+    served_path = served_model_path(spec.model_path)
+    if not lora:  # the server starts from a copy of M0 it can reload in place (see write_served_copy)
+        served_path = str(folder / "seed")
+        write_served_copy(adapters.seed_model, folder / "seed", tokenizer)  # type: ignore[attr-defined]
     if not urls:
-        rank = max(int(config.r) for config in adapters.model.peft_config.values())  # type: ignore[union-attr]
+        rank = max(int(config.r) for config in lora.values()) if lora else 0
         settings = sized_server(spec.server, rank, sleep_mode=spec.while_training == "sleep")
-        server = VLLMServer(served_model_path(spec.model_path), settings, Path(run_dir) / "vllm_server.log")
+        settings = settings if lora else dataclasses.replace(settings, weight_reload=True)
+        server = VLLMServer(served_path, settings, Path(run_dir) / "vllm_server.log")
         atexit.register(server.stop)
         log.info("starting the vLLM server (log: %s)", server.log_path)
         urls = (server.start(),)
         log.info("vLLM server at %s ready in %.0f s", urls[0], server.startup_seconds)
         servers = (server,)
-    folder = Path(spec.adapter_dir) if spec.adapter_dir else Path(run_dir) / "vllm_adapters"
+    served: ServedModels = ServedAdapters(adapters, folder)
+    if not lora:
+        served = ServedWeights(adapters, folder, served_path, weights_digest(adapters.seed_model))  # type: ignore[attr-defined]
     return VLLMBackend(
-        ServedAdapters(adapters, folder.resolve()),
+        served,
         tokenizer,
         urls,
         stops,

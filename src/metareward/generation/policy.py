@@ -67,16 +67,20 @@ class GenerationBackend(Protocol):
 
 
 class RoleSwitch(Protocol):
-    """Anything that lends the model with a role's adapter active (RoleAdapters); `model` is the PEFT model."""
+    """Anything that lends the model a role plays (RoleAdapters: its adapter active; FullWeights: the one trained
+    model), and the seed model M0 (`seed`)."""
 
     model: torch.nn.Module
 
     def role(self, role: str) -> AbstractContextManager[torch.nn.Module]: ...
 
+    def seed(self) -> AbstractContextManager[torch.nn.Module]: ...
+
 
 @dataclass
 class FixedModel:
-    """A RoleSwitch over a model without adapters (self-instruct's seed model): every role gets it as it is."""
+    """A RoleSwitch over a model without adapters (self-instruct's seed model, an exported full fine-tune): every
+    role, the seed role included, gets it as it is."""
 
     model: torch.nn.Module
 
@@ -84,16 +88,9 @@ class FixedModel:
     def role(self, role: str) -> Iterator[torch.nn.Module]:
         yield self.model
 
-
-@contextmanager
-def adapters_off(peft_model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The PEFT model with every adapter disabled: the seed model M0. A model without adapters (`FixedModel`'s) is
-    the seed model as it is."""
-    if not hasattr(peft_model, "disable_adapter"):
-        yield peft_model
-        return
-    with peft_model.disable_adapter():
-        yield peft_model
+    @contextmanager
+    def seed(self) -> Iterator[torch.nn.Module]:
+        yield self.model
 
 
 @dataclass
@@ -109,7 +106,7 @@ class Policy:
     stop_ids: tuple[int, ...] = ()
 
     def lend(self, role: str) -> AbstractContextManager[torch.nn.Module]:
-        return adapters_off(self.switch.model) if role == SEED_ROLE else self.switch.role(role)
+        return self.switch.seed() if role == SEED_ROLE else self.switch.role(role)
 
     def generate(
         self,

@@ -50,6 +50,7 @@ class ServerSettings:
     seed: int = 0
     startup_timeout_s: float = 900.0
     sleep_mode: bool = False  # set from generation.while_training=sleep: --enable-sleep-mode and its endpoints
+    weight_reload: bool = False  # full fine-tuning: no LoRA; serves /collective_rpc to reload weights in place
     extra_args: tuple[str, ...] = field(default=())
 
 
@@ -78,8 +79,6 @@ def server_command(model_dir: str, settings: ServerSettings, port: int) -> list[
         "--host": settings.host,
         "--port": str(port),
         "--dtype": settings.dtype,
-        "--max-loras": str(settings.max_loras),
-        "--max-lora-rank": str(settings.max_lora_rank),
         # Sampling follows each request alone, never defaults read from the model's generation_config.json.
         "--generation-config": "vllm",
         "--seed": str(settings.seed),
@@ -87,7 +86,10 @@ def server_command(model_dir: str, settings: ServerSettings, port: int) -> list[
         "--data-parallel-size": str(settings.data_parallel_size),
         "--gpu-memory-utilization": str(settings.gpu_memory_utilization),
     }
-    flags = ["--enable-lora", "--enable-prefix-caching", "--no-enable-chunked-prefill", "--disable-uvicorn-access-log"]
+    if not settings.weight_reload:  # full fine-tuning reloads whole weights instead of serving adapters
+        options.update({"--max-loras": str(settings.max_loras), "--max-lora-rank": str(settings.max_lora_rank)})
+    flags = ["--enable-prefix-caching", "--no-enable-chunked-prefill", "--disable-uvicorn-access-log"]
+    flags = flags if settings.weight_reload else ["--enable-lora", *flags]
     command = [str(Path(settings.python).expanduser()), "-m", "vllm.entrypoints.openai.api_server"]
     command += [part for pair in options.items() for part in pair] + flags
     if settings.max_model_len is not None:
@@ -106,8 +108,8 @@ def server_environment(settings: ServerSettings, base: Mapping[str, str], cores:
     bind = f"0-{cores - 1}" if settings.cpu_threads_bind == "auto" else settings.cpu_threads_bind
     if bind:
         env["VLLM_CPU_OMP_THREADS_BIND"] = bind
-    if settings.sleep_mode:
-        env["VLLM_SERVER_DEV_MODE"] = "1"  # serves /sleep and /wake_up
+    if settings.sleep_mode or settings.weight_reload:
+        env["VLLM_SERVER_DEV_MODE"] = "1"  # serves /sleep, /wake_up, /collective_rpc and /reset_prefix_cache
     if settings.devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(settings.devices)
     env.pop("OMP_NUM_THREADS", None)  # the tests pin one thread for tiny models; the server sizes its own pool

@@ -25,22 +25,6 @@ from metareward.storage.run_layout import CHECKPOINT
 log = logging.getLogger(__name__)
 
 
-def adapter_norms(adapters: Any) -> dict[str, float]:
-    """L2 norm of each adapter's LoRA B matrices: zero at the start (B is initialised to 0), so > 0 means trained."""
-    norms: dict[str, float] = {}
-    for name, parameter in adapters.model.named_parameters():
-        for adapter in adapters.adapter_names:
-            if f"lora_B.{adapter}." in name:
-                norms[adapter] = norms.get(adapter, 0.0) + float(parameter.detach().double().pow(2).sum())
-    return {adapter: math.sqrt(total) for adapter, total in norms.items()}
-
-
-def base_fingerprint(adapters: Any) -> torch.Tensor:
-    """Per-tensor sums of the frozen base weights; any change to a base weight changes it."""
-    with torch.no_grad():
-        return torch.stack([p.detach().double().sum() for _, p in adapters.base_parameters()]).cpu()
-
-
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -78,7 +62,7 @@ class IterationSummary(RunCallback):
         self.global_zero = trainer.is_global_zero
         self.started = self.boundary = time.perf_counter()
         with full_weights(trainer):
-            self.base_fingerprint = base_fingerprint(self.context.adapters)
+            self.base_fingerprint = self.context.adapters.fingerprint()
         self._write()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -92,10 +76,7 @@ class IterationSummary(RunCallback):
         stats["time/train"] = now - self.train_started
         train = pl_module.iteration_means()
         with full_weights(trainer):
-            weights = {
-                "adapter_norms": adapter_norms(self.context.adapters),
-                "base_unchanged": bool(torch.equal(base_fingerprint(self.context.adapters), self.base_fingerprint)),
-            }
+            weights = self.context.adapters.weight_record(self.base_fingerprint, plain_name)
         record = {
             "iteration": iteration,
             "actor_pairs": int(stats.get("pairs/actor_count", 0)),
@@ -145,7 +126,8 @@ class IterationSummary(RunCallback):
 
 
 class AdapterCheckpoint(RunCallback):
-    """Saves the LoRA adapters after every iteration (`iter_XX/<adapter>/`), and the merged actor on request.
+    """Saves what trains after every iteration (`iter_XX/<adapter>/`: each LoRA adapter in PEFT's format, or with
+    `model.finetune=full` the whole model in Hugging Face format as `policy`), and the merged actor on request.
 
     Stage SAVE, before the evaluations: a run killed while it evaluates keeps the iteration's adapters.
     """
@@ -164,7 +146,8 @@ class AdapterCheckpoint(RunCallback):
             if not trainer.is_global_zero:
                 return
             named = adapters.model.named_parameters()
-            adapters.save(target, {plain_name(n): p.detach().cpu() for n, p in named if "lora_" in n})
+            tensors = {plain_name(n): p.detach().cpu() for n, p in named if adapters.is_trained(n)}
+            adapters.save(target, tensors, self.context.tokenizer)
         log.info("saved adapters to %s", target)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -172,7 +155,9 @@ class AdapterCheckpoint(RunCallback):
             return
         adapters = self.context.adapters
         adapters.activate("actor")
-        merged = adapters.model.merge_and_unload(adapter_names=[adapters.adapter_for_role["actor"]])
+        merged = adapters.model  # with full fine-tuning the actor is the model itself
+        if hasattr(merged, "merge_and_unload"):
+            merged = merged.merge_and_unload(adapter_names=[adapters.adapter_for_role["actor"]])
         merged.save_pretrained(str(self.directory / "merged_actor"))
         self.context.tokenizer.save_pretrained(str(self.directory / "merged_actor"))
         log.info("saved the merged actor model to %s", self.directory / "merged_actor")

@@ -1,7 +1,8 @@
-"""DPO over LoRA adapters: actor pairs train the actor adapter, judge pairs the judge adapter.
+"""DPO over what trains (`model.finetune`): LoRA adapters (actor pairs train the actor adapter, judge pairs the judge
+adapter) or every weight of the one model all roles share.
 
 The reference log-probs come with the batch (computed by M_t when the iteration's data was made), so no second
-copy of the model is held. Only adapter parameters are optimised.
+copy of the model is held. Only the trained parameters are optimised and checkpointed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import torch
 from metareward.core.logprobs import pair_logprobs
 from metareward.lightning.strategies import fsdp_root
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
+from metareward.model.full_weights import FullWeights
 from metareward.training.optim import OptimSettings, apply_schedule
 
 
 class DPOModule(L.LightningModule):
-    def __init__(self, adapters: RoleAdapters, loss: torch.nn.Module, optim: OptimSettings) -> None:
+    def __init__(self, adapters: RoleAdapters | FullWeights, loss: torch.nn.Module, optim: OptimSettings) -> None:
         super().__init__()
         self.adapters = adapters
         self.model = adapters.model
@@ -28,8 +30,9 @@ class DPOModule(L.LightningModule):
         self.iteration_steps = 1
         # name -> [pair-weighted sum, pairs] over the current epoch-iteration
         self.epoch_metrics: dict[str, list[float]] = {}
-        # Checkpoints hold the adapters only, so the base weights are always absent from them: strategies that load
-        # the weights themselves (FSDP, DeepSpeed) must not ask for every key. load_state_dict checks the adapters.
+        # With LoRA, checkpoints hold the adapters only, so the base weights are always absent from them: strategies
+        # that load the weights themselves (FSDP, DeepSpeed) must not ask for every key. load_state_dict checks the
+        # trained tensors.
         self.strict_loading = False
 
     def on_train_epoch_start(self) -> None:
@@ -83,19 +86,19 @@ class DPOModule(L.LightningModule):
         return {name: weighted / count for name, (weighted, count) in self.epoch_metrics.items() if count}
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Only the adapters: the base weights never change, so checkpoints stay small (MBs, not GBs)."""
-        return {k: v for k, v in super().state_dict(*args, **kwargs).items() if "lora_" in k}
+        """Only what trains: with LoRA the base weights never change, so checkpoints stay small (MBs, not GBs)."""
+        return {k: v for k, v in super().state_dict(*args, **kwargs).items() if self.adapters.is_trained(k)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Only the adapters here too: FSDP gathers the wrapped module's whole state dict, not this one's."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if "lora_" in k}
+        """Only what trains here too: FSDP gathers the wrapped module's whole state dict, not this one's."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if self.adapters.is_trained(k)}
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Loads the adapter tensors of a checkpoint, all of which must be there (`strict` is about base weights,
-        which a checkpoint never holds)."""
-        missing = [k for k in super().state_dict() if "lora_" in k and k not in state_dict]
+        """Loads the trained tensors of a checkpoint, all of which must be there (`strict` is about LoRA's base
+        weights, which a checkpoint never holds)."""
+        missing = [k for k in super().state_dict() if self.adapters.is_trained(k) and k not in state_dict]
         if missing:
-            raise KeyError(f"checkpoint lacks {len(missing)} adapter tensors, e.g. {missing[0]}")
+            raise KeyError(f"checkpoint lacks {len(missing)} trained tensors, e.g. {missing[0]}")
         return super().load_state_dict(state_dict, strict=False, assign=assign)
 
     def configure_gradient_clipping(
@@ -113,5 +116,5 @@ class DPOModule(L.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """The configured optimizer (`dpo.optimizer`) over the adapter parameters only."""
-        return self.optim.optimizer(self.adapters.adapter_parameters())
+        """The configured optimizer (`dpo.optimizer`) over the trained parameters only."""
+        return self.optim.optimizer(self.adapters.trained_parameters())

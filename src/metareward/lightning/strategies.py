@@ -22,23 +22,32 @@ FSDP_PREFIX = "_fsdp_wrapped_module."
 
 def decoder_layer_policy(layer_classes: Sequence[str]):
     """The FSDP auto-wrap policy of conf/trainer/fsdp.yaml: one FSDP unit per decoder layer, matched by class name
-    (so the YAML names no Python objects), and one per trainable leaf module (a LoRA A or B matrix).
+    (so the YAML names no Python objects), and, in a model with frozen weights (LoRA), one per trainable leaf module
+    (a LoRA A or B matrix).
 
     FSDP flattens a unit's parameters into one tensor of a single dtype: the LoRA matrices stay float32 while the
-    frozen base weights are bfloat16, so they get units of their own.
+    frozen base weights are bfloat16, so they get units of their own. With full fine-tuning every weight trains in
+    one dtype and only the decoder layers are units (a leaf unit would also split tied embeddings from the head).
     """
     from torch.distributed.fsdp.wrap import CustomPolicy
 
     names = frozenset(layer_classes)
-    return CustomPolicy(lambda module: is_fsdp_unit(module, names))
+    frozen: list[bool] = []  # read from the first module FSDP shows the policy: the root
+
+    def wrap(module: nn.Module) -> bool:
+        if not frozen:
+            frozen.append(any(not p.requires_grad for p in module.parameters()))
+        return is_fsdp_unit(module, names, trainable_leaves=frozen[0])
+
+    return CustomPolicy(wrap)
 
 
-def is_fsdp_unit(module: nn.Module, layer_classes: frozenset[str]) -> bool:
-    """A decoder layer (by class name) or a leaf module with trainable parameters."""
+def is_fsdp_unit(module: nn.Module, layer_classes: frozenset[str], trainable_leaves: bool = True) -> bool:
+    """A decoder layer (by class name), or with `trainable_leaves` a leaf module with trainable parameters."""
     if type(module).__name__ in layer_classes:
         return True
     leaf = next(module.children(), None) is None
-    return leaf and any(p.requires_grad for p in module.parameters(recurse=False))
+    return trainable_leaves and leaf and any(p.requires_grad for p in module.parameters(recurse=False))
 
 
 def fsdp_root(trainer: L.Trainer) -> nn.Module | None:

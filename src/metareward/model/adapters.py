@@ -2,15 +2,18 @@
 
 `split` mode (the default) keeps two adapters: `actor` answers instructions and is trained on actor pairs;
 `judge` judges and meta-judges and is trained on judge pairs. `shared` mode keeps one adapter, `policy`, for every
-role, as in the papers (one model plays all roles). Only adapter parameters are ever trained.
+role, as in the papers (one model plays all roles). Only adapter parameters train here; `model.finetune=full`
+(full_weights.py) trains every weight instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -102,33 +105,50 @@ class RoleAdapters:
     @contextmanager
     def role_tensors_lent(self, role: str, tensors: Mapping[str, torch.Tensor]) -> Iterator[None]:
         """`role`'s adapter holds `tensors` (from `role_tensors`, maybe of an earlier iteration) until the block
-        ends; then its own weights are back. Refuses tensors that do not match the adapter name by name and shape."""
-        own = dict(self.model.named_parameters())
-        current = self.role_tensors(role)
-        if set(tensors) != set(current) or any(tensors[n].shape != current[n].shape for n in current):
-            raise ValueError(
-                f"the saved weights of the {role} adapter do not match it ({len(tensors)} tensors for {len(current)}): "
-                "were they saved by a run with other model.adapters settings?"
-            )
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                own[name].copy_(tensor)
-        try:
+        ends; then its own weights are back."""
+        with lend_tensors(self.model, self.role_tensors(role), tensors, f"{role} adapter"):
             yield
-        finally:
-            with torch.no_grad():
-                for name, tensor in current.items():
-                    own[name].copy_(tensor)
+
+    @contextmanager
+    def seed(self) -> Iterator[PeftModel]:
+        """The seed model M0: the PEFT model with every adapter disabled until the block ends."""
+        with self.model.disable_adapter():
+            yield self.model
+
+    @staticmethod
+    def is_trained(name: str) -> bool:
+        """Whether the parameter (or state-dict entry) `name` trains: LoRA tensors only."""
+        return "lora_" in name
+
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        return self.adapter_parameters()
+
+    def fingerprint(self) -> torch.Tensor:
+        """Per-tensor sums of the frozen base weights; any change to a base weight changes it."""
+        with torch.no_grad():
+            return torch.stack([p.detach().double().sum() for _, p in self.base_parameters()]).cpu()
+
+    def weight_record(self, fingerprint: torch.Tensor | None, plain: Any = None) -> dict[str, Any]:
+        """Each adapter's L2 norm of its LoRA B matrices (zero at the start, so > 0 means trained), and whether the
+        base weights still match `fingerprint` (taken when training started)."""
+        norms: dict[str, float] = {}
+        for name, parameter in self.model.named_parameters():
+            for adapter in self.adapter_names:
+                if f"lora_B.{adapter}." in name:
+                    norms[adapter] = norms.get(adapter, 0.0) + float(parameter.detach().double().pow(2).sum())
+        unchanged = fingerprint is not None and bool(torch.equal(self.fingerprint(), fingerprint))
+        return {"adapter_norms": {a: math.sqrt(t) for a, t in norms.items()}, "base_unchanged": unchanged}
 
     def base_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         return ((name, p) for name, p in self.model.named_parameters() if "lora_" not in name)
 
-    def save(self, directory: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    def save(self, directory: Path, tensors: Mapping[str, torch.Tensor], tokenizer: Any = None) -> None:
         """Each adapter in PEFT's format (`<directory>/<adapter>/adapter_config.json`, `adapter_model.safetensors`)
         from `tensors`, LoRA tensors named as in the PEFT model (`...q_proj.lora_A.actor.weight`).
 
         PEFT's save_pretrained finds an adapter's tensors through the model's module names, which under FSDP carry
-        wrapper prefixes; the tensors given here are named and gathered by the caller.
+        wrapper prefixes; the tensors given here are named and gathered by the caller. (`tokenizer` is for full
+        fine-tuning's whole-model folders; an adapter folder needs none.)
         """
         from safetensors.torch import save_file
 
@@ -141,3 +161,26 @@ class RoleAdapters:
                 save_file(own, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
 
             write_folder_atomic(Path(directory) / name, fill)
+
+
+@contextmanager
+def lend_tensors(
+    model: torch.nn.Module, current: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], what: str
+) -> Iterator[None]:
+    """The parameters named in `current` hold `tensors` until the block ends, then `current` again. Refuses
+    tensors that do not match by name and shape (saved by a run with other model settings)."""
+    own = dict(model.named_parameters())
+    if set(tensors) != set(current) or any(tensors[n].shape != current[n].shape for n in current):
+        raise ValueError(
+            f"the saved weights of the {what} do not match it ({len(tensors)} tensors for {len(current)}): "
+            "were they saved by a run with other model settings?"
+        )
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            own[name].copy_(tensor)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, tensor in current.items():
+                own[name].copy_(tensor)

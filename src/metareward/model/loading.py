@@ -25,6 +25,7 @@ BUILTIN_MODELS = (EMBEDDED_NAME, "tiny")
 QUANTIZATIONS = (None, "4bit", "8bit")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTO_ATTENTION = "auto"
+FINETUNE_MODES = ("full", "lora")
 
 
 class ModelLoadError(RuntimeError):
@@ -42,6 +43,8 @@ class ModelSpec:
     # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
     quantization: str | None = setting("quantization", Choice(QUANTIZATIONS), default=None)
     gradient_checkpointing: bool = setting("gradient_checkpointing", Value(bool), default=False)
+    # lora: LoRA adapters over frozen base weights (model.adapters); full: every weight trains, shared by all roles
+    finetune: str = setting("finetune", Choice(FINETUNE_MODES), default="lora")
 
     def attention(self) -> str | None:
         """The attention implementation to load with: `auto` is flash_attention_2 where flash-attn is installed, CUDA
@@ -61,6 +64,11 @@ class ModelSpec:
             found.append(f"model.path={self.path!r} is not an existing directory")
         elif _looks_local(self.path):
             found.extend(checkpoint_problems(Path(self.path).expanduser(), "model.path"))
+        if self.finetune == "full" and self.quantization:
+            found.append(
+                f"model.finetune=full does not combine with model.quantization={self.quantization}: quantized weights "
+                "cannot be trained; set model.quantization=null, or model.finetune=lora for QLoRA"
+            )
         return found
 
 

@@ -89,7 +89,8 @@ def checkpoint_problem(path: Path) -> str | None:
 
 
 def adapter_problem(run_dir: Path) -> str | None:
-    """Whether every saved adapter folder (checkpoints/iter_NN/<role>/) holds a readable config and weights."""
+    """Whether every saved adapter folder (checkpoints/iter_NN/<role>/, or a full run's whole-model folder) holds a
+    readable config and weights."""
     for folder in sorted((run_dir / "checkpoints").glob("iter_*/*")):
         if not folder.is_dir() or folder.name.startswith("."):  # a hidden .<role>.partial is cleared on the next save
             continue
@@ -105,19 +106,26 @@ def adapter_problem(run_dir: Path) -> str | None:
 def _adapter_reason(folder: Path) -> str | None:
     from safetensors import SafetensorError, safe_open
 
+    whole = (folder / "config.json").is_file() and not (folder / "adapter_config.json").exists()  # finetune=full
+    config_name = "config.json" if whole else "adapter_config.json"
+    weight_files = sorted(folder.glob("model*.safetensors")) if whole else [folder / "adapter_model.safetensors"]
+    if not weight_files:
+        return "model.safetensors is missing"
     try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / config_name).read_text(encoding="utf-8"))
         if not isinstance(config, dict):
-            return "adapter_config.json is not a JSON object"
-        with safe_open(str(folder / "adapter_model.safetensors"), framework="pt") as weights:
-            for key in weights.keys():  # noqa: SIM118 - a safetensors handle is not a mapping
-                weights.get_slice(key)
+            return f"{config_name} is not a JSON object"
+        for path in weight_files:
+            current = path
+            with safe_open(str(path), framework="pt") as weights:
+                for key in weights.keys():  # noqa: SIM118 - a safetensors handle is not a mapping
+                    weights.get_slice(key)
     except FileNotFoundError as error:
         return f"{Path(str(error.filename)).name} is missing"
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return "adapter_config.json is not valid JSON"
+        return f"{config_name} is not valid JSON"
     except (SafetensorError, OSError) as error:  # a truncated or garbled weights file
-        return f"adapter_model.safetensors does not read back: {type(error).__name__}"
+        return f"{current.name} does not read back: {type(error).__name__}"
     return None
 
 

@@ -111,7 +111,7 @@ def train(cfg: DictConfig) -> TrainResult:
     from metareward.lightning.datamodule import SelfJudgedDataModule
     from metareward.lightning.dpo_module import DPOModule
     from metareward.lightning.handoff import RunContext, in_run_order
-    from metareward.model.adapters import RoleAdapters
+    from metareward.model.full_weights import role_weights
     from metareward.model.loading import load_model_and_tokenizer
     from metareward.sft.warm_start import load_warm_start_data, warm_start
     from metareward.training.collate import PairCollator
@@ -137,7 +137,7 @@ def train(cfg: DictConfig) -> TrainResult:
     unreadable = cue_read_problems(tokenizer, settings.engine, evaluations_read_scores)
     if unreadable:
         raise config_error(unreadable)
-    adapters = RoleAdapters(model, settings.adapters)
+    adapters = role_weights(model, settings.model.finetune, settings.adapters)
     context.attach_model(adapters, tokenizer)
     if warm.enabled and checkpoint is None:
         summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm, settings.engine.judge_prompt)  # iteration 0
