@@ -19,7 +19,7 @@ from metareward.generation import spec
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
 
-PAPER_EXPERIMENTS = ("meta_reward_paper", "self_reward_paper")
+PAPER_EXPERIMENTS = ("meta_reward_paper", "self_reward_lc_paper", "self_reward_paper")
 ALL_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
@@ -153,6 +153,21 @@ def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> 
     assert s.dpo.lr_schedule.target == "metareward.training.optim.CosineSchedule"
     cfg = compose("+experiment=meta_reward_paper", "trainer=gpu")
     assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 32  # global batch on one device
+
+
+def test_the_self_rewarding_baseline_with_length_control_differs_from_meta_rewarding_only_in_judge_training(
+    cuda,
+) -> None:
+    baseline = paper_settings("self_reward_lc_paper")
+    assert baseline.experiment == "self_reward_lc_paper" and baseline.engine.judge_training_iterations == ()
+    assert [baseline.engine.trains_judge(t) for t in (1, 2, 3, 4)] == [False] * 4
+    meta_cfg, baseline_cfg = (
+        OmegaConf.to_container(compose(f"+experiment={name}", "trainer=gpu"))  # ${experiment} left unresolved
+        for name in ("meta_reward_paper", "self_reward_lc_paper")
+    )
+    for cfg in (meta_cfg, baseline_cfg):
+        del cfg["experiment"], cfg["schedule"]["judge_training_iterations"]
+    assert baseline_cfg == meta_cfg  # the same loop in every other value
 
 
 def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(cuda) -> None:
