@@ -170,6 +170,22 @@ def test_the_self_rewarding_baseline_with_length_control_differs_from_meta_rewar
     assert baseline_cfg == meta_cfg  # the same loop in every other value
 
 
+def test_meta_reward_paper_keeps_the_judge_pairs_of_its_longest_answers(cuda) -> None:
+    from transformers import AutoTokenizer
+
+    from metareward.model.chat import encode_prompt, render_prompt
+    from metareward.model.embedded import ensure_embedded_checkpoint
+
+    s = paper_settings("meta_reward_paper")
+    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_checkpoint())
+    answer = " hello" * s.engine.actor.sampling.max_new_tokens  # one token each: the longest answer the actor writes
+    instruction = " world" * 256  # a long instruction (5,000 prompts of the pool: some are)
+    assert len(tokenizer(answer)["input_ids"]) == s.engine.actor.sampling.max_new_tokens
+    prompt = render_prompt(tokenizer, s.engine.judge_prompt.render_judge(instruction, answer))
+    assert len(encode_prompt(tokenizer, prompt)) <= s.dpo.max_prompt_tokens  # else such judge pairs are dropped
+    assert s.engine.judge.sampling.max_new_tokens <= s.dpo.max_completion_tokens
+
+
 def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(cuda) -> None:
     s = paper_settings("self_reward_paper")
     assert (s.model.path, s.model.dtype, s.model.quantization) == ("meta-llama/Llama-2-70b-hf", "bfloat16", "4bit")

@@ -84,7 +84,7 @@ def test_cut_off_answers_never_become_pair_sides(prompt_file: Path, tmp_path: Pa
     assert any(not (p.chosen_finished and p.rejected_finished) for p in kept.pairs if p.kind == "actor")
 
 
-def test_prompts_over_the_limits_are_dropped_and_counted_never_cut(prompt_file: Path, tmp_path: Path) -> None:
+def test_prompts_over_the_limits_are_dropped_and_counted_never_cut(prompt_file: Path, tmp_path: Path, caplog) -> None:
     # A generation limit below every actor prompt: nothing is generated and every answer is counted as dropped.
     data, settings = run_iteration(prompt_file, tmp_path, "dpo.max_prompt_tokens=1", "dpo.max_completion_tokens=12")
     expected = settings.prompts_per_iteration * settings.num_responses
@@ -101,6 +101,24 @@ def test_prompts_over_the_limits_are_dropped_and_counted_never_cut(prompt_file: 
     assert stats.get("pairs/judge_dropped/prompt_too_long", 0) > 0 and stats["pairs/judge_count"] == 0
     on_disk = json.loads((iteration_dir(tmp_path / "dpo", 1) / "stats.json").read_text())
     assert on_disk["pairs/judge_dropped/prompt_too_long"] == stats["pairs/judge_dropped/prompt_too_long"]
+    dropped = int(stats["pairs/judge_dropped/prompt_too_long"])
+    assert (
+        f"1: {dropped} of {dropped} judge pairs (100%) were dropped as longer than dpo.max_prompt_tokens" in caplog.text
+    )
+
+
+def test_prompts_an_earlier_iteration_drew_are_counted_and_logged(prompt_file: Path, tmp_path: Path, caplog) -> None:
+    settings = build_settings(compose("+experiment=smoke", f"data.path={prompt_file}")).engine
+    model, tokenizer = build_tiny()
+    policy = Policy(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tokenizer, progress=False)
+    pool = load_prompt_pool(str(prompt_file))
+    per_iteration = settings.prompts_per_iteration
+    iteration = len(pool.prompts) // per_iteration + 1  # the first iteration past the end of the pool
+    expected = (iteration - 1) * per_iteration + per_iteration - len(pool.prompts)
+    assert [pool.reused(t, per_iteration) for t in (1, iteration)] == [0, expected] and expected > 0
+    data = make_iteration_data(policy, settings, pool, iteration, tmp_path)
+    assert data.stats["data/prompts_reused"] == expected
+    assert f"{expected} of {per_iteration} prompts were drawn by an earlier iteration" in caplog.text
 
 
 def test_meta_judge_targets_over_the_limit_are_dropped(prompt_file: Path, tmp_path: Path) -> None:

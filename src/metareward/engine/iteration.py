@@ -19,7 +19,7 @@ from metareward.core.drops import Selection, merge_drops
 from metareward.engine import phases
 from metareward.engine.comparing import comparer
 from metareward.engine.context import IterationContext
-from metareward.engine.iteration_stats import actor_stats, label_stats, meta_stats, run_stats
+from metareward.engine.iteration_stats import actor_stats, data_warnings, label_stats, meta_stats, run_stats
 from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.pairs import actor_pairs, fitting_pairs, judge_pairs, label_evidence, labelled, pair_candidates
 from metareward.engine.prompt_pool import PromptPool
@@ -97,6 +97,7 @@ def make_iteration_data(
         **evidence.stats,
         **judge_stats,
         **run_stats(context.clock, context.store),
+        "data/prompts_reused": float(pool.reused(iteration, settings.prompts_per_iteration)),
     }
     pairs = [*actor.items, *judge]
     if shard.writes:
@@ -109,6 +110,8 @@ def make_iteration_data(
         int(stats["pairs/judge_count"]),
         {k.split("/", 1)[1]: int(v) for k, v in stats.items() if "dropped/" in k} or "none",
     )
+    for warning in data_warnings(iteration, stats):
+        log.warning(warning)
     return IterationData(iteration, pairs, stats)
 
 

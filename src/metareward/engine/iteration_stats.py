@@ -63,6 +63,33 @@ def actor_stats(
     return stats
 
 
+# Above this share of a pair kind dropped as too long for the DPO limits, the run says so in its log.
+LENGTH_DROP_WARNING = 0.05
+LENGTH_REASONS = ("prompt_too_long", "completion_too_long")
+
+
+def data_warnings(iteration: int, stats: Mapping[str, float]) -> list[str]:
+    """What the log should say about the data beyond its counts: prompts reused from earlier iterations, and pair
+    kinds of which more than LENGTH_DROP_WARNING were dropped as longer than the DPO token limits."""
+    found = []
+    reused = int(stats.get("data/prompts_reused", 0))
+    if reused:
+        found.append(
+            f"iteration {iteration}: {reused} of {int(stats['data/prompts'])} prompts were drawn by an earlier "
+            "iteration (the prompt pool is smaller than num_iterations x data.prompts_per_iteration)"
+        )
+    for kind in ("actor", "judge"):
+        too_long = sum(stats.get(f"pairs/{kind}_dropped/{reason}", 0) for reason in LENGTH_REASONS)
+        total = too_long + stats.get(f"pairs/{kind}_count", 0)
+        if total and too_long / total > LENGTH_DROP_WARNING:
+            found.append(
+                f"iteration {iteration}: {int(too_long)} of {int(total)} {kind} pairs ({too_long / total:.0%}) were "
+                "dropped as longer than dpo.max_prompt_tokens or dpo.max_completion_tokens; raise them to train on "
+                "these pairs"
+            )
+    return found
+
+
 def label_stats(pairs: Sequence[PairRecord]) -> dict[str, float]:
     """How many actor pairs carry a soft label, their mean, and how many of them lean towards the rejected side."""
     labels = [pair.label for pair in pairs if pair.label is not None]

@@ -39,6 +39,11 @@ class PromptPool:
         start = (iteration - 1) * count
         return [self.prompts[order[(start + i) % len(order)]] for i in range(min(count, len(order)))]
 
+    def reused(self, iteration: int, count: int) -> int:
+        """How many of iteration t's `count` prompts an earlier iteration drew already (the permutation wrapped)."""
+        drawn_before, size = (iteration - 1) * count, len(self.prompts)
+        return sum((drawn_before + i) >= size for i in range(min(count, size)))
+
 
 class _BadLines:
     """Applies the bad-line policy: raise at once (fail) or count the line by reason and go on (skip)."""
