@@ -170,6 +170,12 @@ def test_the_self_rewarding_baseline_with_length_control_differs_from_meta_rewar
     assert baseline_cfg == meta_cfg  # the same loop in every other value
 
 
+@pytest.mark.parametrize("experiment", ["meta_reward_paper", "self_reward_lc_paper", "self_reward_paper"])
+def test_paper_runs_evaluate_at_the_actors_length(experiment: str, cuda) -> None:
+    cfg = compose(f"+experiment={experiment}", "trainer=gpu")
+    assert cfg.evaluation.max_new_tokens == cfg.actor.max_new_tokens == 1024  # not the CPU demo's 96
+
+
 def test_meta_reward_paper_keeps_the_judge_pairs_of_its_longest_answers(cuda) -> None:
     from transformers import AutoTokenizer
 

@@ -55,7 +55,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def export(run_dir: Path, iteration: int, prompts: Path, out: Path, *extra: str) -> int:
     argv = ["--run-dir", str(run_dir), "--iteration", str(iteration), "--prompts", str(prompts), "--out", str(out)]
-    return main([*argv, "--no-progress", *extra])
+    return main([*argv, "--no-progress", "--allow-cut", *extra])  # the tiny model's answers never end
 
 
 @pytest.mark.parametrize("iteration", [1, 0])
@@ -146,6 +146,18 @@ def test_a_full_fine_tuning_run_exports_its_whole_models(tmp_path: Path, inputs:
     assert not torch.allclose(logits[0], logits[1])  # iteration 0: M0
     assert export(tmp_path / "run", 1, inputs["ours"], tmp_path / "out") == 0
     assert (tmp_path / "out").is_dir() and any((tmp_path / "out").iterdir())
+
+
+def test_answers_cut_at_the_token_limit_are_refused_unless_asked_for(
+    run_dir: Path, inputs, tmp_path: Path, capsys
+) -> None:
+    argv = ["--run-dir", str(run_dir), "--iteration", "1", "--prompts", str(inputs["alpaca"]), "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "refused"), "--max-new-tokens", "4"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: 3 of 3 answers hit --max-new-tokens=4 before they ended") and "--allow-cut" in error
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())  # nothing half-written
+    assert main([*argv, "--out", str(tmp_path / "allowed"), "--max-new-tokens", "4", "--allow-cut"]) == 0
+    assert json.loads((tmp_path / "allowed" / "export_stats.json").read_text())["unfinished"] == 3
 
 
 def test_a_prompt_over_the_limit_is_skipped_and_counted(run_dir: Path, tmp_path: Path) -> None:

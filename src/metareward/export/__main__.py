@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--temperature", type=float, default=0.0, help="0 (default): greedy")
     add("--generator", default=None, help="the model's name in the files; default: <experiment>-iter<T>")
     add("--no-progress", action="store_true", help="no progress bar")
+    add("--allow-cut", action="store_true", help="write the answers even when more than 2%% hit --max-new-tokens")
     return parser
 
 
@@ -59,6 +60,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         temperature=args.temperature,
         generator=args.generator,
         progress=not args.no_progress,
+        allow_cut=args.allow_cut,
     )
 
 

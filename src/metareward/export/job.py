@@ -38,6 +38,10 @@ log = logging.getLogger("metareward.export")
 PROMPT_TOO_LONG = "prompt_too_long"
 
 
+# Above this share of answers cut at max_new_tokens, the export writes nothing unless --allow-cut asks for them.
+CUT_TOLERANCE = 0.02
+
+
 class ExportError(ValueError):
     """What the user gave cannot be exported; one problem per line, each naming the option and the fix."""
 
@@ -57,6 +61,7 @@ class ExportOptions:
     temperature: float = 0.0
     generator: str | None = None
     progress: bool = True
+    allow_cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class ExportJob:
     batch_size: int
     max_prompt_tokens: int
     progress: bool = True
+    allow_cut: bool = False
 
     @property
     def role(self) -> str:
@@ -111,6 +117,7 @@ def prepare_job(options: ExportOptions) -> ExportJob:
         batch_size=numbers["batch_size"],
         max_prompt_tokens=numbers["max_prompt_tokens"],
         progress=options.progress,
+        allow_cut=options.allow_cut,
     )
 
 
@@ -151,6 +158,13 @@ def run_export(job: ExportJob) -> ExportResult:
     skipped = [p for p in job.prompts.prompts if lengths[p.key] > job.max_prompt_tokens]
     _log_skipped(skipped, lengths, job.max_prompt_tokens)
     answers = answer(policy, job, fitting, rendered)
+    cut = sum(not a.finished for a in answers)
+    if cut > CUT_TOLERANCE * len(answers) and not job.allow_cut:
+        raise ExportError(
+            f"{cut} of {len(answers)} answers hit --max-new-tokens={job.sampling.max_new_tokens} before they ended, "
+            "and a benchmark would judge them cut; raise --max-new-tokens (the papers' answers average about 2,000 "
+            "characters), or pass --allow-cut to write them anyway. Nothing was written"
+        )
     paths = write_outputs(job.out_dir, job.formats, answers, job.generator, time.time())
     stats = export_stats(job, answers, skipped, time.perf_counter() - started)
     write_json(job.out_dir / STATS_FILE, stats)
