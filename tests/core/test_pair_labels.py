@@ -20,17 +20,40 @@ from metareward.storage.records import PairRecord
 SCALE = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
-def test_hand_worked_win_probability_of_two_mixtures() -> None:
+def test_hand_worked_win_probability_of_two_mean_scores() -> None:
     # The chosen response has two judgments: a written "Score: 4" and a probability read with P(2) = P(3) = 0.5, so
-    # its mixture is 4 w.p. 0.5, 2 w.p. 0.25, 3 w.p. 0.25. The rejected one has a single written 3.
-    chosen = ScoreDistribution.mixture(
+    # its mean score is (4 + 2) / 2 = 3 or (4 + 3) / 2 = 3.5, each w.p. 0.5. The rejected one has a single written 3.
+    chosen = ScoreDistribution.mean_of(
         [ScoreDistribution.point(4), ScoreDistribution.over_scale(SCALE, [0, 0, 0.5, 0.5, 0, 0])]
     )
+    assert dict(zip(chosen.values, chosen.weights)) == pytest.approx({3.0: 0.5, 3.5: 0.5})
     rejected = ScoreDistribution.point(3)
-    # P(S_c > 3) = P(4) = 0.5; P(S_c = 3) = 0.25, counted half: 0.5 + 0.125.
-    assert win_probability(chosen, rejected) == pytest.approx(0.625)
-    assert win_probability(rejected, chosen) == pytest.approx(0.375)
-    assert chosen.mean == pytest.approx(0.5 * 4 + 0.25 * 2 + 0.25 * 3)
+    # P(mean_c > 3) = 0.5; P(mean_c = 3) = 0.5, counted half: 0.5 + 0.25. (One judgment drawn at random, the old
+    # label, gave 0.625: P(4) = 0.5 plus half of P(3) = 0.25.)
+    assert win_probability(chosen, rejected) == pytest.approx(0.75)
+    assert win_probability(rejected, chosen) == pytest.approx(0.25)
+    assert chosen.mean == pytest.approx(3.25)
+
+
+@pytest.mark.parametrize(("judgments", "expected"), [(1, 0.60), (3, 0.68256), (11, 0.825622133638228)])
+def test_the_label_of_n_judgments_is_the_win_probability_of_their_means(judgments: int, expected: float) -> None:
+    # Every judgment of the chosen answer: P(4) = 0.6, P(3) = 0.4; of the rejected one: P(3) = 0.6, P(4) = 0.4. A
+    # mean of N is 3 + Binomial(N, p) / N, so q = P(B_c > B_r) + P(B_c = B_r) / 2 with B_c ~ Bin(N, 0.6) and
+    # B_r ~ Bin(N, 0.4). N = 1: 0.36 + 0.48 / 2 = 0.60. N = 3: pmfs (0.064, 0.288, 0.432, 0.216) and (0.216, 0.432,
+    # 0.288, 0.064), which give 0.68256; N = 11 from scipy.stats.binom: 0.8256. One judgment's mixture stays at 0.60.
+    from scipy.stats import binom
+
+    one_chosen = ScoreDistribution.over_scale(SCALE, [0, 0, 0, 0.4, 0.6, 0])
+    one_rejected = ScoreDistribution.over_scale(SCALE, [0, 0, 0, 0.6, 0.4, 0])
+    chosen = ScoreDistribution.mean_of([one_chosen] * judgments)
+    rejected = ScoreDistribution.mean_of([one_rejected] * judgments)
+    assert win_probability(chosen, rejected) == pytest.approx(expected)
+    pc, pr = binom.pmf(range(judgments + 1), judgments, 0.6), binom.pmf(range(judgments + 1), judgments, 0.4)
+    reference = sum(
+        pc[i] * pr[j] * (1.0 if i > j else 0.5 if i == j else 0.0)
+        for i, j in itertools.product(range(judgments + 1), repeat=2)
+    )
+    assert win_probability(chosen, rejected) == pytest.approx(reference)
 
 
 def test_two_spread_distributions_by_enumeration_of_the_grid() -> None:
@@ -45,7 +68,7 @@ def test_two_spread_distributions_by_enumeration_of_the_grid() -> None:
 def test_win_probabilities_of_the_two_orders_sum_to_one(seed: int) -> None:
     rng = np.random.default_rng(seed)
     a = ScoreDistribution.over_scale(SCALE, rng.random(6))
-    b = ScoreDistribution.mixture([ScoreDistribution.over_scale(SCALE, rng.random(6)), ScoreDistribution.point(2)])
+    b = ScoreDistribution.mean_of([ScoreDistribution.over_scale(SCALE, rng.random(6)), ScoreDistribution.point(2)])
     assert win_probability(a, b) + win_probability(b, a) == pytest.approx(1.0)
     assert win_probability(a, a) == pytest.approx(0.5)  # a response against itself is a coin toss
 
@@ -56,7 +79,7 @@ def test_over_scale_renormalises_and_refuses_what_is_no_distribution() -> None:
         with pytest.raises(ValueError, match="need one >= 0 per score"):
             ScoreDistribution.over_scale((1.0, 2.0), bad)
     with pytest.raises(ValueError, match="at least one"):
-        ScoreDistribution.mixture([])
+        ScoreDistribution.mean_of([])
 
 
 def _pair(chosen: int, rejected: int) -> PairRecord:

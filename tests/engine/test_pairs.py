@@ -105,7 +105,7 @@ def test_meta_bias_statistics() -> None:
     assert stats["meta/prefers_higher_score"] == pytest.approx(1 / 3)
 
 
-def test_label_evidence_mixes_each_response_s_valid_judgments_and_pairs_get_their_labels() -> None:
+def test_label_evidence_averages_each_response_s_valid_judgments_and_pairs_get_their_labels() -> None:
     scale = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
     read = JudgmentRecord("p", 0, 1, "j01\nScore: 3", 2.5, "probability", score_probabilities=[0, 0, 0.5, 0.5, 0, 0])
     judgments = [judgment(0, 0, 4.0), read, judgment(1, 0, 3.0), judgment(1, 1, None), judgment(2, 0, 1.0)]
@@ -116,10 +116,10 @@ def test_label_evidence_mixes_each_response_s_valid_judgments_and_pairs_get_thei
     pair = actor_pairs({"p": PROMPT}, per_prompt, rho=0.0, strategy="best_vs_worst").items[0]
     assert (pair.chosen_index, pair.rejected_index, pair.label) == (0, 2, None)
     soft = labelled([pair], JudgeProbabilityLabels(), evidence)
-    # chosen: 4 w.p. 0.5, 2 and 3 w.p. 0.25 each, all above the rejected response's 1: a sure pair.
+    # chosen's mean of (4, 2 or 3): 3 or 3.5 w.p. 0.5 each, both above the rejected response's 1: a sure pair.
     assert soft[0].label == 1.0 and soft[0].chosen == pair.chosen
     second = replace(pair, rejected_index=1, rejected=RESPONSES[1].text)
-    assert labelled([second], JudgeProbabilityLabels(), evidence)[0].label == pytest.approx(0.625)
+    assert labelled([second], JudgeProbabilityLabels(), evidence)[0].label == pytest.approx(0.75)  # vs a written 3
     assert labelled([pair], HardLabels(), evidence) == [pair]
     stats = label_stats([*soft, pair])
     assert stats == {

@@ -3,7 +3,7 @@
 A label q in [0, 1] trains the pair on q * L(y_w, y_l) + (1 - q) * L(y_l, y_w) (see `core.losses`); None is a hard
 pair (q = 1). Each labelling is one class, selected by `pairs/label` (conf/pairs/label/):
 - `HardLabels` (the default, the papers): every pair is hard.
-- `JudgeProbabilityLabels`: q = P(chosen beats rejected) under the judge's own score distributions.
+- `JudgeProbabilityLabels`: q = P(chosen's mean score beats rejected's) under the judge's own score distributions.
 - `ConsistencyLabels` (CREAM): q = how well the current judge's ranking of a prompt's responses agrees with the
   previous iteration's judge's ranking of the same responses, (Kendall tau-b + 1) / 2, per prompt or averaged.
 
@@ -43,13 +43,22 @@ class ScoreDistribution:
         return cls(tuple(float(v) for v in values), tuple(float(w) for w in weights / weights.sum()))
 
     @classmethod
-    def mixture(cls, parts: Sequence[ScoreDistribution]) -> ScoreDistribution:
-        """An equal-weight mixture: one of the parts drawn at random, then a score from it."""
+    def mean_of(cls, parts: Sequence[ScoreDistribution]) -> ScoreDistribution:
+        """The distribution of the mean of one independent draw from each part: what a response's mean over its N
+        judgments is, when each judgment has its own distribution (the pair was chosen on that mean)."""
         if not parts:
-            raise ValueError("a mixture needs at least one distribution")
-        values = tuple(v for part in parts for v in part.values)
-        weights = tuple(w / len(parts) for part in parts for w in part.weights)
-        return cls(values, weights)
+            raise ValueError("a mean needs at least one distribution")
+        sums = {0.0: 1.0}
+        for part in parts:
+            grown: dict[float, float] = {}
+            for total, weight in sums.items():
+                for value, probability in zip(part.values, part.weights):
+                    if probability == 0.0:
+                        continue  # an impossible score adds no atom
+                    key = round(total + value, 9)  # equal sums reached in different orders meet on one atom
+                    grown[key] = grown.get(key, 0.0) + weight * probability
+            sums = grown
+        return cls(tuple(total / len(parts) for total in sums), tuple(sums.values()))
 
     @property
     def mean(self) -> float:
@@ -71,9 +80,9 @@ ResponseKey = tuple[str, int]  # (prompt id, response index)
 
 @dataclass(frozen=True)
 class LabelEvidence:
-    """What a labelling may read about the iteration's responses: each judged response's score distribution, the
-    equal mixture of its valid judgments (a written score is a point mass, a probability read keeps the judge's
-    probabilities of each score)."""
+    """What a labelling may read about the iteration's responses: the distribution of each judged response's mean
+    score over its valid judgments (a written score is a point mass, a probability read keeps the judge's
+    probabilities of each score; the judgments are independent draws)."""
 
     distributions: Mapping[ResponseKey, ScoreDistribution]
     # Each judged response's mean valid score under the current judge and, when a labelling asked for it
@@ -102,8 +111,9 @@ class HardLabels(PairLabels):
 
 
 class JudgeProbabilityLabels(PairLabels):
-    """q = P(chosen beats rejected), from the judge's own score distributions (`win_probability` of the two
-    responses' mixtures). A judge sure of its scores gives q near 1 (a hard pair); one that spreads its probability
+    """q = P(chosen beats rejected), from the judge's own score distributions: `win_probability` of the two
+    responses' mean scores over their N judgments (`ScoreDistribution.mean_of`), the statistic the pair was chosen
+    on; a single judgment's distribution would be wider and give a q nearer 0.5. A judge sure of its scores gives q near 1 (a hard pair); one that spreads its probability
     over the scale gives q near 0.5, and the pair moves the policy little. This is conservative DPO whose flip
     probability comes from the judge, per pair, rather than one `dpo.label_smoothing` for all. A pair with a side
     that has no distribution (no valid judgment) stays hard.

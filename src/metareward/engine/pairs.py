@@ -86,7 +86,7 @@ def label_evidence(
     score_values: Sequence[float],
     previous_judgments: Sequence[JudgmentRecord] | None = None,
 ) -> LabelEvidence:
-    """Each judged response's score distribution: the equal mixture of its valid judgments, a written score as a
+    """Each judged response's distribution of its mean score over its valid judgments, a written score as a
     point mass and a probability read as the judge's probabilities over the scale `score_values`; and its mean
     valid score under the current judge and (given its `previous_judgments`) under the previous one."""
     previous = None if previous_judgments is None else mean_scores(previous_judgments)
@@ -115,7 +115,7 @@ def _distributions(
         else:
             part = ScoreDistribution.point(judgment.score)
         parts.setdefault((judgment.prompt_id, judgment.response_index), []).append(part)
-    return {key: ScoreDistribution.mixture(found) for key, found in parts.items()}
+    return {key: ScoreDistribution.mean_of(found) for key, found in parts.items()}
 
 
 def labelled(pairs: Sequence[PairRecord], labelling: PairLabels, evidence: LabelEvidence) -> list[PairRecord]:
