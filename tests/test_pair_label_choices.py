@@ -83,3 +83,18 @@ def test_a_run_with_consistency_labels_rejudges_with_the_previous_judge(prompt_f
     actor = [pair for pair in actor if pair["kind"] == "actor"]
     consistency = stats[1]["previous_judge/consistency"]
     assert actor and all(pair["label"] == pytest.approx(consistency) for pair in actor)  # dataset granularity
+
+
+def test_consistency_labels_with_split_adapters_and_an_untrained_judge_are_refused(prompt_file: Path) -> None:
+    base = ("+experiment=smoke", f"data.path={prompt_file}", "pairs/label=consistency")
+    assert config_problems(*base) == []  # iteration 2's previous judge is iteration 1's, which the judge pairs moved
+    refusal = (
+        "pairs/label=consistency compares each iteration's judge with the previous one's, but with "
+        "model.adapters.mode=split the judge adapter changes only when the judge trains, so in iterations [3] both "
+        "judges would be the same model"
+    )
+    [problem] = config_problems(*base, "num_iterations=3", "trainer.max_epochs=3")
+    assert problem.startswith(refusal)
+    for fix in ("model.adapters.mode=shared", "model.finetune=full", "schedule.judge_training_iterations=[1,2]"):
+        assert config_problems(*base, "num_iterations=3", "trainer.max_epochs=3", fix) == [], fix
+    assert config_problems("+experiment=meta_reward_study_cream", f"data.path={prompt_file}") == []

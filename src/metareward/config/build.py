@@ -90,7 +90,28 @@ class RunSettings:
                 "model.finetune=full with generation=vllm reloads the trained weights into servers the run starts "
                 "itself, not into the ones generation.urls names; drop generation.urls"
             )
-        return found + self._completion_limit_problems()
+        return found + self._completion_limit_problems() + self._previous_judge_problems()
+
+    def _previous_judge_problems(self) -> list[str]:
+        # CREAM compares iteration t's judge with iteration t-1's. With split LoRA adapters only judge training moves
+        # the judge adapter, so after an iteration without it the two judges are one and the same (C = 1: plain DPO).
+        engine = self.engine
+        if (
+            not engine.pair_labels.reads_previous_judge
+            or self.model.finetune == "full"
+            or self.adapters.mode != "split"
+        ):
+            return []
+        same = [t for t in range(2, self.num_iterations + 1) if not engine.trains_judge(t - 1)]
+        if not same:
+            return []
+        problem = (
+            "pairs/label=consistency compares each iteration's judge with the previous one's, but with "
+            f"model.adapters.mode=split the judge adapter changes only when the judge trains, so in iterations {same} "
+            "both judges would be the same model (every label 1: plain DPO); use model.adapters.mode=shared (one "
+            "model, as CREAM trains), model.finetune=full, or train the judge in every iteration but the last"
+        )
+        return [problem]
 
     def _schedule_problems(self) -> list[str]:
         # Per-iteration lists may be shorter than the run (their last entry holds past their end), not longer.
