@@ -108,7 +108,10 @@ def test_self_reward_paper_on_this_machine_is_one_sentence_about_4_bit(no_cuda) 
     ]
 
 
-@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - set(PAPER_EXPERIMENTS)))
+SHARED_ADAPTER = {*PAPER_EXPERIMENTS, "meta_reward_study_cream"}  # CREAM trains one model: its judge must move
+
+
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - SHARED_ADAPTER))
 def test_other_experiments_keep_split_adapters(experiment: str) -> None:
     assert compose(f"+experiment={experiment}").model.adapters.mode == "split"
 
@@ -151,8 +154,7 @@ def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> 
     assert (s.dpo.loss.target, s.dpo.loss.params["beta"]) == ("metareward.core.losses.DPOLoss", 0.1)
     assert s.dpo.optimizer.params["lr"] == 5e-6
     assert s.dpo.lr_schedule.target == "metareward.training.optim.CosineSchedule"
-    cfg = compose("+experiment=meta_reward_paper", "trainer=gpu")
-    assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 32  # global batch on one device
+    assert s.dpo.global_batch_size == 32 and s.accumulate_grad_batches == 8  # batch 4 on one GPU
 
 
 def test_the_self_rewarding_baseline_with_length_control_differs_from_meta_rewarding_only_in_judge_training(
@@ -192,6 +194,25 @@ def test_meta_reward_paper_keeps_the_judge_pairs_of_its_longest_answers(cuda) ->
     assert s.engine.judge.sampling.max_new_tokens <= s.dpo.max_completion_tokens
 
 
+@pytest.mark.parametrize(("devices", "accumulate"), [(1, 8), (2, 4), (4, 2), (8, 1)])
+def test_the_papers_global_batch_holds_on_any_number_of_gpus(devices: int, accumulate: int, cuda) -> None:
+    s = build_settings(
+        compose("+experiment=meta_reward_paper", "trainer=ddp", f"trainer.devices={devices}", "generation=hf")
+    )
+    assert s.dpo.batch_size * devices * s.accumulate_grad_batches == 32
+
+
+def test_a_global_batch_the_devices_cannot_share_is_refused(cuda) -> None:
+    paper = ("+experiment=meta_reward_paper", "trainer=ddp", "generation=hf")
+    assert problems(*paper, "trainer.devices=3") == [
+        "dpo.global_batch_size=32 is not a multiple of dpo.batch_size x devices x nodes (4 x 3 x 1 = 12); change either"
+    ]
+    assert problems(*paper, "trainer.devices=2", "trainer.accumulate_grad_batches=2") == [
+        "dpo.global_batch_size=32 derives trainer.accumulate_grad_batches: leave that at 1 (or set global_batch_size null)"
+    ]
+    assert build_settings(compose("+experiment=meta_reward")).accumulate_grad_batches is None  # unset: the trainer's
+
+
 def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(cuda) -> None:
     s = paper_settings("self_reward_paper")
     assert (s.model.path, s.model.dtype, s.model.quantization) == ("meta-llama/Llama-2-70b-hf", "bfloat16", "4bit")
@@ -207,8 +228,8 @@ def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(c
     assert s.dpo.optimizer.params["lr"] == 1e-6
     assert s.dpo.lr_schedule.target == "metareward.training.optim.LinearSchedule"
     assert s.dpo.lr_schedule.params == {"warmup_steps": 0, "min_lr": 1e-7}
+    assert s.dpo.global_batch_size == 16 and s.accumulate_grad_batches == 16 // s.dpo.batch_size
     cfg = compose("+experiment=self_reward_paper", "trainer=gpu")
-    assert cfg.dpo.batch_size * cfg.trainer.accumulate_grad_batches == 16
     warm = warm_start_settings(cfg.warm_start)
     assert warm.enabled and warm.ift_path and warm.eft_path  # iteration 0 is SFT on IFT + EFT
     assert set(load_warm_start_data(warm)) == {"ift", "eft"}

@@ -106,3 +106,9 @@ def test_warm_start_runs_as_iteration_zero(prompt_file: Path, tmp_path: Path) ->
     assert warm["data"]["ift"]["examples"] == 42 and warm["data"]["eft"]["examples"] == 43
     assert warm["adapters"]["actor"]["steps"] == 2 and warm["adapters"]["judge"]["steps"] == 2
     assert summary["iterations"][0]["weights"]["adapter_norms"]["judge"] > 0  # the warm start trained it
+
+
+def test_the_global_batch_sets_the_trainers_gradient_accumulation(prompt_file: Path, tmp_path: Path) -> None:
+    overrides = ("+experiment=smoke", f"data.path={prompt_file}", "num_iterations=1", "trainer.max_epochs=1")
+    result = train(compose(*overrides, "dpo.batch_size=1", "dpo.global_batch_size=2", output_dir=tmp_path))
+    assert result.module.trainer.accumulate_grad_batches == 2  # 2 pairs per step = 1 pair x 1 device x 2 batches

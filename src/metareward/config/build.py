@@ -7,6 +7,7 @@ rules that tie settings together (methods of the group they belong to), the mach
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -71,6 +72,8 @@ class RunSettings:
     warm_start: WarmStartSettings
     evaluation: EvaluationSettings
     generation: GenerationSpec
+    # trainer.accumulate_grad_batches derived from dpo.global_batch_size (None: the trainer's own value)
+    accumulate_grad_batches: int | None = None
 
     @property
     def seed(self) -> int:
@@ -174,9 +177,45 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
     if settings is UNUSABLE:
         return None, problems
     problems += settings.problems(cfg.trainer.get("max_epochs"))
+    accumulate, found = gradient_accumulation(settings.dpo, cfg.trainer)
+    problems += found
     warm = settings.warm_start  # the warm start draws its batches with the run's seed
     warm = replace(warm, optim=replace(warm.optim, seed=settings.seed))
-    return replace(settings, dpo=values["dpo"], warm_start=warm), problems
+    return replace(settings, dpo=values["dpo"], warm_start=warm, accumulate_grad_batches=accumulate), problems
+
+
+def device_count(trainer: Any) -> int | None:
+    """How many devices a process group of this trainer spans on this node, as Lightning counts them: a number, a
+    list of device ids, or auto / -1 (every visible GPU for a GPU accelerator, one CPU process otherwise)."""
+    import torch
+
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        return len(devices)
+    if devices in ("auto", -1, "-1"):
+        gpu = str(trainer.get("accelerator", "cpu")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return max(torch.cuda.device_count(), 1) if gpu else 1
+    return int(devices) if str(devices).isdigit() else None
+
+
+def gradient_accumulation(dpo: DPOSettings, trainer: Any) -> tuple[int | None, list[str]]:
+    """The trainer.accumulate_grad_batches that gives dpo.global_batch_size pairs per optimizer step on this
+    trainer's devices and nodes (None when no global batch is set: the trainer's own value holds)."""
+    if dpo.global_batch_size is None:
+        return None, []
+    devices, nodes = device_count(trainer), trainer.get("num_nodes", 1)
+    shown = f"dpo.global_batch_size={dpo.global_batch_size}"
+    if devices is None or not isinstance(nodes, int):
+        return None, [f"{shown} is divided over the devices: set trainer.devices to a number, a list or auto"]
+    if trainer.get("accumulate_grad_batches", 1) != 1:
+        return None, [
+            f"{shown} derives trainer.accumulate_grad_batches: leave that at 1 (or set global_batch_size null)"
+        ]
+    per_step = dpo.batch_size * devices * nodes
+    if dpo.global_batch_size % per_step:
+        factors = f"{dpo.batch_size} x {devices} x {nodes} = {per_step}"
+        return None, [f"{shown} is not a multiple of dpo.batch_size x devices x nodes ({factors}); change either"]
+    return dpo.global_batch_size // per_step, []
 
 
 # The groups with rules that tie two of their settings together (their `problems()`).

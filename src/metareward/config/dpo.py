@@ -15,7 +15,7 @@ import torch
 
 from metareward.core.losses import BETA, LABEL_SMOOTHING, NLL_WEIGHT, NLLRegularised, PreferenceLoss, with_nll_term
 from metareward.schema.components import Component, Node, checked_build, one_line
-from metareward.schema.rules import COUNT, NON_NEGATIVE, POSITIVE, Value, setting
+from metareward.schema.rules import COUNT, NON_NEGATIVE, POSITIVE, Number, Value, setting
 from metareward.training.optim import MIN_LR, WARMUP_STEPS, OptimSettings
 
 
@@ -39,6 +39,7 @@ class DPOSettings:
     loss: Component = setting("loss", Node())
     optimizer: Component = setting("optimizer", Node(supplied_later=1))  # given the adapter parameters first
     lr_schedule: Component = setting("lr_schedule", Node())
+    global_batch_size: int | None = setting("global_batch_size", Number(int, 1, nullable=True), default=None)
     objective: PreferenceLoss | NLLRegularised | None = None
     optim: OptimSettings | None = None
 

@@ -147,7 +147,8 @@ def train(cfg: DictConfig) -> TrainResult:
     datamodule = SelfJudgedDataModule(
         context, settings.engine, pool, collator, dpo.batch_size, dpo.epochs_per_iteration, resume=resume
     )
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)  # max_epochs: num_iterations
+    derived = {"accumulate_grad_batches": settings.accumulate_grad_batches} if settings.accumulate_grad_batches else {}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **derived)  # epochs: iterations
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     try:
