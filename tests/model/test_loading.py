@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -49,3 +51,22 @@ def test_role_adapters_switch_and_keep_every_adapter_trainable() -> None:
     assert not any(p.requires_grad for _, p in adapters.base_parameters())
     shared = RoleAdapters(load_model_and_tokenizer(ModelSpec("builtin:tiny"))[0], AdapterSpec(mode="shared", r=4))
     assert shared.adapter_names == ("policy",) and shared.activate("judge") == "policy"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.adapters.target_modules=[q_proj,qkv_proj]", "model.adapters.target_modules names ['qkv_proj'], which"),
+        ("model.adapters.r=64", "model.adapters.r=64 exceeds 32, the smallest dimension of a targeted layer"),
+    ],
+)
+def test_adapter_settings_the_model_does_not_fit_end_in_one_line(prompt_file, tmp_path, override, expected) -> None:
+    from helpers import compose
+
+    from metareward.config.build import ConfigError
+    from metareward.run.training import train
+
+    cfg = compose("+experiment=smoke", f"data.path={prompt_file}", override, output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything trained

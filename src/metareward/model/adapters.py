@@ -51,6 +51,25 @@ class AdapterSpec:
         )
 
 
+def target_problems(model: torch.nn.Module, spec: AdapterSpec) -> list[str]:
+    """What keeps `spec` from fitting `model`, checked right after it loads (PEFT would stop in a traceback, or, for
+    some names only, quietly adapt fewer layers): target module names the model lacks, and a rank above the
+    smallest dimension of a targeted layer (no longer a low-rank update)."""
+    linear = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    names = {name.rsplit(".", 1)[-1] for name in linear}
+    missing = [target for target in spec.target_modules if target not in names]
+    if missing:
+        kind = type(model).__name__
+        return [
+            f"model.adapters.target_modules names {missing}, which {kind} lacks; its linear layers are {sorted(names)}"
+        ]
+    targeted = [m for n, m in linear.items() if n.rsplit(".", 1)[-1] in spec.target_modules]
+    smallest = min(min(m.in_features, m.out_features) for m in targeted)
+    if spec.r > smallest:
+        return [f"model.adapters.r={spec.r} exceeds {smallest}, the smallest dimension of a targeted layer; lower it"]
+    return []
+
+
 class RoleAdapters:
     """A PEFT model with one LoRA adapter per role group, and a switch that activates the right one."""
 

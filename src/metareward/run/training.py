@@ -111,6 +111,7 @@ def train(cfg: DictConfig) -> TrainResult:
     from metareward.lightning.datamodule import SelfJudgedDataModule
     from metareward.lightning.dpo_module import DPOModule
     from metareward.lightning.handoff import RunContext, in_run_order
+    from metareward.model.adapters import target_problems
     from metareward.model.full_weights import role_weights
     from metareward.model.loading import load_model_and_tokenizer
     from metareward.sft.warm_start import load_warm_start_data, warm_start
@@ -135,6 +136,8 @@ def train(cfg: DictConfig) -> TrainResult:
     model, tokenizer = load_model_and_tokenizer(settings.model)
     evaluations_read_scores = any(getattr(c, "reads_judge_scores", False) for c in callbacks)
     unreadable = cue_read_problems(tokenizer, settings.engine, evaluations_read_scores)
+    if settings.model.finetune == "lora":
+        unreadable += target_problems(model, settings.adapters)
     if unreadable:
         raise config_error(unreadable)
     adapters = role_weights(model, settings.model.finetune, settings.adapters)
