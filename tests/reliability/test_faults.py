@@ -138,6 +138,28 @@ def test_a_truncated_or_corrupted_checkpoint_is_named_with_what_to_do(finished_r
     assert preflight_problems(cfg) == [problem]
 
 
+class Payload:
+    """What a hostile checkpoint carries: unpickling it runs code (here, it would leave a marker file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(finished_run, tmp_path: Path) -> None:
+    cfg, run_dir = finished_run
+    checkpoint, marker = run_dir / CHECKPOINT, tmp_path / "the payload ran"
+    assert run_dir_problem(cfg, run_dir, resume=True) is None  # the run's own checkpoint loads as weights only
+    saved = torch.load(checkpoint, weights_only=True)
+    torch.save({**saved, "hyper_parameters": Payload(marker)}, checkpoint)
+    problem = run_dir_problem(cfg, run_dir, resume=True)
+    assert problem is not None and problem.startswith(f"the checkpoint {checkpoint} holds objects other than tensors")
+    assert "(getattr)" in problem and "delete it and resume again" in problem  # the global the payload needs
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("damage", ["truncated_weights", "garbled_config", "missing_weights"])
 def test_a_damaged_adapter_folder_is_named(finished_run, damage: str) -> None:
     cfg, run_dir = finished_run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,31 @@ def checkpoint_problem(path: Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         broken = "its archive structure (truncated?)"
     if broken is None:
-        return None
+        return _code_problem(path)
     return (
         f"the checkpoint {path} is damaged ({broken} does not read back); delete it and resume again: the finished "
         "stage files are reused and the iterations are trained again from them, or start a new run elsewhere"
     )
+
+
+def _code_problem(path: Path) -> str | None:
+    """Whether the checkpoint holds anything but tensors and plain values: such a file would run code when loaded
+    in full, so the run loads it only as weights (`weights_only=True`, memory-mapped here: nothing is read twice)."""
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        found = f" ({named.group(1)})" if named else ""
+        return (
+            f"the checkpoint {path} holds objects other than tensors and plain values{found}, which this project "
+            "never writes and which could run code when loaded: it was not loaded; delete it and resume again (the "
+            "finished stage files are reused), or start a new run elsewhere"
+        )
+    return None
 
 
 def adapter_problem(run_dir: Path) -> str | None:

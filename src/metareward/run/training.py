@@ -155,7 +155,8 @@ def train(cfg: DictConfig) -> TrainResult:
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+        # weights_only: a resume checkpoint holds tensors and plain values only (resume.checkpoint_problem checked it)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
     except SystemExit:
         if not trainer.interrupted:  # Lightning exits after a graceful shutdown on Ctrl-C; anything else goes on
             raise
