@@ -123,3 +123,25 @@ def test_full_fine_tuning_composes_with_every_experiment_and_trainer(prompt_file
             "+experiment=meta_reward", f"data.path={prompt_file}", f"trainer={trainer}", "model.finetune=full"
         )
         assert not [p for p in problems if "finetune" in p], (trainer, problems)
+
+
+@pytest.mark.parametrize(
+    ("override", "stat"),
+    [("pairs/rejected=seed", "anchor/responses"), ("pairs/label=consistency", "previous_judge/consistency")],
+)
+def test_the_methods_that_read_m0_or_the_previous_judge_run_with_full_fine_tuning(
+    prompt_file, tmp_path, override: str, stat: str
+) -> None:
+    import json
+
+    from metareward.run.training import train
+
+    off = ("callbacks.win_rate=null", "callbacks.judge_quality=null", "callbacks.dashboard=null")
+    cfg = compose(
+        "+experiment=smoke", f"data.path={prompt_file}", "model.finetune=full", override, *off, output_dir=tmp_path
+    )
+    train(cfg)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
+    second = json.loads((tmp_path / "iterations" / "iter_02" / "stats.json").read_text())
+    assert stat in second and second.get("previous_judge/available", 1.0) == 1.0  # anchored: M0 answered beside M2;
+    assert second.get("anchor/responses", 1.0) > 0  # CREAM: M1's whole-model judge judged iteration 2 again
