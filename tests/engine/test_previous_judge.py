@@ -44,7 +44,10 @@ def move_judge(adapters: RoleAdapters) -> None:
 
 
 def test_iteration_two_rejudges_with_iteration_ones_judge(prompt_file: Path, tmp_path: Path) -> None:
+    # No judge training: the test moves the judge itself between the iterations (one shared adapter, for the config
+    # check: with split adapters and an untrained judge the two judges would be one model, which is refused).
     overrides = ("+experiment=smoke", f"data.path={prompt_file}", "schedule.judge_training_iterations=[]")
+    overrides += ("model.adapters.mode=shared",)
     settings = build_settings(compose(*overrides, "pairs/label=consistency", "pairs.label.granularity=prompt")).engine
     pool = load_prompt_pool(str(prompt_file))
     policy, adapters = tiny_policy(settings)
