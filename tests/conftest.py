@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import write_prompts
 
 # Tiny models gain nothing from intra-op threads and lose a lot when two processes fight over two cores, so tests
 # (and the training runs they start as subprocesses, which inherit this) use one thread; tests of the embedded
@@ -40,8 +41,6 @@ def embedded_checkpoint() -> Path:
 
 @pytest.fixture()
 def prompt_file(tmp_path: Path) -> Path:
-    import json
-
     instructions = [
         "Name three fruits and describe their taste.",
         "Explain gravity to a ten-year-old.",
@@ -51,5 +50,5 @@ def prompt_file(tmp_path: Path) -> Path:
         "List four uses of a paperclip.",
     ]
     path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(instructions)))
+    write_prompts(path, instructions)
     return path

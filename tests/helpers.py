@@ -24,6 +24,14 @@ def compose(*overrides: str, output_dir: Path | None = None):
         return hydra_compose(config_name="train", overrides=fixed + list(overrides))
 
 
+def write_prompts(path: Path, instructions: list[str]) -> Path:
+    """A prompt pool file: one JSON line per instruction, with ids p0, p1, ..."""
+    import json
+
+    path.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(instructions)))
+    return path
+
+
 def config_problems(*overrides: str) -> list[str]:
     """The problems config validation reports for `overrides`, one per entry (empty when the config is valid)."""
     from metareward.config.build import ConfigError, build_settings

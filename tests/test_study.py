@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, write_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def study_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("study")
     prompts = root / "prompts.jsonl"
     questions = ["Name three fruits.", "Explain gravity simply.", "Write a haiku about rain.", "What is 7 times 8?"]
-    prompts.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
+    write_prompts(prompts, questions)
     sweep_dir = root / "sweep"
     command = [
         sys.executable,

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, smoke_train_command
+from helpers import REPO_ROOT, smoke_train_command, write_prompts
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
@@ -29,7 +29,7 @@ def test_one_iteration_and_its_evaluation_run_through_vllm_with_the_server_stopp
 ) -> None:
     prompts = tmp_path / "prompts.jsonl"
     questions = ["Name a colour.", "What is 2 + 2?", "Say hello.", "Name a fruit.", "What day follows Monday?"]
-    prompts.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
+    write_prompts(prompts, questions)
     run_dir = tmp_path / "run"
     args = smoke_train_command(
         prompts,

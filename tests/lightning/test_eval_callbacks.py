@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, compose
+from helpers import REPO_ROOT, compose, write_prompts
 
 from metareward.run.training import train
 
@@ -25,7 +25,7 @@ def eval_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("eval_run")
     prompts = run_dir / "prompts.jsonl"
     questions = ["Name three fruits.", "Explain gravity simply.", "Write a haiku about rain.", "What is 7 times 8?"]
-    prompts.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
+    write_prompts(prompts, questions)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     cfg = compose("+experiment=smoke", f"data.path={prompts}", "logger=wandb", *SMALL_EVAL, output_dir=run_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import kill_when, run_to_end, smoke_train_command, stage_texts
+from helpers import kill_when, run_to_end, smoke_train_command, stage_texts, write_prompts
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from metareward.model.embedded import ensure_embedded_checkpoint
@@ -32,7 +32,7 @@ FULL = (
 def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     questions = ["Name three fruits.", "Explain gravity simply.", "Write a haiku about rain.", "What is 7 times 8?"]
     path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
+    write_prompts(path, questions)
     return path
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import environment, kill_when, run_to_end, smoke_train_command, stage_texts
+from helpers import environment, kill_when, run_to_end, smoke_train_command, stage_texts, write_prompts
 
 
 def adapter_bytes(run_dir: Path) -> dict[str, bytes]:
@@ -31,7 +31,7 @@ def shared_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "List four uses of a paperclip.",
     ]
     path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "instruction": q}) + "\n" for i, q in enumerate(questions)))
+    write_prompts(path, questions)
     return path
 
 
