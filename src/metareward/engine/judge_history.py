@@ -35,7 +35,7 @@ class JudgeHistory:
 
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / WEIGHTS_FILE
-        tensors = {name: tensor.contiguous().cpu() for name, tensor in self.adapters.role_tensors("judge").items()}
+        tensors = {name: tensor.contiguous() for name, tensor in self.adapters.role_tensors("judge", "cpu").items()}
         handle, temporary = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", suffix=".tmp", dir=folder)
         os.close(handle)
         try:
@@ -53,7 +53,5 @@ class JudgeHistory:
         """The judge adapter holds the weights saved in `folder` until the block ends."""
         from safetensors.torch import load_file
 
-        device = next(iter(self.adapters.role_tensors("judge").values())).device
-        tensors = {name: t.to(device) for name, t in load_file(str(folder / WEIGHTS_FILE)).items()}
-        with self.adapters.role_tensors_lent("judge", tensors):
+        with self.adapters.role_tensors_lent("judge", load_file(str(folder / WEIGHTS_FILE))):  # copied to the device
             yield

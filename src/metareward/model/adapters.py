@@ -116,16 +116,18 @@ class RoleAdapters:
         """Every LoRA parameter of every adapter (inactive ones included: the optimizer must know them all)."""
         return [parameter for name, parameter in self.model.named_parameters() if "lora_" in name]
 
-    def role_tensors(self, role: str) -> dict[str, torch.Tensor]:
-        """A copy of the weights of `role`'s adapter, named as in the PEFT model (`...lora_A.judge.weight`)."""
+    def role_tensors(self, role: str, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        """A copy of the weights of `role`'s adapter, named as in the PEFT model (`...lora_A.judge.weight`), on
+        `device` (None: where each weight is)."""
         marker = f".{self.adapter_for_role[role]}."
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if "lora_" in n and marker in n}
+        named = self.model.named_parameters()
+        return {n: copied(p, device) for n, p in named if "lora_" in n and marker in n}
 
     @contextmanager
     def role_tensors_lent(self, role: str, tensors: Mapping[str, torch.Tensor]) -> Iterator[None]:
         """`role`'s adapter holds `tensors` (from `role_tensors`, maybe of an earlier iteration) until the block
         ends; then its own weights are back."""
-        with lend_tensors(self.model, self.role_tensors(role), tensors, f"{role} adapter"):
+        with lend_tensors(self.model, self.role_tensors(role, "cpu"), tensors, f"{role} adapter"):
             yield
 
     @contextmanager
@@ -182,12 +184,18 @@ class RoleAdapters:
             write_folder_atomic(Path(directory) / name, fill)
 
 
+def copied(parameter: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+    """A detached copy of `parameter` on `device` (None: its own), made in one step."""
+    return parameter.detach().to(parameter.device if device is None else device, copy=True)
+
+
 @contextmanager
 def lend_tensors(
     model: torch.nn.Module, current: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], what: str
 ) -> Iterator[None]:
-    """The parameters named in `current` hold `tensors` until the block ends, then `current` again. Refuses
-    tensors that do not match by name and shape (saved by a run with other model settings)."""
+    """The parameters named in `current` hold `tensors` until the block ends, then `current` again (either may sit
+    on another device than the parameters: the copies cross it). Refuses tensors that do not match by name and shape
+    (saved by a run with other model settings)."""
     own = dict(model.named_parameters())
     if set(tensors) != set(current) or any(tensors[n].shape != current[n].shape for n in current):
         raise ValueError(

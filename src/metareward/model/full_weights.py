@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel
 
-from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec, RoleAdapters, lend_tensors
+from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec, RoleAdapters, copied, lend_tensors
 from metareward.storage.artifacts import write_folder_atomic
 
 if TYPE_CHECKING:
@@ -64,13 +64,14 @@ class FullWeights:
     def trained_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.parameters())
 
-    def role_tensors(self, role: str) -> dict[str, torch.Tensor]:
-        """A copy of every weight (all roles share them)."""
-        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+    def role_tensors(self, role: str, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+        """A copy of every weight (all roles share them) on `device` (None: where each weight is)."""
+        return {n: copied(p, device) for n, p in self.model.named_parameters()}
 
     @contextmanager
     def role_tensors_lent(self, role: str, tensors: Mapping[str, torch.Tensor]) -> Iterator[None]:
-        with lend_tensors(self.model, self.role_tensors(role), tensors, role):
+        """The model holds `tensors` until the block ends; its own weights wait in host memory meanwhile."""
+        with lend_tensors(self.model, self.role_tensors(role, "cpu"), tensors, role):
             yield
 
     def weight_record(self, fingerprint: Any = None, plain: Callable[[str], str] = str) -> dict[str, float]:
