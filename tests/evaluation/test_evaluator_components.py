@@ -159,7 +159,7 @@ def test_shipped_evaluators_build_as_configured(tmp_path: Path) -> None:
     model = build_evaluator(
         compose("evaluation/evaluator=model", f"evaluation.evaluator.path={path}").evaluation.evaluator
     )
-    assert isinstance(model, ModelEvaluator) and model.path == str(path) and model.dtype == "float32"
+    assert isinstance(model, ModelEvaluator) and model.path == str(path) and model.dtype == "auto"
     assert "reader" not in vars(model), "the model is loaded at the first comparison, not when it is built"
 
 

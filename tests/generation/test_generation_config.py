@@ -35,6 +35,7 @@ from metareward.generation.vllm_backend import (
 )
 from metareward.generation.vllm_server import ServerSettings, VLLMServerError, server_command, server_environment
 from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.precision import resolve_dtype
 from metareward.model.tiny import build_tiny
 
 
@@ -56,7 +57,8 @@ def test_vllm_settings_follow_the_model_and_refuse_the_in_memory_model(tmp_path:
     spec = build_settings(
         compose("+experiment=meta_reward", "generation=vllm", f"generation.python={python}")
     ).generation
-    assert (spec.backend, spec.model_path, spec.server.dtype) == ("vllm", "builtin:smollm2-135m-instruct", "float32")
+    dtype = resolve_dtype("auto").name  # model.dtype=auto, decided for this machine once, for the server too
+    assert (spec.backend, spec.model_path, spec.server.dtype) == ("vllm", "builtin:smollm2-135m-instruct", dtype)
     assert spec.server.max_lora_rank == 16 and spec.server.python == str(python)
     with pytest.raises(ConfigError, match="serves one training process"):
         build_settings(

@@ -56,14 +56,17 @@ def engine_settings() -> EngineSettings:
     )
 
 
-def first_step_logratios(precision: str, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
+def first_step_logratios(
+    precision: str, weights: torch.dtype, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, torch.Tensor]:
     """One iteration on fixed pairs (the data engine is stubbed out): the policy-minus-reference log-ratios of
     the chosen and rejected rows of the first batch of each kind, i.e. before that kind's adapter first moves."""
     monkeypatch.setattr(
         datamodule_module, "make_iteration_data", lambda *args, **kwargs: IterationData(1, list(PAIRS), {})
     )
     tokenizer = build_tiny_tokenizer()
-    adapters = RoleAdapters(build_tiny_model(tokenizer, seed=0, hidden_size=128), AdapterSpec(r=4, alpha=8))
+    base = build_tiny_model(tokenizer, seed=0, hidden_size=128).to(weights)  # PEFT keeps the adapters in float32
+    adapters = RoleAdapters(base, AdapterSpec(r=4, alpha=8))
     loss = DPOLoss(beta=1.0)  # beta 1: the implicit rewards are the log-ratios themselves
     optim = OptimSettings(partial(torch.optim.AdamW, lr=1e-2), ConstantSchedule(0), reset_each_iteration=True)
     module = DPOModule(adapters, loss, optim)
@@ -95,7 +98,14 @@ def first_step_logratios(precision: str, run_dir: Path, monkeypatch: pytest.Monk
     return {kind: seen[kinds.index(kind)] for kind in ("actor", "judge")}
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_implicit_rewards_are_zero_before_the_first_update(precision, tmp_path, monkeypatch) -> None:
-    for kind, logratios in first_step_logratios(precision, tmp_path, monkeypatch).items():
+@pytest.mark.parametrize(
+    ("precision", "weights"),
+    [
+        ("32-true", torch.float32),
+        ("bf16-mixed", torch.float32),
+        ("32-true", torch.bfloat16),  # model.dtype=auto on a CPU or GPU with native bfloat16
+    ],
+)
+def test_implicit_rewards_are_zero_before_the_first_update(precision, weights, tmp_path, monkeypatch) -> None:
+    for kind, logratios in first_step_logratios(precision, weights, tmp_path, monkeypatch).items():
         assert logratios.abs().max() < 1e-4, f"{kind}: {logratios.tolist()}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from helpers import REPO_ROOT, compose
 
+from metareward.model.precision import resolve_dtype
 from metareward.model.tiny import build_tiny
 from metareward.run.training import train
 
@@ -31,6 +32,7 @@ def test_two_iterations_train_the_adapters_and_leave_the_base_alone(prompt_file:
     assert "meta_judge" not in summary["iterations"][1]["phases"]  # judge training only in iteration 1
 
     fresh, _ = build_tiny()
+    fresh.to(resolve_dtype("auto").torch)  # the run loaded it in model.dtype=auto
     trained = dict(result.module.model.named_parameters())
     for name, parameter in fresh.named_parameters():
         peft_name = (

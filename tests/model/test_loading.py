@@ -20,7 +20,7 @@ def test_a_directory_without_a_model_is_one_clear_error(tmp_path) -> None:
 
 def test_spec_problems_name_the_key() -> None:
     assert field_problems(ModelSpec("builtin:tiny", dtype="float8"), "model") == [
-        "model.dtype='float8' is not one of ['bfloat16', 'float16', 'float32']"
+        "model.dtype='float8' is not one of ['auto', 'bfloat16', 'float16', 'float32']"
     ]
     assert "model.quantization='2bit'" in field_problems(ModelSpec("builtin:tiny", quantization="2bit"), "model")[0]
     assert ModelSpec("builtin:none").problems()[0].startswith("model.path='builtin:none' is not a built-in model")

@@ -1,4 +1,4 @@
-"""`python -m metareward.bench {dpo,generate,e2e,scale,all} [--json] [--quick]`; see metareward.bench for the design.
+"""`python -m metareward.bench {dpo,generate,e2e,precision,scale,all} [--json] [--quick]`; see metareward.bench for the design.
 
 Also `python -m metareward.bench gpu [--quick]` (metareward.bench.gpu_check: check and measure a CUDA machine without
 internet) and `python -m metareward.bench wheelhouse` (metareward.bench.wheelhouse: the wheels that check installs).
@@ -14,13 +14,13 @@ import subprocess
 import sys
 
 SUBCOMMANDS = {"gpu": "metareward.bench.gpu_check", "wheelhouse": "metareward.bench.wheelhouse"}
-NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU and runs alone
+NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU and `precision` compares, alone
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m metareward.bench", description=__doc__)
-    p.add_argument("name", choices=(*NAMES, "scale", "all", *SUBCOMMANDS))
+    p.add_argument("name", choices=(*NAMES, "precision", "scale", "all", *SUBCOMMANDS))
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object, the last line")
     p.add_argument("--quick", action="store_true", help="smoke-size inputs (seconds, not minutes)")
     p.add_argument("--model", default=None, help=f"model path (default {DEFAULT_MODEL}; builtin:tiny for tests)")
@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 32, 32], metavar=("ACTOR", "JUDGE", "META"))
     p.add_argument("--anchor-per-role", type=int, default=3, help="generate: anchor requests timed per role")
     p.add_argument("--backend", choices=("hf", "vllm", "both"), default="hf", help="generate: the generation backend")
+    p.add_argument("--dtype", default="auto", help="dpo, generate: model.dtype of both sides (auto, float32, ...)")
     p.add_argument("--override", action="append", default=[], help="e2e: extra Hydra override (repeatable)")
     p.add_argument(
         "--scale-shape",
@@ -55,12 +56,14 @@ def run_one(args: argparse.Namespace) -> dict:
         from metareward.bench import dpo
 
         pairs, batch = (2, 2) if quick else (args.pairs, args.batch_size)
-        return dpo.main(model, pairs, batch, args.json, 1 if quick else args.rounds, quick)
+        return dpo.main(model, pairs, batch, args.json, 1 if quick else args.rounds, quick, args.dtype)
     if args.name == "generate":
         from metareward.bench import generate
 
         if quick:
-            return generate.main(model, 1, 2, 2, (4, 4, 4), args.gen_batch_sizes, 1, args.json, args.backend)
+            return generate.main(
+                model, 1, 2, 2, (4, 4, 4), args.gen_batch_sizes, 1, args.json, args.backend, args.dtype
+            )
         return generate.main(
             model,
             args.prompts,
@@ -71,7 +74,14 @@ def run_one(args: argparse.Namespace) -> dict:
             args.anchor_per_role,
             args.json,
             args.backend,
+            args.dtype,
         )
+    if args.name == "precision":
+        from metareward.bench import precision
+
+        if quick:
+            return precision.main(model, args.json, 2, 2, 1, 16, 4, 2, 2)
+        return precision.main(model, args.json)
     if args.name == "scale":
         from metareward.bench import scale
 

@@ -1,10 +1,14 @@
 """DPO training throughput: our reference pass + DPO steps against TRL's DPOTrainer on the same pairs.
 
 Both sides: the same base model, one LoRA adapter (r, alpha, q/k/v/o from conf/model/smollm2_135m.yaml), the same
-pairs, batch size, beta, learning rate and gradient clipping, fp32 on CPU. Our time INCLUDES computing the
-reference log-probs of every timed pair (TRL computes them inside each step with the adapter disabled).
-One warm-up step per side is excluded from timing. Throughput: pairs/s and tokens/s (prompt + completion tokens
-of chosen and rejected rows); ratio = our pairs/s over TRL's.
+pairs, batch size, beta, learning rate and gradient clipping, on CPU, at the same precision: the base weights in
+`--dtype` (auto: what model.dtype=auto picks here) with float32 adapters, TRL told `bf16=True` when that is
+bfloat16. TRL also runs with float32 weights, so the ratio against the float32 anchor is printed beside the one
+against the anchor of our precision. Our time INCLUDES computing the reference log-probs of every timed pair (TRL
+computes them inside each step with the adapter disabled). One warm-up step per side is excluded from timing.
+Throughput: pairs/s and tokens/s (prompt + completion tokens of chosen and rejected rows); ratio = our pairs/s over
+TRL's; share of peak = model FLOPs (bench/peak.py: the reference pass plus a training pass per token) over seconds,
+over this machine's measured matrix-product rate in our dtype.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 
 from metareward.bench.common import emit, machine, peak_rss_mb, say, synthetic_pairs
+from metareward.bench.peak import forward_flops_per_token, matmul_peak_gflops, share_of_peak, training_flops_per_token
 from metareward.core.logprobs import pair_logprobs
 from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
@@ -54,9 +59,12 @@ def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, ch
     return float(out.loss.detach())
 
 
-def run_ours(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int) -> float:
-    """Seconds for reference log-probs of `timed` plus one DPO step per batch of it (after one warm-up step)."""
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+def run_ours(
+    spec: ModelSpec, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int
+) -> tuple[float, float]:
+    """(seconds for reference log-probs of `timed` plus one DPO step per batch of it (after one warm-up step),
+    model FLOPs per token of that work)."""
+    model, tokenizer = load_model_and_tokenizer(spec)
     adapters = RoleAdapters(model, LORA)
     peft = adapters.model
     collator = PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION)
@@ -70,16 +78,16 @@ def run_ours(model_path: str, warmup: list[PairRecord], timed: list[PairRecord],
     scored = reference_logprobs(peft, collator, timed, batch_size=batch_size, progress=False)
     for chunk in batches(scored, batch_size):
         our_step(peft, collator, loss, optimizer, params, chunk)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, forward_flops_per_token(peft) + training_flops_per_token(peft)
 
 
-def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int) -> float:
+def run_trl(spec: ModelSpec, warmup: list[PairRecord], timed: list[PairRecord], batch_size: int) -> float:
     """Seconds TRL's DPOTrainer spends on the steps after its first (warm-up) step."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+    model, tokenizer = load_model_and_tokenizer(spec)
     rows = [
         {"prompt": render_prompt(tokenizer, p.prompt), "chosen": p.chosen, "rejected": p.rejected}
         for p in list(warmup) + list(timed)
@@ -102,7 +110,7 @@ def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], 
             warmup_steps=0,
             max_length=MAX_PROMPT + MAX_COMPLETION,
             use_cpu=True,
-            bf16=False,
+            bf16=spec.resolved_dtype().name == "bfloat16",
             fp16=False,
             gradient_checkpointing=False,
             report_to=[],
@@ -127,37 +135,63 @@ def run_trl(model_path: str, warmup: list[PairRecord], timed: list[PairRecord], 
 
 
 def main(
-    model_path: str, num_pairs: int, batch_size: int, as_json: bool, rounds: int = 1, quick: bool = False
+    model_path: str,
+    num_pairs: int,
+    batch_size: int,
+    as_json: bool,
+    rounds: int = 1,
+    quick: bool = False,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     os.environ.setdefault("WANDB_DISABLED", "true")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     pairs = synthetic_pairs(num_pairs + batch_size, (1, 2) if quick else (5, 9), judge_pairs=not quick)
     warmup, timed = pairs[:batch_size], pairs[batch_size:]
-    _, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+    spec, float32 = ModelSpec(model_path, dtype=dtype), ModelSpec(model_path, dtype="float32")
+    precision = spec.resolved_dtype()
+    _, tokenizer = load_model_and_tokenizer(spec)
     tokens = pair_tokens(PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION), timed)
-    say(f"dpo: {len(timed)} timed pairs ({tokens} tokens), batch {batch_size}, LoRA r={LORA.r}, {rounds} round(s)")
-    ours, trl = [], []
-    for r in range(rounds):  # interleaved, so load changes hit both sides
-        ours.append(run_ours(model_path, warmup, timed, batch_size))
+    say(
+        f"dpo: {len(timed)} timed pairs ({tokens} tokens), batch {batch_size}, LoRA r={LORA.r}, {rounds} round(s), "
+        f"weights in {precision.name} ({precision.reason})"
+    )
+    ours, trl, trl_float32 = [], [], []
+    flops_per_token = 0.0
+    for r in range(rounds):  # interleaved, so load changes hit every side
+        seconds, flops_per_token = run_ours(spec, warmup, timed, batch_size)
+        ours.append(seconds)
         say(f"  round {r + 1}: ours {ours[-1]:.1f} s")
-        trl.append(run_trl(model_path, warmup, timed, batch_size))
-        say(f"  round {r + 1}: TRL  {trl[-1]:.1f} s")
+        trl.append(run_trl(spec, warmup, timed, batch_size))
+        say(f"  round {r + 1}: TRL ({precision.name}) {trl[-1]:.1f} s")
+        if precision.name != "float32":
+            trl_float32.append(run_trl(float32, warmup, timed, batch_size))
+            say(f"  round {r + 1}: TRL (float32) {trl_float32[-1]:.1f} s")
     ours_s, trl_s = min(ours), min(trl)
+    trl_float32_s = min(trl_float32) if trl_float32 else trl_s
+    peak = matmul_peak_gflops(precision.torch)
+    share = share_of_peak(flops_per_token * tokens, ours_s, peak)
+    say(f"  ours reached {share:.1%} of this machine's {precision.name} matrix-product peak ({peak:.0f} GFLOP/s)")
     return emit(
         {
             "benchmark": "dpo",
             "model": model_path,
+            "dtype": precision.name,
             "pairs": len(timed),
             "batch_size": batch_size,
             "tokens": tokens,
             "ours_seconds": ours_s,
             "anchor_seconds": trl_s,
+            "anchor_float32_seconds": trl_float32_s,
             "ours_pairs_per_s": len(timed) / ours_s,
             "anchor_pairs_per_s": len(timed) / trl_s,
             "ours_tokens_per_s": tokens / ours_s,
             "anchor_tokens_per_s": tokens / trl_s,
             "ratio": trl_s / ours_s,
-            "anchor": "trl.DPOTrainer",
+            "ratio_vs_float32_anchor": trl_float32_s / ours_s,
+            "anchor": f"trl.DPOTrainer ({precision.name})",
+            "model_gflops_per_token": flops_per_token / 1e9,
+            "peak_gflops": peak,
+            "share_of_peak": share,
             "rounds": rounds,
             "peak_rss_mb": peak_rss_mb(),
             "machine": machine(),

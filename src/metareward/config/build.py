@@ -21,6 +21,7 @@ from metareward.evaluation.settings import EvaluationSettings
 from metareward.generation.spec import GenerationSpec, generation_spec
 from metareward.model.adapters import AdapterSpec
 from metareward.model.loading import ModelSpec
+from metareward.model.precision import AUTO
 from metareward.schema.components import one_line
 from metareward.schema.rules import COUNT, UNUSABLE, Value, read, setting
 from metareward.sft.warm_start import WarmStartSettings
@@ -181,7 +182,12 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
     problems += found
     warm = settings.warm_start  # the warm start draws its batches with the run's seed
     warm = replace(warm, optim=replace(warm.optim, seed=settings.seed))
-    return replace(settings, dpo=values["dpo"], warm_start=warm, accumulate_grad_batches=accumulate), problems
+    generation = settings.generation  # a server this run starts computes in the dtype the policy loads in
+    if generation.server.dtype == AUTO:
+        server = replace(generation.server, dtype=settings.model.resolved_dtype().name)
+        generation = replace(generation, server=server)
+    settings = replace(settings, warm_start=warm, generation=generation, accumulate_grad_batches=accumulate)
+    return replace(settings, dpo=values["dpo"]), problems
 
 
 def device_count(trainer: Any) -> int | None:

@@ -17,13 +17,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
+from metareward.model.precision import AUTO, DTYPES, ResolvedDtype, resolve_dtype
 from metareward.model.tiny import build_tiny
 from metareward.schema.rules import Choice, Value, setting
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = (EMBEDDED_NAME, "tiny")
 QUANTIZATIONS = (None, "4bit", "8bit")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTO_ATTENTION = "auto"
 FINETUNE_MODES = ("full", "lora")
 
@@ -37,7 +37,8 @@ class ModelSpec:
     """The `model` group (conf/model/)."""
 
     path: str = setting("path", Value(str))
-    dtype: str = setting("dtype", Choice(tuple(sorted(DTYPES))), default="float32")
+    # auto: bfloat16 where the hardware computes it natively and the weights do not train, else float32
+    dtype: str = setting("dtype", Choice((AUTO, *sorted(DTYPES))), default=AUTO)
     trust_remote_code: bool = setting("trust_remote_code", Value(bool), default=False)
     attn_implementation: str | None = setting("attn_implementation", Value(), default=None)
     # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
@@ -46,13 +47,17 @@ class ModelSpec:
     # lora: LoRA adapters over frozen base weights (model.adapters); full: every weight trains, shared by all roles
     finetune: str = setting("finetune", Choice(FINETUNE_MODES), default="lora")
 
+    def resolved_dtype(self) -> ResolvedDtype:
+        """The dtype the weights load in on this machine (`auto` decided; model/precision.py)."""
+        return resolve_dtype(self.dtype, self.finetune)
+
     def attention(self) -> str | None:
         """The attention implementation to load with: `auto` is flash_attention_2 where flash-attn is installed, CUDA
         is visible and the dtype is 16-bit (flash-attn computes in fp16/bf16 only), else sdpa."""
         if self.attn_implementation != AUTO_ATTENTION:
             return self.attn_implementation
         flash = is_installed("flash_attn") and torch.cuda.is_available()
-        return "flash_attention_2" if flash and self.dtype in ("bfloat16", "float16") else "sdpa"
+        return "flash_attention_2" if flash and self.resolved_dtype().name != "float32" else "sdpa"
 
     def problems(self) -> list[str]:
         """What keeps `path` from naming a model to load (each field's own rule is stated beside it)."""
@@ -120,7 +125,7 @@ def _looks_local(path: str) -> bool:
 def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if spec.path == BUILTIN_PREFIX + "tiny":
         model, tokenizer = build_tiny()
-        return model.to(DTYPES[spec.dtype]), tokenizer
+        return model.to(spec.resolved_dtype().torch), tokenizer
     location = (
         str(ensure_embedded_checkpoint())
         if spec.path == BUILTIN_PREFIX + EMBEDDED_NAME
@@ -135,7 +140,7 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrain
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=spec.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=DTYPES[spec.dtype], trust_remote_code=spec.trust_remote_code, **extra
+            location, dtype=spec.resolved_dtype().torch, trust_remote_code=spec.trust_remote_code, **extra
         )
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -161,6 +166,6 @@ def _bitsandbytes_config(spec: ModelSpec):
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=DTYPES[spec.dtype],
+            bnb_4bit_compute_dtype=spec.resolved_dtype().torch,
         )
     return BitsAndBytesConfig(load_in_8bit=True)

@@ -133,6 +133,8 @@ def train(cfg: DictConfig) -> TrainResult:
     callbacks = in_run_order([*callbacks, summary, ResumeCheckpoint(context)])
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
+    dtype = settings.model.resolved_dtype()
+    log.info("model.dtype=%s: weights in %s (%s)", settings.model.dtype, dtype.name, dtype.reason)
     model, tokenizer = load_model_and_tokenizer(settings.model)
     evaluations_read_scores = any(getattr(c, "reads_judge_scores", False) for c in callbacks)
     unreadable = cue_read_problems(tokenizer, settings.engine, evaluations_read_scores)
