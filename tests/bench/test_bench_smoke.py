@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from metareward.bench.__main__ import main
 
 EXPECTED = {
-    "dpo": ("ours_pairs_per_s", "anchor_pairs_per_s", "ours_tokens_per_s", "anchor_tokens_per_s", "ratio"),
+    "dpo": (
+        "ours_pairs_per_s",
+        "anchor_pairs_per_s",
+        "ours_tokens_per_s",
+        "anchor_tokens_per_s",
+        "ratio",
+        "ratio_vs_float32_anchor",
+        "peak_gflops",
+        "share_of_peak",
+    ),
     "generate": (
         "ours_requests_per_s",
         "anchor_requests_per_s",
         "ours_tokens_per_s",
         "anchor_sampled_requests",
         "ratio",
+        "ratio_vs_float32_anchor",
+        "peak_gflops",
+        "share_of_peak",
     ),
+    "precision": ("judgments", "dpo_loss_difference_max"),
     "e2e": ("wall_seconds", "peak_rss_mb"),
     "scale": ("prompt_tokens", "completion_tokens"),
 }
@@ -33,6 +47,8 @@ def test_quick_benchmark_ends_with_json(name: str, capsys: pytest.CaptureFixture
     if name == "scale":
         lora = figures["results"]["lora"]
         assert lora["step_seconds"] > 0 and lora["trainable_parameters"] > 0 and lora["model_tflops_per_step"] > 0
+    if name == "precision":  # before the first update each dtype's DPO loss is log 2: policy = reference
+        assert all(losses[0] == pytest.approx(math.log(2), abs=1e-6) for losses in figures["dpo_loss"].values())
     if name == "e2e":
         assert figures["phase_seconds"] and all(v >= 0 for v in figures["phase_seconds"].values())
 

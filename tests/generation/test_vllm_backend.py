@@ -71,7 +71,7 @@ def engine_settings(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def backends(engine_settings, tmp_path_factory: pytest.TempPathFactory):
     """(adapters, HF backend, vLLM backend) over one PEFT model whose two adapters differ from each other."""
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(EMBEDDED))
+    model, tokenizer = load_model_and_tokenizer(ModelSpec(EMBEDDED, dtype="float32"))  # as the server: float32
     adapters = RoleAdapters(model, AdapterSpec())
     perturb(adapters, "actor", seed=1)
     perturb(adapters, "judge", seed=2)

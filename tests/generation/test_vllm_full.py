@@ -42,7 +42,7 @@ def moved(weights: FullWeights, seed: int) -> None:
 
 
 def test_trained_roles_get_the_current_weights_and_the_seed_role_m0(tmp_path: Path) -> None:
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(EMBEDDED))
+    model, tokenizer = load_model_and_tokenizer(ModelSpec(EMBEDDED, dtype="float32"))  # as the server: float32
     weights = FullWeights(model)
     server = ServerSettings(python=str(VLLM_PYTHON), kv_cache_gb=1.0, startup_timeout_s=600)
     vllm = build_backend(

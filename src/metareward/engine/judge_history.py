@@ -10,8 +10,6 @@ judge.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from metareward.model.adapters import RoleAdapters
 from metareward.model.full_weights import FullWeights
+from metareward.storage.artifacts import write_file_atomic
 
 WEIGHTS_FILE = "judge_weights.safetensors"
 
@@ -33,16 +32,9 @@ class JudgeHistory:
         """The judge adapter's weights as they are now, to `folder/judge_weights.safetensors`."""
         from safetensors.torch import save_file
 
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / WEIGHTS_FILE
         tensors = {name: tensor.contiguous() for name, tensor in self.adapters.role_tensors("judge", "cpu").items()}
-        handle, temporary = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", suffix=".tmp", dir=folder)
-        os.close(handle)
-        try:
-            save_file(tensors, temporary)
-            os.replace(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        write_file_atomic(target, lambda temporary: save_file(tensors, str(temporary)))
         return target
 
     def saved(self, folder: Path) -> bool:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
-from metareward.storage.artifacts import read_json_lines
+from metareward.storage.artifacts import read_json_lines, write_file_atomic
 
 Runs = Mapping[str, Sequence[Mapping[str, Any]]]  # run name -> iteration records as in summary.json
 
@@ -148,6 +148,6 @@ def save_figures(figures: Mapping[str, Figure], directory: str | Path) -> list[P
     paths = []
     for name, figure in figures.items():
         path = directory / f"{name}.png"
-        figure.savefig(path, dpi=100)
+        write_file_atomic(path, lambda temporary, figure=figure: figure.savefig(temporary, dpi=100, format="png"))
         paths.append(path)
     return paths

@@ -19,7 +19,7 @@ import torch
 from metareward.engine.timing import peak_rss_mb
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights, plain_name
-from metareward.storage.artifacts import read_json, write_json
+from metareward.storage.artifacts import failed_write, read_json, write_json
 from metareward.storage.run_layout import CHECKPOINT
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,14 @@ class ResumeCheckpoint(RunCallback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(temporary)  # collective; only global rank 0 writes the file (DeepSpeed: a folder)
+        try:
+            trainer.save_checkpoint(temporary)  # collective; only global rank 0 writes the file (DeepSpeed: a folder)
+        except Exception as error:  # noqa: BLE001 - torch or fsspec: a full disk becomes a sentence, others stay
+            failure = failed_write(self.path, error)  # the run's last checkpoint stays as it was
+            if temporary.is_dir():
+                shutil.rmtree(temporary, ignore_errors=True)
+            temporary.unlink(missing_ok=True)
+            raise failure from None
         trainer.strategy.barrier("resume-checkpoint")
         if trainer.is_global_zero:
             if self.path.is_dir() and temporary.is_dir():  # a folder cannot replace a folder in one step

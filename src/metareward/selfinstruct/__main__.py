@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--output", required=True, help="where to write the augmented pool (JSONL)")
     add("--count", type=int, default=100, help="how many new prompts to add")
     add("--model", default="builtin:smollm2-135m-instruct", help="generator: builtin:<name>, a directory or a hub id")
-    add("--dtype", default="float32", help="float32, bfloat16 or float16")
+    add(
+        "--dtype",
+        default="auto",
+        help="auto (bfloat16 where the hardware computes it natively), float32, bfloat16, float16",
+    )
     add("--temperature", type=float, default=0.6)
     add("--top-p", type=float, default=0.9)
     add("--max-new-tokens", type=int, default=64)

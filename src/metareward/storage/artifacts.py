@@ -34,21 +34,36 @@ class ArtifactError(ValueError):
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, fsync it, then rename it over `path`: readers see the old file or
     the new one, never part of one."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(text)
+
+    write_file_atomic(path, write)
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` fills a temporary file beside `path` (with any library: safetensors, torch, matplotlib), which is
+    fsynced and renamed over `path`. A failure leaves the previous `path` as it was, and a full disk is one sentence
+    (ArtifactError) whatever error type the library raised."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(handle)
     except OSError as error:
-        raise _disk_full(path, error) from None
+        raise failed_write(path, error) from None
+    temporary = Path(name)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
+        write(temporary)
+        with open(temporary, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise _disk_full(path, error) from None
+    except Exception as error:  # noqa: BLE001 - any library's error: a full disk becomes a sentence, others stay
+        failure = failed_write(path, error)  # before the temporary file goes, while the device is still full
+        temporary.unlink(missing_ok=True)
+        raise failure from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -65,21 +80,42 @@ def write_folder_atomic(folder: Path, fill: Callable[[Path], None]) -> None:
                 os.fsync(stream.fileno())
         shutil.rmtree(folder, ignore_errors=True)  # a folder cannot be renamed over a non-empty one
         os.replace(partial, folder)
-    except BaseException as error:
+    except Exception as error:  # noqa: BLE001 - as in write_file_atomic
+        failure = failed_write(folder, error)
         shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(error, OSError):
-            raise _disk_full(folder, error) from None
+        raise failure from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
         raise
 
 
-def _disk_full(path: Path, error: OSError) -> Exception:
-    """The sentence for a full disk; any other OSError as it is."""
-    if error.errno not in DISK_FULL:
+# How libraries that do not raise OSError word a full device: safetensors (Rust's io::Error), others' own text.
+_FULL_DEVICE_WORDS = ("no space left on device", "disk quota exceeded", "code: 28,", "os error 28", "storagefull")
+# A write that failed with at most this much space left on the device is taken for a full disk: torch's checkpoint
+# writer says only "file write failed".
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def failed_write(path: Path, error: BaseException) -> BaseException:
+    """The sentence for a write that failed on a full device; any other error as it is."""
+    if not is_disk_full(path, error):
         return error
+    reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else "no space left on device"
     return ArtifactError(
-        f"no space left on the device while writing {path} ({os.strerror(error.errno)}); nothing half-written was "
-        "left there: free some space, then continue the run with resume=true and the same hydra.run.dir"
+        f"no space left on the device while writing {path} ({reason}); nothing half-written was left there: free "
+        "some space, then continue the run with resume=true and the same hydra.run.dir"
     )
+
+
+def is_disk_full(path: Path, error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno in DISK_FULL
+    if any(words in str(error).lower() for words in _FULL_DEVICE_WORDS):
+        return True
+    try:
+        return shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free <= NEARLY_FULL_BYTES
+    except (OSError, StopIteration):
+        return False
 
 
 def finite_json(data: Any) -> Any:
