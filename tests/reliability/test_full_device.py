@@ -54,7 +54,7 @@ def resume_checkpoint(run_dir: Path) -> None:
     """The callback's write, with torch's writer in place of Lightning's (which calls it)."""
     state = {"state_dict": {"lora": torch.rand(100_000)}}
     trainer = SimpleNamespace(
-        save_checkpoint=lambda path: torch.save(state, path),
+        save_checkpoint=lambda path, weights_only: torch.save(state, path),
         strategy=SimpleNamespace(barrier=lambda name: None),
         is_global_zero=True,
     )

@@ -37,7 +37,7 @@ from metareward.training.reference import reference_logprobs
 
 DTYPES = ("float32", "bfloat16")
 RHO = 0.4
-BETA, LR = 0.1, 1e-5  # conf/dpo: the study's beta and learning rate
+BETA, LR = 0.1, 3e-4  # the study's: beta from conf/dpo, lr from conf/experiment/meta_reward_study.yaml
 LORA = AdapterSpec(mode="shared", r=16, alpha=32, dropout=0.0)
 
 

@@ -180,7 +180,9 @@ class ResumeCheckpoint(RunCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            trainer.save_checkpoint(temporary)  # collective; only global rank 0 writes the file (DeepSpeed: a folder)
+            # collective; only global rank 0 writes the file (DeepSpeed: a folder). weights_only=False: the optimizer and
+            # loop state are saved too (Lightning logs its default when this is left unset)
+            trainer.save_checkpoint(temporary, weights_only=False)
         except Exception as error:  # noqa: BLE001 - torch or fsspec: a full disk becomes a sentence, others stay
             failure = failed_write(self.path, error)  # the run's last checkpoint stays as it was
             if temporary.is_dir():
