@@ -80,7 +80,7 @@ def run_one(args: argparse.Namespace) -> dict:
         from metareward.bench import precision
 
         if quick:
-            return precision.main(model, args.json, 2, 2, 1, 16, 4, 2, 2)
+            return precision.main(model, args.json, 2, 2, 1, 16, 4, 2, 2, quick=True)
         return precision.main(model, args.json)
     if args.name == "scale":
         from metareward.bench import scale

@@ -124,6 +124,7 @@ def main(
     num_pairs: int = 16,
     batch_size: int = 4,
     steps: int = 8,
+    quick: bool = False,
 ) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     say(f"precision: {num_prompts} prompts x {responses} answers x {judgments} judgments; {steps} DPO steps")
@@ -136,7 +137,7 @@ def main(
     say(
         f"  actor pairs: {same} of {len(chosen['float32'])} float32 pairs chosen alike ({len(chosen['bfloat16'])} in bf16)"
     )
-    pairs = synthetic_pairs(num_pairs)
+    pairs = synthetic_pairs(num_pairs, (1, 2) if quick else (5, 9), judge_pairs=not quick)
     curves = {d: dpo_curve(model_path, d, pairs, batch_size, steps) for d in DTYPES}
     loss_gap = max(abs(a - b) for a, b in zip(curves["float32"][0], curves["bfloat16"][0]))
     for d in DTYPES:
