@@ -47,9 +47,7 @@ def usage(pid: int, run_dir: Path) -> Usage:
     status = Path(f"/proc/{pid}/status").read_text()
     rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     files = sum(path.stat().st_size for path in run_dir.rglob("*") if path.is_file())
-    return Usage(
-        rss_kib / 1024, len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")), files
-    )
+    return Usage(rss_kib / 1024, len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")), files)
 
 
 def test_twenty_iterations_stay_flat(prompt_file: Path, tmp_path: Path) -> None:
