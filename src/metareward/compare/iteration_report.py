@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metareward.storage.artifacts import write_file_atomic
-
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -141,7 +139,7 @@ def plot_iterations(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path)
     if figure is None:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(Path(path), lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
+    figure.savefig(path, dpi=120)
     return True
 
 

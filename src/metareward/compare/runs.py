@@ -22,8 +22,6 @@ from typing import Any
 
 import yaml
 
-from metareward.storage.artifacts import write_file_atomic
-
 DEFAULT_METRICS = (
     "actor_pairs",
     "judge_pairs",
@@ -163,7 +161,7 @@ def plot_runs(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path
         axis.set_xticks(range(len(rows)), labels, rotation=45, ha="right", fontsize=7)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(Path(path), lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
+    figure.savefig(path, dpi=120)
     plt.close(figure)
     return present
 
