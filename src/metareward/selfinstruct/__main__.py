@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model", default="builtin:smollm2-135m-instruct", help="generator: builtin:<name>, a directory or a hub id")
     add(
         "--dtype",
-        default="auto",
-        help="auto (bfloat16 where the hardware computes it natively), float32, bfloat16, float16",
+        default="float32",
+        help="float32, bfloat16, float16, or auto (bfloat16 where the hardware computes it natively)",
     )
     add("--temperature", type=float, default=0.6)
     add("--top-p", type=float, default=0.9)
