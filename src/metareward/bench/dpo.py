@@ -46,7 +46,8 @@ def pair_tokens(collator: PairCollator, pairs: Sequence[PairRecord]) -> int:
     return sum(int(collator([pair])["attention_mask"].sum()) for pair in pairs)
 
 
-def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> float:
+def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> Any:
+    """One DPO step on `chunk` (reference log-probs already set); the loss module's output, detached by the caller."""
     batch = collator(chunk)
     logps, counts = pair_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     chosen, rejected = logps.chunk(2)
@@ -56,7 +57,7 @@ def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, ch
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
-    return float(out.loss.detach())
+    return out
 
 
 def run_ours(

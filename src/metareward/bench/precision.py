@@ -21,10 +21,9 @@ import numpy as np
 import torch
 
 from metareward.bench.common import emit, load_prompts, machine, say, synthetic_pairs
-from metareward.bench.dpo import MAX_COMPLETION, MAX_PROMPT, batches
+from metareward.bench.dpo import MAX_COMPLETION, MAX_PROMPT, batches, our_step
 from metareward.bench.generate import engine_settings
 from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs
-from metareward.core.logprobs import pair_logprobs
 from metareward.core.losses import DPOLoss
 from metareward.engine import phases
 from metareward.engine.judging import choice_contexts, score_line
@@ -100,15 +99,7 @@ def dpo_curve(model_path: str, dtype: str, pairs, batch_size: int, steps: int) -
     scored = reference_logprobs(model, collator, pairs, batch_size=batch_size, progress=False)
     losses, accuracies = [], []
     for chunk in (batches(scored, batch_size) * steps)[:steps]:
-        batch = collator(chunk)
-        logps, counts = pair_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-        chosen, rejected = logps.chunk(2)
-        ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
-        out = objective(chosen, rejected, ref_chosen, ref_rejected, *counts.chunk(2))
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        out = our_step(model, collator, objective, optimizer, params, chunk)
         losses.append(float(out.loss.detach()))
         accuracies.append(float((out.chosen_rewards > out.rejected_rewards).float().mean()))
     return losses, accuracies
