@@ -67,6 +67,7 @@ def actor_pairs(
             kind="actor",
             prompt_id=choice.prompt_id,
             prompt=prompts[choice.prompt_id].instruction,
+            system=prompts[choice.prompt_id].system,
             chosen=choice.chosen_text,
             rejected=choice.rejected_text,
             chosen_score=choice.chosen_score,

@@ -64,7 +64,7 @@ def respond(
     """K actor responses per prompt; empty answers and (optionally) repeated answers are dropped and counted, and so
     are the K answers of a prompt too long to generate from (`prompt_too_long`)."""
     count = answering.count or settings.num_responses
-    rendered = {prompt.id: render_prompt(policy.tokenizer, prompt.instruction) for prompt in prompts}
+    rendered = {prompt.id: render_prompt(policy.tokenizer, prompt.instruction, prompt.system) for prompt in prompts}
     kept = [prompt for prompt in prompts if fits(policy, rendered[prompt.id])]
     drops = Counter({PROMPT_TOO_LONG: (len(prompts) - len(kept)) * count} if len(kept) < len(prompts) else {})
     requests = [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from metareward.core.seeding import derive_seed
 from metareward.schema.rules import Number, Value, setting
+from metareward.storage.chat_rows import ChatPrompt, RowProblem, chat_prompt
 from metareward.storage.datafiles import file_problem, id_problem, iter_json_objects, text_field_problem
 from metareward.storage.records import PromptRecord
 
@@ -67,6 +68,8 @@ class PoolSettings:
 
     path: str = setting("path", Value(str))
     instruction_field: str = setting("instruction_field", Value(str), default="instruction")
+    # rows without the instruction field may hold chat messages here (TRL's conversational data sets: `prompt`)
+    messages_field: str = setting("messages_field", Value(str), default="messages")
     split: str = setting("split", Value(str), default="train")
     max_prompt_chars: int | None = setting("max_prompt_chars", Number(int, 1, nullable=True), default=None)
     on_bad_line: str = setting("on_bad_line", Value(str), default="fail")
@@ -80,6 +83,7 @@ class PoolSettings:
             self.max_prompt_chars,
             self.on_bad_line,
             self.instruction_suffix,
+            self.messages_field,
         )
 
 
@@ -90,9 +94,13 @@ def load_prompt_pool(
     max_prompt_chars: int | None = None,
     on_bad_line: str = "fail",
     instruction_suffix: str = "",
+    messages_field: str = "messages",
 ) -> PromptPool:
     """The prompts of a file or dataset; `instruction_suffix` is appended to every instruction (the demo asks for
-    short answers that way), so the stored prompts, the judge's view and the pairs all hold the text as asked."""
+    short answers that way), so the stored prompts, the judge's view and the pairs all hold the text as asked.
+
+    A row gives its instruction as text in `instruction_field`, or as chat messages in `messages_field` (an optional
+    system message and one user turn; `storage.chat_rows`), whose system message the actor is asked with."""
     bad = _BadLines(on_bad_line)
     local = Path(path).expanduser()
     if local.suffix == ".jsonl" or local.is_dir():
@@ -102,7 +110,8 @@ def load_prompt_pool(
         rows = _read_jsonl_rows(local, bad)
     else:
         rows = _read_with_datasets(path, split)
-    pool = _pool_from_rows(rows, str(path), instruction_field, max_prompt_chars, bad)
+    fields = _Fields(instruction_field, messages_field)
+    pool = _pool_from_rows(rows, str(path), fields, max_prompt_chars, bad)
     if not instruction_suffix:
         return pool
     asked = tuple(replace(p, instruction=p.instruction + instruction_suffix) for p in pool.prompts)
@@ -162,8 +171,24 @@ def _quietly(load):
             datasets_logging.enable_progress_bar()
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """Where a row holds its question: text in `instruction`, or chat messages in `messages`."""
+
+    instruction: str
+    messages: str
+
+    def read(self, row: dict, where: str) -> ChatPrompt | RowProblem:
+        if self.instruction not in row and self.messages in row:
+            return chat_prompt(row[self.messages], self.messages, where)
+        problem = text_field_problem(row, self.instruction, where)
+        if problem and "missing" in problem:
+            return RowProblem("missing_field", f"{problem} (or a {self.messages!r} list of chat messages)")
+        return RowProblem("wrong_type", problem) if problem else ChatPrompt(row[self.instruction])
+
+
 def _pool_from_rows(
-    rows: list[tuple[int, dict]], source: str, instruction_field: str, max_prompt_chars: int | None, bad: _BadLines
+    rows: list[tuple[int, dict]], source: str, fields: _Fields, max_prompt_chars: int | None, bad: _BadLines
 ) -> PromptPool:
     if not rows and not bad.counts:
         raise PromptPoolError(f"{source}: holds no prompts")
@@ -172,18 +197,18 @@ def _pool_from_rows(
     seen_ids: dict[str, int] = {}
     for line_number, row in rows:
         where = f"{source}:{line_number}"
-        problem = text_field_problem(row, instruction_field, where) or id_problem(row, where)
-        problem = problem or text_field_problem(row, "category", where, required=False)
-        if problem:
-            reason = "missing_field" if "missing" in problem else "wrong_type"
-            bad(reason, problem)
-            drops[reason] = bad.counts[reason]
+        asked = fields.read(row, where)
+        problem = id_problem(row, where) or text_field_problem(row, "category", where, required=False)
+        if problem and not isinstance(asked, RowProblem):
+            asked = RowProblem("wrong_type", problem)
+        if isinstance(asked, RowProblem):
+            bad(asked.reason, asked.message)
+            drops[asked.reason] = bad.counts[asked.reason]
             continue
-        instruction = row[instruction_field]
-        if not instruction.strip():
+        if not asked.instruction.strip():
             drops["empty_instruction"] += 1
             continue
-        if max_prompt_chars is not None and len(instruction) > max_prompt_chars:
+        if max_prompt_chars is not None and len(asked.instruction) + len(asked.system) > max_prompt_chars:
             drops["too_long"] += 1
             continue
         prompt_id = str(row.get("id", f"{Path(source).stem}-{line_number}"))
@@ -195,7 +220,9 @@ def _pool_from_rows(
             drops["duplicate_id"] = bad.counts["duplicate_id"]
             continue
         seen_ids[prompt_id] = line_number
-        prompts.append(PromptRecord(id=prompt_id, instruction=instruction.strip(), category=row.get("category") or ""))
+        prompts.append(
+            PromptRecord(prompt_id, asked.instruction.strip(), row.get("category") or "", asked.system.strip())
+        )
     if not prompts:
         raise PromptPoolError(f"{source}: no usable prompts (dropped: {dict(drops)})")
     return PromptPool(prompts=tuple(prompts), source=source, drops=dict(drops))

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metareward.storage.artifacts import read_records, write_records
+from metareward.storage.chat_rows import RowProblem, chat_prompt
 from metareward.storage.datafiles import file_problem, id_problem, json_objects, json_type, text_field_problem
+
+# Where a row in the conversational format holds its messages.
+MESSAGES_FIELD = "messages"
 
 
 class EvaluationDataError(ValueError):
@@ -21,6 +25,7 @@ class EvalPrompt:
     id: str
     instruction: str
     reference: str | None = None
+    system: str = ""  # the system prompt the answers are asked with (a row in chat format may give one)
 
 
 @dataclass(frozen=True)
@@ -90,13 +95,27 @@ def _row_id(row: dict, default: str, path: str | Path, number: int, seen: dict[s
 def load_eval_prompts(
     path: str | Path, limit: int, instruction_field: str = "instruction", reference_field: str | None = None
 ) -> list[EvalPrompt]:
-    """The first `limit` rows (file order, so every iteration and run sees the same prompts)."""
+    """The first `limit` rows (file order, so every iteration and run sees the same prompts). A row without
+    `instruction_field` may give its prompt as chat messages in `messages` (`storage.chat_rows`)."""
     prompts, seen = [], {}
     for number, row in enumerate(_rows(path, "evaluation prompts", "evaluation.data_path")[:limit], start=1):
-        instruction = _text(row, instruction_field, path, number)
+        instruction, system = _asked(row, instruction_field, path, number)
         reference = _text(row, reference_field, path, number) if reference_field else None
-        prompts.append(EvalPrompt(_row_id(row, f"eval-{number:04d}", path, number, seen), instruction, reference))
+        row_id = _row_id(row, f"eval-{number:04d}", path, number, seen)
+        prompts.append(EvalPrompt(row_id, instruction, reference, system))
     return prompts
+
+
+def _asked(row: dict, instruction_field: str, path: str | Path, number: int) -> tuple[str, str]:
+    """A row's instruction and system prompt: text in `instruction_field`, or chat messages in `messages`."""
+    if instruction_field in row or MESSAGES_FIELD not in row:
+        return _text(row, instruction_field, path, number), ""
+    asked = chat_prompt(row[MESSAGES_FIELD], MESSAGES_FIELD, f"{path}: row {number}")
+    if isinstance(asked, RowProblem):
+        raise EvaluationDataError(asked.message)
+    if not asked.instruction.strip():
+        raise EvaluationDataError(f"{path}: row {number}: the user message in {MESSAGES_FIELD!r} is empty")
+    return asked.instruction, asked.system
 
 
 def load_labelled_pairs(path: str | Path, limit: int) -> list[LabelledPair]:

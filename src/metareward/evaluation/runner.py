@@ -59,7 +59,9 @@ def answer_prompts(
     """One answer per prompt by `role` (the actor, or SEED_ROLE for M0), each request seeded from (seed, prompt id)
     so reruns answer alike; each answer knows whether it ended or hit `max_new_tokens`."""
     requests = [
-        GenerationRequest(p.id, render_prompt(backend.tokenizer, p.instruction), derive_seed(seed, "eval", p.id))
+        GenerationRequest(
+            p.id, render_prompt(backend.tokenizer, p.instruction, p.system), derive_seed(seed, "eval", p.id)
+        )
         for p in prompts
     ]
     return backend.generate(

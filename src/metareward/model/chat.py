@@ -13,27 +13,76 @@ model's `generation_config` lists the ids generation should stop at. So:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 # Stands in for an assistant message when reading what the template writes after one; no tokenizer merges it.
 _ANSWER_SENTINEL = "\u2402answer\u2403"
+# How a tokenizer without a chat template lays out each role's turn.
+_PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, user_message: str) -> str:
-    """The full prompt text up to where the assistant starts answering.
+def render_prompt(tokenizer: PreTrainedTokenizerBase, user_message: str, system: str = "") -> str:
+    """The full prompt text up to where the assistant starts answering one user message (after a system prompt,
+    when one is given).
 
     Encode the result with `encode_prompt`: the template already holds its special tokens, and BOS is added only
     where the text does not begin with it. A tokenizer without a chat template gets a plain "User:/Assistant:"
     layout.
     """
-    if tokenizer.chat_template:
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
-        )
-    return f"User: {user_message}\nAssistant: "
+    return render_messages(tokenizer, conversation(user_message, system))
+
+
+def conversation(user_message: str, system: str = "") -> list[dict[str, str]]:
+    """One user turn as chat messages, after a system message when `system` is not empty."""
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": user_message}]
+
+
+def render_messages(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]]) -> str:
+    """The prompt text of a conversation (an optional system message, then user and assistant turns ending with a
+    user turn) up to where the assistant answers next.
+
+    A template that refuses a system role (it raises, as Gemma's does) gets the system text at the head of the first
+    user turn, separated by a blank line, which is where such models are told to put it.
+    """
+    messages = [dict(message) for message in messages]
+    if not tokenizer.chat_template:
+        lines = [f"{_PLAIN_ROLES[m['role']]}: {m['content']}\n" for m in messages]
+        return "".join(lines) + "Assistant: "
+    try:
+        return _apply_template(tokenizer, messages)
+    except TemplateError:
+        if not messages or messages[0]["role"] != "system":
+            raise
+    return _apply_template(tokenizer, system_in_first_user_turn(messages))
+
+
+def system_in_first_user_turn(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The messages with a leading system message moved to the head of the first user turn."""
+    system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
+    first_user = next(i for i, m in enumerate(rest) if m["role"] == "user")
+    rest[first_user]["content"] = f"{system}\n\n{rest[first_user]['content']}"
+    return rest
+
+
+def accepts_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the chat template renders a system message itself (False: `render_messages` moves it into the first
+    user turn). A tokenizer without a template writes a plain `System:` line."""
+    if not tokenizer.chat_template:
+        return True
+    try:
+        _apply_template(tokenizer, conversation("Hi", "Be brief."))
+    except TemplateError:
+        return False
+    return True
+
+
+def _apply_template(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

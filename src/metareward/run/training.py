@@ -142,6 +142,7 @@ def train(cfg: DictConfig) -> TrainResult:
         unreadable += target_problems(model, settings.adapters)
     if unreadable:
         raise config_error(unreadable)
+    _log_system_prompts(pool, tokenizer)
     adapters = role_weights(model, settings.model.finetune, settings.adapters)
     context.attach_model(adapters, tokenizer)
     if warm.enabled and checkpoint is None:
@@ -163,6 +164,20 @@ def train(cfg: DictConfig) -> TrainResult:
         if not trainer.interrupted:  # Lightning exits after a graceful shutdown on Ctrl-C; anything else goes on
             raise
     return TrainResult(run_dir, module, interrupted=bool(trainer.interrupted))
+
+
+def _log_system_prompts(pool: Any, tokenizer: Any) -> None:
+    """Say where the pool's system prompts go when the chat template has no system role of its own."""
+    from metareward.model.chat import accepts_system_role
+
+    with_system = sum(bool(prompt.system) for prompt in pool.prompts)
+    if with_system and not accepts_system_role(tokenizer):
+        log.info(
+            "%d prompts have a system prompt and the chat template of %s has no system role: the system prompt is "
+            "put at the head of the user turn",
+            with_system,
+            tokenizer.name_or_path or type(tokenizer).__name__,
+        )
 
 
 def _callback(node: Any, context: Any) -> Any:

@@ -14,11 +14,12 @@ ScoreSource = Literal["parsed", "probability", "none"]
 
 @dataclass(frozen=True)
 class PromptRecord:
-    """One instruction of the prompt pool."""
+    """One instruction of the prompt pool, and the system prompt the actor is asked it with ("" when none)."""
 
     id: str
     instruction: str
     category: str = ""
+    system: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ class ComparisonRecord:
 
 @dataclass(frozen=True)
 class PairRecord:
-    """A preference pair for DPO. `prompt` is the user message; the chat template is applied at training time.
+    """A preference pair for DPO. `prompt` is the user message, `system` the system prompt before it (an actor pair
+    of a prompt asked with one); the chat template is applied at training time.
 
     A side whose text hit its generation limit (`*_finished` False) is trained without an end-of-turn token, so
     DPO never teaches the model to stop where it was cut (see `pairs.unfinished`). The reference log-probs come from
@@ -110,6 +112,7 @@ class PairRecord:
     chosen_index: int | None = None
     rejected_index: int | None = None
     label: float | None = None
+    system: str = ""
 
 
 @dataclass(frozen=True)

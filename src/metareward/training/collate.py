@@ -18,7 +18,7 @@ from metareward.storage.records import PairRecord
 class PairCollator:
     """Callable on a list of `PairRecord`s; returns the batch that `completion_logprobs` and the DPO step expect.
 
-    Each row is prompt ids + completion ids. The prompt is `render_prompt(tokenizer, pair.prompt)` encoded with
+    Each row is prompt ids + completion ids. The prompt is `render_prompt(tokenizer, pair.prompt, pair.system)` encoded with
     `encode_prompt` (BOS where the model uses one), exactly as generation saw it. A completion is the response (or
     judgment) text followed by the token the chat template writes after an assistant message (`turn_end_ids`:
     `<|im_end|>`, `<|eot_id|>`, ...), or by nothing when that side hit its generation limit (`*_finished` False),
@@ -57,7 +57,7 @@ class PairCollator:
 
     def encode(self, pair: PairRecord) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, chosen ids, rejected ids) of one pair, end-of-turn tokens on the finished sides."""
-        prompt = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, pair.prompt))
+        prompt = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, pair.prompt, pair.system))
         chosen = encode_text(self.tokenizer, pair.chosen) + (self.turn_end if pair.chosen_finished else [])
         rejected = encode_text(self.tokenizer, pair.rejected) + (self.turn_end if pair.rejected_finished else [])
         return prompt, chosen, rejected
