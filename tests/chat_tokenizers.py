@@ -82,3 +82,24 @@ GEMMA_TEMPLATE = (
 def gemma_like() -> PreTrainedTokenizerFast:
     specials = ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
     return _tokenizer(specials, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", chat_template=GEMMA_TEMPLATE)
+
+
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+OPENED_THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+)
+
+
+def thinking_like(opened_by_prompt: bool = False) -> PreTrainedTokenizerFast:
+    """A ChatML tokenizer of a thinking model: `<think>` and `</think>` are ordinary added tokens (decoded with the
+    text), and the template either has an `enable_thinking` switch that writes an empty block when off (as Qwen3's
+    does) or opens the block in the generation prompt itself (as the DeepSeek-R1 distills' do)."""
+    tokenizer, _ = chatml_like()
+    tokenizer.chat_template = OPENED_THINKING_TEMPLATE if opened_by_prompt else THINKING_TEMPLATE
+    tokenizer.add_tokens(["<think>", "</think>"])
+    return tokenizer

@@ -71,8 +71,9 @@ def compare(
             int(reading.value or 0),
             reading.source,  # type: ignore[arg-type]
             reading.log_odds,
+            g.reasoning,
         )
-        for t, reading in zip(tasks, result.readings)
+        for t, reading, g in zip(tasks, result.readings, result.generations)
     ]
     unreadable = sum(reading.value is None for reading in result.readings)
     return PhaseResult(records, {"unreadable": unreadable} if unreadable else {}, result.parse_failures)

@@ -125,8 +125,11 @@ def _actor_pairs(
     any), that fits the DPO limits, with the label the configured labelling gives it."""
     settings = context.settings
     finished = {(r.prompt_id, r.index): r.finished for r in evidence.responses}
+    reasoning = {(r.prompt_id, r.index): r.reasoning for r in evidence.responses if r.reasoning}
     rho = settings.rho_for(context.iteration)
-    selected = actor_pairs(context.by_id, candidates, rho, settings.pair_strategy, finished, evidence.anchors)
+    selected = actor_pairs(
+        context.by_id, candidates, rho, settings.pair_strategy, finished, evidence.anchors, reasoning
+    )
     fit = fitting_pairs(selected, oversize)
     found = label_evidence(evidence.judgments, settings.judge_prompt.score_values, evidence.previous_judgments)
     return Selection(tuple(labelled(fit.items, settings.pair_labels, found)), fit.drops)

@@ -54,14 +54,16 @@ def actor_pairs(
     strategy: str,
     finished: Mapping[tuple[str, int], bool] | None = None,
     anchors: Mapping[str, Sequence[ScoredResponse]] | None = None,
+    reasoning: Mapping[tuple[str, int], str] | None = None,
 ) -> Selection[PairRecord]:
-    """One pair per prompt; `finished` maps (prompt id, response index) to whether that response ended by itself.
-    With `anchors` (anchored rejections) the rejected side is picked from each prompt's anchor answers."""
+    """One pair per prompt; `finished` maps (prompt id, response index) to whether that response ended by itself,
+    `reasoning` to a thinking model's reasoning before it (trained with it). With `anchors` (anchored rejections)
+    the rejected side is picked from each prompt's anchor answers."""
     if anchors is None:
         selection = select_actor_pairs(per_prompt, rho=rho, strategy=strategy)
     else:
         selection = select_anchored_pairs(per_prompt, anchors, rho=rho, strategy=strategy)
-    done = finished or {}
+    done, thought = finished or {}, reasoning or {}
     pairs = tuple(
         PairRecord(
             kind="actor",
@@ -76,6 +78,8 @@ def actor_pairs(
             rejected_finished=done.get((choice.prompt_id, choice.rejected_index), True),
             chosen_index=choice.chosen_index,
             rejected_index=choice.rejected_index,
+            chosen_reasoning=thought.get((choice.prompt_id, choice.chosen_index), ""),
+            rejected_reasoning=thought.get((choice.prompt_id, choice.rejected_index), ""),
         )
         for choice in selection.items
     )
@@ -178,6 +182,8 @@ def judge_pairs(
                 rejected_score=rejected.score,
                 chosen_finished=chosen.finished,
                 rejected_finished=rejected.finished,
+                chosen_reasoning=chosen.reasoning,
+                rejected_reasoning=rejected.reasoning,
             )
         )
     return Selection.from_outcomes(outcomes), (w1, w2)

@@ -35,6 +35,7 @@ from metareward.model.chat import encode_prompt, render_prompt
 from metareward.storage.records import JudgmentRecord, MetaJudgmentRecord, PhaseResult, PromptRecord, ResponseRecord
 
 PROMPT_TOO_LONG = "prompt_too_long"
+NO_ANSWER_AFTER_REASONING = "no_answer_after_reasoning"
 
 
 def fits(policy: Policy, prompt: str) -> bool:
@@ -82,14 +83,16 @@ def respond(
     for generation in generations:
         prompt_id, k = generation.key
         text = generation.text.strip()
-        if not text:
-            drops["empty"] += 1
+        if not text:  # a thinking model cut off in its reasoning has not begun its answer
+            drops[NO_ANSWER_AFTER_REASONING if generation.reasoning else "empty"] += 1
             continue
         if settings.drop_duplicate_responses and (prompt_id, text) in seen:
             drops["duplicate"] += 1
             continue
         seen.add((prompt_id, text))
-        records.append(ResponseRecord(prompt_id, k, text, generation.num_tokens, generation.finished))
+        records.append(
+            ResponseRecord(prompt_id, k, text, generation.num_tokens, generation.finished, generation.reasoning)
+        )
     return PhaseResult(records, dict(drops))
 
 
@@ -146,7 +149,8 @@ def generate_and_read(
     cue = policy.cue_read(line.cue + " ", line.choices) if role.mode != "parse" else None
     generations = policy.generate(role.name, requests, role.settings, f"iteration {iteration}: {role.writing}", cue)
     texts = [g.text for g in generations]
-    contexts = choice_contexts(rendered, texts, role.mode, line)
+    # the line is read from the answer; a thinking model's reasoning stays in the context it was written in
+    contexts = choice_contexts([p + g.reasoning for p, g in zip(rendered, generations)], texts, role.mode, line)
     probabilities = _choice_reads(policy, role, contexts, generations, f"iteration {iteration}: {role.reading}")
     failures = sum(line.parse(text) is None for text in texts)
     return Judged(list(generations), role.read(texts, role.mode, probabilities), failures)
@@ -199,6 +203,7 @@ def judge(
             reading.source,  # type: ignore[arg-type]
             g.finished,
             list(reading.probabilities) if reading.probabilities is not None else None,
+            g.reasoning,
         )
         for (r, j), reading, g in zip(keyed, result.readings, result.generations)
     ]
@@ -283,10 +288,11 @@ def meta_judge(policy: Policy, settings: EngineSettings, iteration: int, targets
             t.judgments[n].index,
             reading.text,
             int(reading.value or 0),
-            reading.source,
-            reading.log_odds,  # type: ignore[arg-type]
+            reading.source,  # type: ignore[arg-type]
+            reading.log_odds,
+            g.reasoning,
         )
-        for (t, m, n), reading in zip(keyed, result.readings)
+        for (t, m, n), reading, g in zip(keyed, result.readings, result.generations)
     ]
     unreadable = sum(reading.value is None for reading in result.readings)
     return PhaseResult(records, {"unreadable": unreadable} if unreadable else {}, result.parse_failures)

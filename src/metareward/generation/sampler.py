@@ -22,7 +22,8 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from metareward.model.chat import encode_prompt, stop_token_ids
+from metareward.model.chat import encode_prompt, reasoning_format, stop_token_ids
+from metareward.model.reasoning import ReasoningFormat, split_reasoning
 from metareward.schema.rules import COUNT, NON_NEGATIVE, Group, Number, field_problems, setting
 
 
@@ -61,7 +62,9 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Generation:
-    """`text` excludes the end token and special tokens; `num_tokens` counts generated tokens without the end token.
+    """`text` is the answer, without the end token, special tokens or a thinking model's reasoning, which is kept in
+    `reasoning` (`reasoning + text` is what the model wrote); `num_tokens` counts every generated token, reasoning
+    included, without the end token.
 
     `finished` is True when the model ended its answer with an end id, False when it hit `max_new_tokens`.
     """
@@ -70,7 +73,22 @@ class Generation:
     text: str
     num_tokens: int
     finished: bool
-    choice_logprobs: tuple[float, ...] | None = None  # with a CueRead: log p(choice) after text + cue
+    choice_logprobs: tuple[float, ...] | None = None  # with a CueRead: log p(choice) after reasoning + text + cue
+    reasoning: str = ""
+
+    @classmethod
+    def decoded(
+        cls,
+        key: Hashable,
+        written: str,
+        num_tokens: int,
+        finished: bool,
+        choice_logprobs: tuple[float, ...] | None,
+        form: ReasoningFormat | None,
+    ) -> Generation:
+        """The generation of a decoded text, its reasoning (if the model thinks, `form`) split from its answer."""
+        reasoning, answer = split_reasoning(written, form)
+        return cls(key, answer, num_tokens, finished, choice_logprobs, reasoning)
 
 
 @contextmanager
@@ -315,6 +333,7 @@ def generate(
     ends = tuple(stop_ids or stop_token_ids(tokenizer, getattr(model, "generation_config", None)))
     pad_id = ends[0] if tokenizer.pad_token_id is None else tokenizer.pad_token_id
     prompts = _encode_prompts(tokenizer, requests)
+    form = reasoning_format(tokenizer)
     check_prompt_lengths(prompts, max_prompt_tokens, desc)
     device = model_device(model)
     results: list[Generation | None] = [None] * len(requests)
@@ -326,7 +345,7 @@ def generate(
             )
             for i, row in zip(batch, decoded):
                 text = tokenizer.decode(row.tokens, skip_special_tokens=True)
-                results[i] = Generation(requests[i].key, text, len(row.tokens), row.finished, row.read)
+                results[i] = Generation.decoded(requests[i].key, text, len(row.tokens), row.finished, row.read, form)
             bar.update(len(batch))
     return results  # type: ignore[return-value]  # every slot was filled above
 

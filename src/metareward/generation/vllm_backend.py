@@ -54,7 +54,7 @@ from metareward.generation.sampler import (
     check_prompt_lengths,
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
-from metareward.model.chat import encode_prompt
+from metareward.model.chat import encode_prompt, reasoning_format
 from metareward.model.roles import SEED_ROLE
 from metareward.storage.artifacts import write_folder_atomic
 
@@ -409,6 +409,7 @@ class VLLMBackend:
         if not requests:
             return []
         model = self.served_name(role)
+        form = reasoning_format(self.tokenizer)
 
         def one(i: int, url: str) -> Generation:
             body = completion_body(model, prompts[i], settings.sampling, requests[i].seed, self.stop_ids)
@@ -419,7 +420,7 @@ class VLLMBackend:
                 context = prompts[i] + tokens + list(cue.cue_ids)
                 read = self._read(url, model, context, cue.choice_ids)
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            return Generation(requests[i].key, text, len(tokens), finished, read)
+            return Generation.decoded(requests[i].key, text, len(tokens), finished, read, form)
 
         return self._map(one, len(requests), desc)
 

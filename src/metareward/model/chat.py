@@ -19,6 +19,8 @@ from typing import Any
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
+from metareward.model.reasoning import THINK_CLOSE, THINK_OPEN, ReasoningFormat
+
 # Stands in for an assistant message when reading what the template writes after one; no tokenizer merges it.
 _ANSWER_SENTINEL = "\u2402answer\u2403"
 # How a tokenizer without a chat template lays out each role's turn.
@@ -83,6 +85,40 @@ def accepts_system_role(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 def _apply_template(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+# model.thinking: template leaves the chat template's own default; on / off set its `enable_thinking` switch.
+THINKING_MODES = ("template", "on", "off")
+THINKING_SWITCH = "enable_thinking"
+
+
+def pin_thinking(tokenizer: PreTrainedTokenizerBase, mode: str) -> str | None:
+    """Set the template's thinking switch for every prompt this tokenizer renders (generation and training alike);
+    returns why it cannot be set (the template has no switch), else None. `template` changes nothing.
+
+    The switch is pinned by a Jinja assignment at the template's head, which every render then sees whatever
+    keyword arguments a caller passes."""
+    if mode == "template":
+        return None
+    template = tokenizer.chat_template
+    if not isinstance(template, str) or THINKING_SWITCH not in template:
+        return (
+            f"model.thinking={mode} needs a chat template with an `{THINKING_SWITCH}` switch (as Qwen3's has) and "
+            f"{tokenizer.name_or_path or 'this tokenizer'}'s has none; use model.thinking=template"
+        )
+    value = "true" if mode == "on" else "false"
+    tokenizer.chat_template = f"{{%- set {THINKING_SWITCH} = {value} -%}}{template}"
+    return None
+
+
+def reasoning_format(tokenizer: PreTrainedTokenizerBase) -> ReasoningFormat | None:
+    """How this model marks its reasoning, or None for a model that does not think (its template and vocabulary
+    know no `</think>`), whose answers are never split."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    if THINK_CLOSE not in template and THINK_CLOSE not in tokenizer.added_tokens_encoder:
+        return None
+    opened = render_prompt(tokenizer, "Hi").rstrip().endswith(THINK_OPEN)
+    return ReasoningFormat(opened_by_prompt=opened)
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

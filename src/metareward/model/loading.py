@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from metareward.model.chat import THINKING_MODES, pin_thinking
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
 from metareward.model.precision import AUTO, DTYPES, ResolvedDtype, resolve_dtype
 from metareward.model.tiny import build_tiny
@@ -46,6 +47,9 @@ class ModelSpec:
     gradient_checkpointing: bool = setting("gradient_checkpointing", Value(bool), default=False)
     # lora: LoRA adapters over frozen base weights (model.adapters); full: every weight trains, shared by all roles
     finetune: str = setting("finetune", Choice(FINETUNE_MODES), default="lora")
+    # thinking models (a <think> block before the answer): template keeps the chat template's default; on / off set
+    # its enable_thinking switch. The reasoning is never judged; see model/reasoning.py
+    thinking: str = setting("thinking", Choice(THINKING_MODES), default="template")
 
     def resolved_dtype(self) -> ResolvedDtype:
         """The dtype the weights load in on this machine (`auto` decided; model/precision.py)."""
@@ -123,6 +127,15 @@ def _looks_local(path: str) -> bool:
 
 
 def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer `spec` names, the tokenizer's thinking switch set as `model.thinking` asks."""
+    model, tokenizer = _load(spec)
+    unpinned = pin_thinking(tokenizer, spec.thinking)
+    if unpinned:
+        raise ModelLoadError(unpinned)
+    return model, tokenizer
+
+
+def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if spec.path == BUILTIN_PREFIX + "tiny":
         model, tokenizer = build_tiny()
         return model.to(spec.resolved_dtype().torch), tokenizer

@@ -24,13 +24,15 @@ class PromptRecord:
 
 @dataclass(frozen=True)
 class ResponseRecord:
-    """The actor's k-th answer to a prompt."""
+    """The actor's k-th answer to a prompt. A thinking model's reasoning before it is kept in `reasoning` (never
+    judged, measured or shown to a judge; trained with the answer); `num_tokens` counts both."""
 
     prompt_id: str
     index: int
     text: str
     num_tokens: int
     finished: bool
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class JudgmentRecord:
     score_source: ScoreSource
     finished: bool = True
     score_probabilities: list[float] | None = None
+    reasoning: str = ""  # a thinking judge's reasoning before `text` (the score is read from `text` only)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class MetaJudgmentRecord:
     verdict: int
     verdict_source: ScoreSource
     log_odds: float | None = None  # log P(A) - log P(B) where the verdict was read by probability
+    reasoning: str = ""  # a thinking meta-judge's reasoning before `text`
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class ComparisonRecord:
     verdict: int
     verdict_source: ScoreSource
     log_odds: float | None = None  # log P(A) - log P(B) where the verdict was read by probability
+    reasoning: str = ""  # a thinking judge's reasoning before `text`
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,8 @@ class PairRecord:
     """A preference pair for DPO. `prompt` is the user message, `system` the system prompt before it (an actor pair
     of a prompt asked with one); the chat template is applied at training time.
 
-    A side whose text hit its generation limit (`*_finished` False) is trained without an end-of-turn token, so
+    A thinking model's side is trained as it was written, its reasoning (`*_reasoning`) and then its text: DPO
+    compares the likelihood of what the policy produced. A side whose text hit its generation limit (`*_finished` False) is trained without an end-of-turn token, so
     DPO never teaches the model to stop where it was cut (see `pairs.unfinished`). The reference log-probs come from
     M_t, the model that made the iteration's data. An actor pair keeps the indices of its two responses. `label` is
     the soft preference label, the probability that the chosen side is the better (`core.pair_labels`); None is a
@@ -113,6 +119,8 @@ class PairRecord:
     rejected_index: int | None = None
     label: float | None = None
     system: str = ""
+    chosen_reasoning: str = ""  # a thinking model's reasoning before each side's text, trained with it
+    rejected_reasoning: str = ""
 
 
 @dataclass(frozen=True)

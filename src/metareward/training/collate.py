@@ -20,7 +20,7 @@ class PairCollator:
 
     Each row is prompt ids + completion ids. The prompt is `render_prompt(tokenizer, pair.prompt, pair.system)` encoded with
     `encode_prompt` (BOS where the model uses one), exactly as generation saw it. A completion is the response (or
-    judgment) text followed by the token the chat template writes after an assistant message (`turn_end_ids`:
+    judgment) text, after a thinking model's reasoning where it wrote one, followed by the token the chat template writes after an assistant message (`turn_end_ids`:
     `<|im_end|>`, `<|eot_id|>`, ...), or by nothing when that side hit its generation limit (`*_finished` False),
     so a cut-off answer is never taught as complete. The two parts are tokenized SEPARATELY and concatenated:
     tokenizing the joined text could merge characters across the boundary into a token the model never produced.
@@ -58,8 +58,10 @@ class PairCollator:
     def encode(self, pair: PairRecord) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, chosen ids, rejected ids) of one pair, end-of-turn tokens on the finished sides."""
         prompt = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, pair.prompt, pair.system))
-        chosen = encode_text(self.tokenizer, pair.chosen) + (self.turn_end if pair.chosen_finished else [])
-        rejected = encode_text(self.tokenizer, pair.rejected) + (self.turn_end if pair.rejected_finished else [])
+        chosen = encode_text(self.tokenizer, pair.chosen_reasoning + pair.chosen)
+        rejected = encode_text(self.tokenizer, pair.rejected_reasoning + pair.rejected)
+        chosen += self.turn_end if pair.chosen_finished else []
+        rejected += self.turn_end if pair.rejected_finished else []
         return prompt, chosen, rejected
 
     def oversize(self, pair: PairRecord) -> str | None:
