@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from deprecations import deprecations_from_our_code
 from helpers import write_prompts
 
 # Tiny models gain nothing from intra-op threads and lose a lot when two processes fight over two cores, so tests
@@ -24,6 +25,18 @@ def _threads_for_the_model_size(request: pytest.FixtureRequest):
     torch.set_num_threads((os.cpu_count() or 1) if request.node.get_closest_marker("slow") else 1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _no_deprecated_calls_of_ours(request: pytest.FixtureRequest):
+    """A test fails when our code calls a deprecated API (of transformers, PEFT, Lightning, torch, ...), so the next
+    rename is caught the day a release makes it (tests/deprecations.py says what counts as ours)."""
+    if request.node.get_closest_marker("own_deprecation_guard"):
+        yield
+        return
+    with deprecations_from_our_code() as found:
+        yield
+    assert not found, "deprecated calls from our code:\n" + "\n".join(dict.fromkeys(found))
 
 
 @pytest.fixture(scope="session")

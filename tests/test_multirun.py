@@ -34,6 +34,8 @@ def test_tiny_multirun_and_compare(prompt_file: Path, tmp_path: Path) -> None:
     ]
     done = subprocess.run(command, cwd=tmp_path, check=False, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
+    printed = (done.stdout + done.stderr).lower()
+    assert "deprecat" not in printed, "a run prints a deprecation notice:\n" + done.stderr[-3000:]
     assert sorted(p.parent.name for p in sweep_dir.glob("*/summary.json")) == ["0", "1"]
 
     compare = [sys.executable, "-m", "metareward.compare", str(sweep_dir), "--plot", str(tmp_path / "sweep.png")]

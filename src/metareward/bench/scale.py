@@ -26,6 +26,7 @@ from metareward.bench.common import emit, machine, say
 from metareward.core.logprobs import pair_logprobs
 from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.compat import enable_activation_checkpointing
 
 LLAMA3_8B = {
     "hidden_size": 4096,
@@ -97,7 +98,7 @@ def build_model(
         with torch.device(device):
             model = LlamaForCausalLM(config).to(dtype)
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            enable_activation_checkpointing(model)
             model.enable_input_require_grads()
         return model, None
     from metareward.model.loading import ModelSpec, load_model_and_tokenizer

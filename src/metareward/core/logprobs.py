@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from metareward.model.compat import is_activation_checkpointing, returned_cache, with_cache
+
 _FULL_PRECISION = (torch.float32, torch.float64)
 
 
@@ -66,17 +68,13 @@ def pair_logprobs(
     """
     _check_shapes(input_ids, attention_mask, completion_mask)
     split = (
-        None if model.training and _checkpointing(model) else paired_prompts(input_ids, attention_mask, completion_mask)
+        None
+        if model.training and is_activation_checkpointing(model)
+        else paired_prompts(input_ids, attention_mask, completion_mask)
     )
     if split is None:
         return completion_logprobs(model, input_ids, attention_mask, completion_mask)
     return shared_prompt_logprobs(model, *split)
-
-
-def _checkpointing(model: nn.Module) -> bool:
-    """Whether a Hugging Face model (PEFT-wrapped or not) recomputes activations in its backward pass."""
-    flag = getattr(model, "is_activation_checkpointing", None)
-    return bool(getattr(model, "is_gradient_checkpointing", False) if flag is None else flag)
 
 
 def paired_prompts(
@@ -130,12 +128,12 @@ def shared_prompt_logprobs(
     c_ids, c_mask = c_ids.to(device), c_mask.to(device)
     logits = first
     if length > 1:
-        cache = out.past_key_values
+        cache = returned_cache(out)
         cache.batch_select_indices(owner)
         c_pos = p_mask.sum(dim=1)[owner, None] + torch.arange(length - 1, device=device)
         mask = torch.cat([p_mask[owner], c_mask[:, :-1]], dim=1)
         rest = model(
-            input_ids=c_ids[:, :-1], attention_mask=mask, position_ids=c_pos, past_key_values=cache, use_cache=True
+            input_ids=c_ids[:, :-1], attention_mask=mask, position_ids=c_pos, use_cache=True, **with_cache(cache)
         ).logits
         logits = torch.cat([first, rest], dim=1)
     token_logps = token_logprobs(logits, c_ids)

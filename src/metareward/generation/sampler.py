@@ -23,6 +23,7 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_prompt, reasoning_format, stop_token_ids
+from metareward.model.compat import returned_cache, with_cache
 from metareward.model.reasoning import ReasoningFormat, split_reasoning
 from metareward.schema.rules import COUNT, NON_NEGATIVE, Group, Number, field_problems, setting
 
@@ -184,7 +185,7 @@ def prefill(
     cache = None
     if shared >= min_shared:
         prefix = torch.tensor([rows[0][:shared]], device=device)
-        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache = returned_cache(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
         cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=device))
     else:
         shared = 0
@@ -194,11 +195,11 @@ def prefill(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids + shared,
-        past_key_values=cache,
         use_cache=use_cache or cache is not None,
         logits_to_keep=1,
+        **with_cache(cache),
     )
-    return out.logits[:, -1, :], out.past_key_values, attention_mask, position_ids[:, -1:] + shared
+    return out.logits[:, -1, :], returned_cache(out), attention_mask, position_ids[:, -1:] + shared
 
 
 def _prefill_distinct(
@@ -303,8 +304,8 @@ def _decode_batch(
             input_ids=torch.tensor(feed, device=logits.device).unsqueeze(-1),
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
+            **with_cache(cache),
             logits_to_keep=1,
         ).logits[:, -1, :]
 

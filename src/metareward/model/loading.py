@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from metareward.model.chat import THINKING_MODES, pin_thinking
+from metareward.model.compat import enable_activation_checkpointing
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
 from metareward.model.precision import AUTO, DTYPES, ResolvedDtype, resolve_dtype
 from metareward.model.tiny import build_tiny
@@ -165,7 +166,7 @@ def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     elif spec.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
         model.enable_input_require_grads()  # LoRA over frozen weights: checkpointed blocks need a grad-carrying input
     return model, tokenizer
 

@@ -19,6 +19,7 @@ from metareward.engine.prompt_pool import PromptPoolError
 from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
+from metareward.run.console import hide_library_internal_deprecations
 from metareward.run.resume import prepare_run_dir
 from metareward.sft.formatting import SFTDataError
 from metareward.storage.artifacts import ArtifactError
@@ -211,6 +212,7 @@ def main(cfg: DictConfig) -> float | None:
     sweeper such as Optuna maximises it.
     """
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    hide_library_internal_deprecations()
     if _wandb_offline(cfg):
         os.environ.setdefault("WANDB_MODE", "offline")
     try:
