@@ -2,6 +2,7 @@
 
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -31,6 +32,16 @@ def main(cfg: DictConfig) -> float | None:
         except EvaluatorError as error:  # its message names the endpoint and never holds the key
             command = resume_command(Path(str(cfg.paths.output_dir)))
             print(f"error: {error}\nfinished stages are kept. Resume with:\n  {command}", file=sys.stderr)
+            sys.exit(FAULT_EXIT_CODE)
+        except Exception as error:  # noqa: BLE001 - a fault (a bug of ours or a library's): its traceback, then what to do
+            traceback.print_exc()
+            command = resume_command(Path(str(cfg.paths.output_dir)))
+            cause = (str(error).strip().splitlines() or [""])[0]
+            print(
+                f"failed: {type(error).__name__}: {cause} (the traceback above); finished stages are kept; resume "
+                f"with: {command}",
+                file=sys.stderr,
+            )
             sys.exit(FAULT_EXIT_CODE)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from metareward.compare.run_report import figures_line
 from metareward.engine.timing import peak_rss_mb
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights, plain_name
@@ -98,7 +99,7 @@ class IterationSummary(RunCallback):
         self.global_zero = trainer.is_global_zero
         for logger in trainer.loggers:
             logger.log_metrics({**stats, "iteration": iteration}, step=trainer.global_step)
-        log.info("iteration %d done in %.1f s: %s", iteration, record["seconds"], record["train"])
+        log.info("iteration %d done in %.1f s: %s", iteration, record["seconds"], figures_line(record["train"]))
         self._write()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

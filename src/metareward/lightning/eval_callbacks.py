@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
+from metareward.compare.run_report import percent
 from metareward.evaluation.data import (
     BaselineAnswer,
     cached_baseline,
@@ -143,10 +144,10 @@ class WinRateCallback(RunCallback):
         figures["seconds_win_rate"] = time.perf_counter() - started
         publish_figures(trainer, self.context, self.name, figures)
         log.info(
-            "iteration %d: win rate %s, LC %s against %s",
+            "iteration %d: win rate %s, LC win rate %s against %s",
             iteration,
-            figures["win_rate"],
-            figures["lc_win_rate"],
+            percent(figures["win_rate"]),
+            percent(figures["lc_win_rate"]),
             baseline[0].source if baseline else "nothing",
         )
 

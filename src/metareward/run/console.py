@@ -1,21 +1,83 @@
-"""What a run prints besides its own lines: the deprecation notices that libraries raise about their OWN calls of
-another library's renamed API, which no setting of ours changes and no user can act on, are kept off the console.
-Our own calls are held to the current APIs by the tests (tests/deprecations.py), which see every notice."""
+"""What a run prints: its own lines in one format, its figures rounded, a table at the end, and where everything
+went; none of the libraries' noise a user cannot act on.
+
+Kept off the console: Lightning's second copy of each of its lines (its own handler beside the run's), its
+advertisements ("Tip: ... try installing litlogger"), wandb's banner (the closing lines say where the wandb run is
+and how to upload it), and the deprecation notices libraries raise about their OWN calls of another library's
+renamed API, which no setting of ours changes. Our own calls are held to the current APIs by the tests
+(tests/deprecations.py), which see every notice.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import warnings
+from pathlib import Path
 
-# (message start, module that raises it, why it is not ours)
+from metareward.compare.run_report import results_table
+
+# (message start, module that raises it): each a library's own call of a renamed API.
 LIBRARY_INTERNAL_DEPRECATIONS = (
     # PEFT's get_peft_model reads the property transformers 5.23 renamed to is_activation_checkpointing.
     ("`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
     # Lightning's pytree helper tests torch's LeafSpec, which torch 2.13 deprecated.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree"),
 )
+ADVERTISEMENT = "Tip:"
 
 
 def hide_library_internal_deprecations() -> None:
     """Ignore the notices listed in LIBRARY_INTERNAL_DEPRECATIONS, and only those."""
     for message, module in LIBRARY_INTERNAL_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=message, module=module)
+
+
+def _not_an_advertisement(record: logging.LogRecord) -> bool:
+    return ADVERTISEMENT not in record.getMessage()
+
+
+def quiet_libraries() -> None:
+    """One format for every line (Lightning's go through the run's handler only), no advertisements, no wandb
+    banner (unless WANDB_SILENT is set otherwise), no library-internal deprecations."""
+    import lightning  # its import adds the handler removed here
+
+    hide_library_internal_deprecations()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            library.removeHandler(handler)
+        library.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_an_advertisement)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    del lightning
+
+
+def closing_report(run_dir: Path) -> str:
+    """The results table of a finished run and where its files are: run directory, summary, plots, wandb run."""
+    summary_path = run_dir / "summary.json"
+    lines = []
+    try:
+        iterations = json.loads(summary_path.read_text(encoding="utf-8")).get("iterations") or []
+    except (OSError, ValueError):
+        iterations = []
+    if iterations:
+        lines += [results_table(iterations), ""]
+    lines += [f"run directory: {run_dir}", f"summary: {summary_path}"]
+    plots = run_dir / "plots"
+    if plots.is_dir() and any(plots.iterdir()):
+        lines.append(f"plots: {plots}")
+    lines += wandb_lines(run_dir)
+    return "\n".join(lines)
+
+
+def wandb_lines(run_dir: Path) -> list[str]:
+    """Where the run's wandb run is, and for an offline one the command that uploads it."""
+    runs = sorted((run_dir / "wandb").glob("*run-*"))
+    if not runs:
+        return []
+    latest = runs[-1]
+    if latest.name.startswith("offline-run-"):
+        return [f"wandb (offline): {latest}; upload it with: wandb sync {latest}"]
+    return [f"wandb: {latest}"]

@@ -19,7 +19,7 @@ from metareward.engine.prompt_pool import PromptPoolError
 from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
-from metareward.run.console import hide_library_internal_deprecations
+from metareward.run.console import closing_report, quiet_libraries
 from metareward.run.resume import prepare_run_dir
 from metareward.sft.formatting import SFTDataError
 from metareward.storage.artifacts import ArtifactError
@@ -129,6 +129,7 @@ def train(cfg: DictConfig) -> TrainResult:
     context = RunContext.for_run(run_dir, settings.generation, settings.engine)
     callbacks = [_callback(c, context) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    _check_kinds(cfg, callbacks, loggers)
     checkpoint = prepare_run_dir(cfg, run_dir, resume)
     summary = IterationSummary(context, settings.experiment, resume=resume)
     callbacks = in_run_order([*callbacks, summary, ResumeCheckpoint(context)])
@@ -195,6 +196,26 @@ def _callback(node: Any, context: Any) -> Any:
     return _instantiate(node, context=context) if wants_context else _instantiate(node)
 
 
+def _check_kinds(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> None:
+    """Refuse, in one line each, a `callbacks` or `logger` entry whose target is not a Lightning Callback or Logger
+    (Lightning would fail on it mid-run, in a traceback)."""
+    import lightning as L
+    from lightning.pytorch.loggers import Logger
+
+    problems = []
+    for group, made, kind in (("callbacks", callbacks, L.Callback), ("logger", loggers, Logger)):
+        names = [name for name, node in (cfg.get(group) or {}).items() if node is not None]
+        for name, instance in zip(names, made):
+            if not isinstance(instance, kind):
+                target = cfg[group][name]._target_
+                problems.append(
+                    f"{group}.{name}._target_={target} makes a {type(instance).__name__}, not a Lightning "
+                    f"{kind.__name__}; point it at a {kind.__name__} class or set {group}.{name}=null"
+                )
+    if problems:
+        raise config_error(problems)
+
+
 def _instantiate(node: Any, **kwargs: Any) -> Any:
     """Hydra's instantiate, with a user mistake inside a constructor surfacing as itself rather than wrapped."""
     try:
@@ -212,7 +233,7 @@ def main(cfg: DictConfig) -> float | None:
     sweeper such as Optuna maximises it.
     """
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    hide_library_internal_deprecations()
+    quiet_libraries()
     if _wandb_offline(cfg):
         os.environ.setdefault("WANDB_MODE", "offline")
     try:
@@ -223,11 +244,9 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         result = TrainResult(Path(cfg.paths.output_dir), None, interrupted=True)
     if result.interrupted:
-        print(
-            f"interrupted; finished stages are kept. Resume with:\n  {resume_command(result.run_dir)}", file=sys.stderr
-        )
+        print(f"interrupted; finished stages are kept; resume with: {resume_command(result.run_dir)}", file=sys.stderr)
         sys.exit(130)
-    print(f"run directory: {result.run_dir}\nsummary: {result.run_dir / 'summary.json'}")
+    print(closing_report(result.run_dir))
     metric = cfg.get("optimize_metric")
     return final_metric(result.run_dir / "summary.json", str(metric)) if metric else None
 
