@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 PIP_TORCH_ARGS ?=
 
-.PHONY: setup setup-vllm model lint lock test test-fast train study bench clean
+.PHONY: setup setup-vllm model lint lock docs test test-fast train study bench clean
 
 setup: $(STAMP) model
 
@@ -70,6 +70,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The documentation site from docs/ and mkdocs.yml, built strictly into site/: a broken link or anchor, or a page
+# left out of the navigation, fails the build (CI runs it).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 test: setup setup-vllm
 	$(PY) -m pytest -q
 
@@ -92,9 +97,9 @@ bench: setup
 	$(PY) -m metareward.bench all --json
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(LOCK_VENV) outputs multirun
+	rm -rf $(VENV) $(VLLM_VENV) $(LOCK_VENV) outputs multirun site
 
-# The GPU check for a CUDA machine without internet (README, "Checking a GPU machine offline").
+# The GPU check for a CUDA machine without internet (docs/benchmarks.md, "Checking a GPU machine offline").
 # `make wheelhouse` runs where the package registry is reachable: the wheels of requirements/gpu-wheelhouse.txt for
 # the GPU machine's Python (GPU_PYTHON_VERSION) into $(WHEELHOUSE) (git-ignored), with their sizes and the
 # repository's. It needs no virtualenv: a bare Python with pip.

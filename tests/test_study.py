@@ -1,5 +1,5 @@
 """The study's code path (`make study`) on the tiny model: the real `+sweep=study` multirun of its three runs, then
-the per-iteration table and figure that the README's study section is made of."""
+the per-iteration table and figure that docs/study.md is made of."""
 
 from __future__ import annotations
 

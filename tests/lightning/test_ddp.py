@@ -40,7 +40,7 @@ def pair_rows(run_dir: Path, iteration: int) -> list[dict]:
 @pytest.mark.parametrize("finetune", ["lora", "full"])
 def test_two_ranks_train_on_the_pairs_of_a_one_process_run(prompt_file: Path, tmp_path: Path, finetune: str) -> None:
     # float32: bfloat16 rounding depends on what shares a batch, and a rank batches other requests together, so a
-    # sampled token may differ from the one-process run's (README, "How the data engine shards and gathers")
+    # sampled token may differ from the one-process run's (docs/scaling.md, "How the data engine shards and gathers")
     what = (f"model.finetune={finetune}", "model.dtype=float32")
     one = run(prompt_file, tmp_path / "one", *what)
     two = run(prompt_file, tmp_path / "two", *what, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")

@@ -1,7 +1,7 @@
 """A prompt pool of 200,000 lines: checked before the run, loaded and sampled in seconds, in bounded memory.
 
 The bounds are generous (this shared 2-core machine is noisy); they catch a reader that is quadratic in the pool or
-holds copies of the file, not a slow second. The figures are printed (`pytest -s`) for the README.
+holds copies of the file, not a slow second. The figures are printed (`pytest -s`) for docs/reliability.md.
 """
 
 from __future__ import annotations

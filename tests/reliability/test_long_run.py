@@ -1,13 +1,13 @@
 """A long run stays flat: over 20 iterations of the smoke experiment (the CLI, as a user runs it), the training
 process's resident memory, open files and threads do not grow from iteration to iteration, and the run directory
 grows by about the same amount each iteration. Measured from outside the process, at the moment each iteration's
-adapter folder appears. Figures: README, "Reliability".
+adapter folder appears. Figures: docs/reliability.md.
 
 The run keeps float32 weights. With bfloat16 weights on a CPU, oneDNN's bfloat16 kernels keep native memory for
 every new matrix shape (generation meets new shapes at every step). In the smoke run that is about 30 MiB an
 iteration until near iteration 20, then about 3 MiB an iteration (1.29 GiB at iteration 40, against 0.6 GiB flat
 in float32). It goes away with `torch.backends.mkldnn.enabled = False` and stays with oneDNN's primitive cache
-off, so it is the library's and not this project's; the README reports it."""
+off, so it is the library's and not this project's; docs/reliability.md reports it."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def scale(variant: str, quick: bool) -> dict[str, Any]:
     if variant == "qlora" and not cuda:
         return skipped("4-bit QLoRA needs CUDA: bitsandbytes' 4-bit kernels run on the GPU")
     if variant == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
-        return skipped("bitsandbytes is not installed (not in the wheelhouse; see the README to add it)")
+        return skipped("bitsandbytes is not installed (not in the wheelhouse; see docs/benchmarks.md to add it)")
     device = torch.device("cuda" if cuda else "cpu")
     dims, dtype = (bench.TINY, torch.float32) if quick else (bench.LLAMA3_8B, torch.bfloat16)
     shape = bench.StepShape(2, 8, 4) if quick else bench.StepShape(4, 512, 512)

@@ -70,7 +70,7 @@ def reward_margin(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tensor:
 class PreferenceLoss(nn.Module):
     """Base class: holds beta, computes the log-ratios and rewards; subclasses define `pair_losses`.
 
-    A new loss is one subclass plus one YAML file in `conf/dpo/loss/` naming it with `_target_` (README, "Adding a
+    A new loss is one subclass plus one YAML file in `conf/dpo/loss/` naming it with `_target_` (docs/extending.md, "Adding a
     loss, an optimizer or a schedule").
     """
 
