@@ -82,12 +82,16 @@ def deprecations_from_our_code() -> Iterator[list[str]]:
 
     handler = _DeprecationLog(found)
     loggers = [logging.getLogger(name) for name in ("transformers", "peft", "lightning", "lightning.pytorch")]
+    levels = [logger.level for logger in loggers]
     warnings.warn = warn
     for logger in loggers:
         logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.WARNING:  # a benchmark silences transformers below ERROR
+            logger.setLevel(logging.WARNING)
     try:
         yield found
     finally:
         warnings.warn = original
-        for logger in loggers:
+        for logger, level in zip(loggers, levels):
             logger.removeHandler(handler)
+            logger.setLevel(level)
