@@ -103,9 +103,11 @@ def environment() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
-def run_to_end(args: list[str]) -> None:
-    done = subprocess.run(args, check=False, env=environment(), capture_output=True, text=True, timeout=600)
+def run_to_end(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a training command to its end (in `environment()` unless `env` is given); fails the test if it fails."""
+    done = subprocess.run(args, check=False, env=env or environment(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def kill_when(args: list[str], marker: Path, timeout: float = 300) -> None:

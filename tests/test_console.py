@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, smoke_train_command
+from helpers import REPO_ROOT, run_to_end, smoke_train_command
 
 from metareward.compare.run_report import percent, results_table, rounded
 from metareward.run.console import closing_report
@@ -72,15 +72,7 @@ def test_a_run_prints_each_line_once_and_ends_with_its_table(prompt_file: Path, 
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline"}
     env.pop("WANDB_SILENT", None)
-    done = subprocess.run(
-        smoke_train_command(prompt_file, run_dir, "logger=wandb"),
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_to_end(smoke_train_command(prompt_file, run_dir, "logger=wandb"), env)  # wandb not silenced here
     printed = done.stdout + done.stderr
     for noise in ("Tip:", "litlogger", "wandb: WARNING", "Tracking run with wandb", "INFO: GPU available"):
         assert noise not in printed, noise

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import smoke_train_command
+from helpers import run_to_end, smoke_train_command
 
 # Long judgments (the tiny model never ends one early) make the judging phase last well past the signal.
 SLOW_JUDGE = ("judge.max_new_tokens=1000", "dpo.max_completion_tokens=1000")
@@ -45,15 +45,7 @@ def test_sigterm_while_generating_stops_within_seconds_and_resumes(prompt_file: 
     assert "resume=true" in stderr and f"hydra.run.dir={run_dir}" in stderr
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     written = (first / "responses.jsonl").stat().st_mtime_ns
-    done = subprocess.run(
-        smoke_train_command(prompt_file, run_dir, *SLOW_JUDGE, "resume=true"),
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_to_end(smoke_train_command(prompt_file, run_dir, *SLOW_JUDGE, "resume=true"), env)
     assert (first / "responses.jsonl").stat().st_mtime_ns == written, "the finished responses were made again"
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
 
