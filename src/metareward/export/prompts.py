@@ -156,10 +156,10 @@ def _alpaca_prompts(path: Path) -> list[BenchmarkPrompt]:
 
 def _instruction_prompt(row: dict, where: str, number: int) -> BenchmarkPrompt:
     instruction = _text(row, "instruction", where)
-    dataset = row.get("dataset")
-    if dataset is not None and not isinstance(dataset, str):
-        raise PromptFileError(f"{where}: the field 'dataset' holds {json_type(dataset)}, not text")
-    return BenchmarkPrompt(_question_id(row, "id", where, default=number), instruction, dataset)
+    problem = text_field_problem(row, "dataset", where, required=False)
+    if problem:
+        raise PromptFileError(problem)
+    return BenchmarkPrompt(_question_id(row, "id", where, default=number), instruction, row.get("dataset"))
 
 
 def _arena_prompt(row: dict, where: str, number: int) -> BenchmarkPrompt:
@@ -167,7 +167,7 @@ def _arena_prompt(row: dict, where: str, number: int) -> BenchmarkPrompt:
     if "question_id" not in row:
         raise PromptFileError(f"{where}: missing the field 'question_id' (the first row has `turns`: Arena-Hard)")
     turns = row.get("turns")
-    if isinstance(turns, list) and turns and isinstance(turns[0], str):
+    if _jsonl_kind(row) == MT_BENCH:
         raise PromptFileError(f"{where}: {_mixed(MT_BENCH, ARENA_HARD)}")
     if not isinstance(turns, list) or not turns or not isinstance(turns[0], dict):
         found = json_type(turns) if not isinstance(turns, list) or not turns else json_type(turns[0])
@@ -190,11 +190,11 @@ def _mt_bench_prompt(row: dict, where: str, number: int) -> BenchmarkPrompt:
         if not isinstance(turn, str) or not turn.strip():
             found = "empty text" if isinstance(turn, str) else json_type(turn)
             raise PromptFileError(f"{where}: turns[{index}] holds {found}; every MT-Bench turn must be non-empty text")
-    category = row.get("category")
-    if category is not None and not isinstance(category, str):
-        raise PromptFileError(f"{where}: the field 'category' holds {json_type(category)}, not text")
+    problem = text_field_problem(row, "category", where, required=False)
+    if problem:
+        raise PromptFileError(problem)
     question_id = _question_id(row, "question_id", where, default=number)
-    return BenchmarkPrompt(question_id, turns[0], category=category, follow_ups=tuple(turns[1:]))
+    return BenchmarkPrompt(question_id, turns[0], category=row.get("category"), follow_ups=tuple(turns[1:]))
 
 
 def _mixed(row_kind: str, file_kind: str) -> str:
