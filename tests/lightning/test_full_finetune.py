@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,11 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def unbroken(tmp_path_factory: pytest.TempPathFactory, prompts: Path) -> Path:
-    run_dir = tmp_path_factory.mktemp("full") / "run"
-    run_to_end(smoke_train_command(prompts, run_dir, *FULL))
-    return run_dir
+def unbroken(tmp_path_factory: pytest.TempPathFactory, prompts: Path) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("full")
+    run_to_end(smoke_train_command(prompts, root / "run", *FULL))
+    yield root / "run"
+    shutil.rmtree(root, ignore_errors=True)  # about 2.5 GB of whole-model checkpoints, needed by this module only
 
 
 def step_losses(run_dir: Path) -> dict[int, list[float]]:
