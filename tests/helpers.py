@@ -103,6 +103,11 @@ def environment() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
+def environment_with_tests() -> dict[str, str]:
+    """environment() with tests/ on PYTHONPATH, for runs that load a callback written in tests/."""
+    return {**environment(), "PYTHONPATH": str(REPO_ROOT / "tests")}
+
+
 def run_to_end(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a training command to its end (in `environment()` unless `env` is given); fails the test if it fails."""
     done = subprocess.run(args, check=False, env=env or environment(), capture_output=True, text=True, timeout=600)

@@ -9,12 +9,13 @@ wandb (offline), as users run it. Needs `.venv-vllm` (`make setup-vllm`); about 
 from __future__ import annotations
 
 import json
-import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, smoke_train_command, write_prompts
+from helpers import REPO_ROOT, environment_with_tests, smoke_train_command, stage_texts, write_prompts
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
@@ -24,14 +25,11 @@ pytestmark = [
 ]
 
 
-def test_one_iteration_and_its_evaluation_run_through_vllm_with_the_server_stopped_while_dpo_trains(
-    tmp_path: Path,
-) -> None:
-    prompts = tmp_path / "prompts.jsonl"
-    questions = ["Name a colour.", "What is 2 + 2?", "Say hello.", "Name a fruit.", "What day follows Monday?"]
-    write_prompts(prompts, questions)
-    run_dir = tmp_path / "run"
-    args = smoke_train_command(
+QUESTIONS = ["Name a colour.", "What is 2 + 2?", "Say hello.", "Name a fruit.", "What day follows Monday?"]
+
+
+def vllm_smoke_command(prompts: Path, run_dir: Path, *overrides: str) -> list[str]:
+    return smoke_train_command(
         prompts,
         run_dir,
         "model=smollm2_135m",
@@ -41,11 +39,41 @@ def test_one_iteration_and_its_evaluation_run_through_vllm_with_the_server_stopp
         "generation.kv_cache_gb=1",
         "generation.while_training=stop",
         "logger=wandb",
+        *overrides,
     )
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO_ROOT)
-    assert done.returncode == 0, done.stderr[-4000:]
 
+
+def vllm_processes() -> list[str]:
+    """Command lines of the vLLM servers and engine processes running on this machine."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended while listed
+            continue
+        if "vllm.entrypoints" in line or line.startswith("VLLM::"):
+            found.append(line)
+    return found
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_prompts(tmp_path_factory.mktemp("prompts") / "prompts.jsonl", QUESTIONS)
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory: pytest.TempPathFactory, prompts: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("unbroken") / "run"
+    args = vllm_smoke_command(prompts, run_dir)
+    done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return run_dir
+
+
+def test_one_iteration_and_its_evaluation_run_through_vllm_with_the_server_stopped_while_dpo_trains(
+    unbroken: Path,
+) -> None:
+    run_dir = unbroken
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
     iteration = summary["iterations"][0]
@@ -62,3 +90,31 @@ def test_one_iteration_and_its_evaluation_run_through_vllm_with_the_server_stopp
     log = (run_dir / "vllm_server.log").read_text(errors="replace")
     assert log.count("Starting vLLM server on") == 2, log[-3000:]
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_sigterm_while_vllm_generates_stops_the_server_and_resumes_to_the_same_pairs(
+    prompts: Path, unbroken: Path, tmp_path: Path
+) -> None:
+    run_dir, marker = tmp_path / "run", tmp_path / "interrupted.json"
+    interrupt = (
+        "+callbacks.interrupt._target_=interrupting.InterruptDuring",
+        "+callbacks.interrupt.phase=generation",
+        "+callbacks.interrupt.send=SIGTERM",
+        "+callbacks.interrupt.iteration=1",
+        f"+callbacks.interrupt.marker={marker}",
+    )
+    args = vllm_smoke_command(prompts, run_dir, *interrupt)
+    done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1200)
+    ended = time.time()
+    assert marker.is_file(), done.stderr[-3000:]
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-3000:]
+    assert ended - json.loads(marker.read_text())["sent_at"] < 30, "the run took long to stop"
+    assert "Traceback" not in done.stderr and "resume=true" in done.stderr, done.stderr[-3000:]
+    assert not (run_dir / "iterations" / "iter_01" / "responses.jsonl").exists()
+    assert not vllm_processes(), "a vLLM process of the interrupted run is still running"
+
+    resumed = subprocess.run(
+        [*args, "resume=true"], check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1200
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert stage_texts(run_dir) == stage_texts(unbroken)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from metareward.config.dpo import DPOSettings
+from metareward.config.trainer import TrainerSettings, lightning_refusals
 from metareward.config.validation import environment_problems, evaluation_problems
 from metareward.engine.prompt_pool import PoolSettings
 from metareward.engine.settings import EngineSettings
@@ -56,6 +57,7 @@ GROUPS: dict[str, tuple[type, str]] = {
     "dpo": (DPOSettings, "dpo"),
     "warm_start": (WarmStartSettings, "warm_start"),
     "evaluation": (EvaluationSettings, "evaluation"),
+    "trainer": (TrainerSettings, "trainer"),
 }
 
 
@@ -73,6 +75,7 @@ class RunSettings:
     warm_start: WarmStartSettings
     evaluation: EvaluationSettings
     generation: GenerationSpec
+    trainer: TrainerSettings
     # trainer.accumulate_grad_batches derived from dpo.global_batch_size (None: the trainer's own value)
     accumulate_grad_batches: int | None = None
 
@@ -172,6 +175,8 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
         values["dpo"], refused = values["dpo"].built()  # a bad shared value is reported once, above
         problems += refused
     problems += environment_problems(cfg) + evaluation_problems(cfg)
+    if not any(p.startswith("trainer") for p in problems):  # what Lightning itself refuses, once ours hold
+        problems += lightning_refusals(cfg.trainer)
     if values["generation"] is not UNUSABLE:
         trainer = cfg.trainer
         problems += values["generation"].problems(trainer.get("devices", 1), trainer.get("accelerator", "cpu"))

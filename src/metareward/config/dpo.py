@@ -15,7 +15,7 @@ import torch
 
 from metareward.core.losses import BETA, LABEL_SMOOTHING, NLL_WEIGHT, NLLRegularised, PreferenceLoss, with_nll_term
 from metareward.schema.components import Component, Node, checked_build, one_line
-from metareward.schema.rules import COUNT, NON_NEGATIVE, POSITIVE, Number, Value, setting
+from metareward.schema.rules import COUNT, FLAG, NON_NEGATIVE, POSITIVE, Number, setting
 from metareward.training.optim import MIN_LR, WARMUP_STEPS, OptimSettings
 
 
@@ -33,7 +33,7 @@ class DPOSettings:
     warmup_steps: int = setting("warmup_steps", WARMUP_STEPS)
     batch_size: int = setting("batch_size", COUNT)
     epochs_per_iteration: int = setting("epochs_per_iteration", COUNT)
-    reset_optimizer_each_iteration: bool = setting("reset_optimizer_each_iteration", Value(bool))
+    reset_optimizer_each_iteration: bool = setting("reset_optimizer_each_iteration", FLAG)
     max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
     max_completion_tokens: int = setting("max_completion_tokens", COUNT)
     loss: Component = setting("loss", Node())

@@ -13,7 +13,7 @@ from metareward.engine.ranking import ActorRanking, PointwiseRanking, RankingErr
 from metareward.engine.rejections import OwnRejections, Rejections
 from metareward.generation.sampler import RoleSettings
 from metareward.schema.components import Built
-from metareward.schema.rules import COUNT, NON_NEGATIVE, Choice, Group, Listed, Number, Value, setting
+from metareward.schema.rules import COUNT, FLAG, NON_NEGATIVE, Choice, Group, Listed, Number, setting
 
 READ_MODES = ("parse", "probability", "hybrid")
 # A response or judgment that hit its token limit: left out of pairs, or trained without an end token (engine.pairs).
@@ -40,14 +40,14 @@ class EngineSettings:
     actor: RoleSettings = setting("actor", Group(RoleSettings))
     judge: RoleSettings = setting("judge", Group(RoleSettings))
     meta_judge: RoleSettings = setting("meta_judge", Group(RoleSettings))
-    drop_duplicate_responses: bool = setting("actor.drop_duplicates", Value(bool))
+    drop_duplicate_responses: bool = setting("actor.drop_duplicates", FLAG)
     # judge/prompt: both judging roles' templates, final lines and score scale
     judge_prompt: JudgePrompt = setting("judge.prompt", Built(JudgePrompt, ADDITIVE_FIVE_POINT, JudgePromptError))
     # judge/ranking: how the actor's responses are ranked for actor pairs (engine.ranking)
     ranking: ActorRanking = setting("judge.ranking", Built(ActorRanking, PointwiseRanking(), RankingError))
     score_mode: str = setting("judge.score_mode", Choice(READ_MODES))
     verdict_mode: str = setting("meta_judge.verdict_mode", Choice(READ_MODES))
-    calibrate_position: bool = setting("meta_judge.calibrate_position", Value(bool))
+    calibrate_position: bool = setting("meta_judge.calibrate_position", FLAG)
     pair_strategy: str = setting("pairs.strategy", Choice(tuple(sorted(ACTOR_PAIR_STRATEGIES))))
     rho: float = setting("pairs.rho", RHO)
     rho_schedule: tuple[float, ...] | None = setting("pairs.rho_schedule", Listed(RHO))
@@ -66,7 +66,7 @@ class EngineSettings:
     elo_l2: float = setting("meta_judge.elo_l2", NON_NEGATIVE)
     max_prompt_tokens: int  # prompt + completion tokens DPO takes: the longest prompt the engine may send (dpo.*)
     unfinished: str = setting("pairs.unfinished", Choice(UNFINISHED_POLICIES))
-    progress: bool = setting("progress", Value(bool))
+    progress: bool = setting("progress", FLAG)
 
     def rho_for(self, iteration: int) -> float:
         return scheduled(self.rho_schedule, iteration, self.rho)

@@ -184,11 +184,15 @@ class ResumeCheckpoint(RunCallback):
             # collective; only global rank 0 writes the file (DeepSpeed: a folder). weights_only=False: the optimizer and
             # loop state are saved too (Lightning logs its default when this is left unset)
             trainer.save_checkpoint(temporary, weights_only=False)
-        except Exception as error:  # noqa: BLE001 - torch or fsspec: a full disk becomes a sentence, others stay
-            failure = failed_write(self.path, error)  # the run's last checkpoint stays as it was
+        except BaseException as error:  # the run's last checkpoint stays as it was, and no part of the new one
+            # torch or fsspec: a full disk becomes a sentence (made while the device is still full); others, and an
+            # interrupt (SIGTERM, Ctrl-C), go on as they are
+            failure = failed_write(self.path, error) if isinstance(error, Exception) else None
             if temporary.is_dir():
                 shutil.rmtree(temporary, ignore_errors=True)
             temporary.unlink(missing_ok=True)
+            if failure is None:
+                raise
             raise failure from None
         trainer.strategy.barrier("resume-checkpoint")
         if trainer.is_global_zero:

@@ -21,7 +21,7 @@ from metareward.model.compat import enable_activation_checkpointing
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
 from metareward.model.precision import AUTO, DTYPES, ResolvedDtype, resolve_dtype
 from metareward.model.tiny import build_tiny
-from metareward.schema.rules import Choice, Value, setting
+from metareward.schema.rules import FLAG, Choice, Value, setting
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = (EMBEDDED_NAME, "tiny")
@@ -41,11 +41,11 @@ class ModelSpec:
     path: str = setting("path", Value(str))
     # auto: bfloat16 where the hardware computes it natively and the weights do not train, else float32
     dtype: str = setting("dtype", Choice((AUTO, *sorted(DTYPES))), default=AUTO)
-    trust_remote_code: bool = setting("trust_remote_code", Value(bool), default=False)
+    trust_remote_code: bool = setting("trust_remote_code", FLAG, default=False)
     attn_implementation: str | None = setting("attn_implementation", Value(), default=None)
     # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
     quantization: str | None = setting("quantization", Choice(QUANTIZATIONS), default=None)
-    gradient_checkpointing: bool = setting("gradient_checkpointing", Value(bool), default=False)
+    gradient_checkpointing: bool = setting("gradient_checkpointing", FLAG, default=False)
     # lora: LoRA adapters over frozen base weights (model.adapters); full: every weight trains, shared by all roles
     finetune: str = setting("finetune", Choice(FINETUNE_MODES), default="lora")
     # thinking models (a <think> block before the answer): template keeps the chat template's default; on / off set

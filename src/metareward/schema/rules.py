@@ -105,6 +105,32 @@ class Choice(Rule):
 
 
 @dataclass(frozen=True)
+class Flag(Rule):
+    """true or false (a YAML boolean; `yes`, 1 or a word are not read as one)."""
+
+    def read(self, key: str, raw: Any) -> tuple[Any, list[str]]:
+        if isinstance(raw, bool):
+            return raw, []
+        return UNUSABLE, [f"{key}={raw!r} is not true or false; set {key} to true or false"]
+
+
+FLAG = Flag()
+
+
+@dataclass(frozen=True)
+class Fixed(Rule):
+    """A setting the loop relies on: one of `options` (the first is what to write), `reason` saying why."""
+
+    options: tuple[Any, ...]
+    reason: str
+
+    def read(self, key: str, raw: Any) -> tuple[Any, list[str]]:
+        if any(raw == option and type(raw) is type(option) for option in self.options):
+            return raw, []
+        return raw, [f"{key}={raw!r} breaks the loop ({self.reason}); leave it at {self.options[0]!r}"]
+
+
+@dataclass(frozen=True)
 class Value(Rule):
     """Any value, made plain by `convert` (str, bool, tuple, ...); no range."""
 

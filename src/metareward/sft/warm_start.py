@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
 from metareward.model.adapters import RoleAdapters
-from metareward.schema.rules import COUNT, Group, Value, field_problems, read, setting
+from metareward.schema.rules import COUNT, FLAG, Group, Value, field_problems, read, setting
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTData, SFTExample, load_sft_file
 from metareward.sft.train import SFTOptim, train_adapter
@@ -34,7 +34,7 @@ def optional_path(value: Any) -> str | None:
 class WarmStartSettings:
     """What `conf/warm_start/*.yaml` holds; paths may be None to skip that kind of data."""
 
-    enabled: bool = setting("enabled", Value(bool), default=False)
+    enabled: bool = setting("enabled", FLAG, default=False)
     ift_path: str | None = setting("ift_path", Value(optional_path), default=None)
     eft_path: str | None = setting("eft_path", Value(optional_path), default=None)
     optim: SFTOptim = setting("", Group(SFTOptim), default_factory=SFTOptim)
