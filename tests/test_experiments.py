@@ -13,7 +13,7 @@ from helpers import EXPERIMENTS, REPO_ROOT, TRAINERS, compose
 from helpers import config_problems as problems
 from omegaconf import OmegaConf
 
-from metareward.config import validation
+from metareward.config import build, validation
 from metareward.config.build import RunSettings, build_settings
 from metareward.generation import spec
 from metareward.model import loading
@@ -52,6 +52,8 @@ def cuda(monkeypatch):
     """A machine with CUDA and every optional package (the gpu extra, DeepSpeed)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(loading, "is_installed", lambda package: True)
+    # Lightning checks the real machine when the preflight builds a Trainer (tests/reliability/test_library_settings.py)
+    monkeypatch.setattr(build, "lightning_refusals", lambda trainer: [])
 
 
 def paper_settings(experiment: str) -> RunSettings:

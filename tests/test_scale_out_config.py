@@ -12,7 +12,7 @@ import torch
 from helpers import REPO_ROOT, compose
 from helpers import config_problems as problems
 
-from metareward.config import validation
+from metareward.config import build, validation
 from metareward.config.build import build_settings
 from metareward.model import loading
 from metareward.model.loading import ModelSpec
@@ -37,6 +37,8 @@ def cuda(monkeypatch):
     """A machine with CUDA and the gpu extra, but without DeepSpeed."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(loading, "is_installed", lambda package: package != "deepspeed")
+    # Lightning checks the real machine when the preflight builds a Trainer (tests/reliability/test_library_settings.py)
+    monkeypatch.setattr(build, "lightning_refusals", lambda trainer: [])
 
 
 # Every experiment with every trainer: tests/test_experiments.py.
