@@ -63,7 +63,9 @@ def test_a_signal_in_any_phase_stops_in_seconds_and_resumes_to_the_same_pairs(
     sent = json.loads(marker.read_text())
     assert (sent["phase"], sent["iteration"]) == (phase, 2)
     assert done.returncode == EXIT_CODES[send], done.stderr[-3000:]
-    assert ended - sent["sent_at"] < STOP_WITHIN_S, f"stopped {ended - sent['sent_at']:.1f} s after {send}"
+    stopped_after = ended - sent["sent_at"]
+    print(f"{phase} {send}: the process ended {stopped_after:.1f} s after the signal")  # the figure in the docs
+    assert stopped_after < STOP_WITHIN_S, f"stopped {stopped_after:.1f} s after {send}"
     assert "Traceback" not in done.stderr and "resume=true" in done.stderr, done.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     assert not leftovers(run_dir), leftovers(run_dir)

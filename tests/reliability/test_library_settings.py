@@ -10,6 +10,7 @@ import pytest
 import torch
 from helpers import compose
 
+from metareward.model import loading
 from metareward.run.preflight import preflight_problems
 
 REFUSED = [
@@ -36,6 +37,9 @@ REFUSED = [
     ("+trainer.max_time=soon", "trainer: Lightning refuses these settings: `Timer(duration='soon')`"),
     ("+trainer.profiler=loud", "trainer: Lightning refuses these settings:"),
     ("+trainer.max_epoch=3", "unexpected keyword argument 'max_epoch'"),
+    # transformers refused these when the model loaded (flash_attention_3 in an ImportError traceback).
+    ("model.attn_implementation=nonsense", "model.attn_implementation='nonsense' is not an attention transformers kno"),
+    ("model.attn_implementation=flash_attention_3", "model.attn_implementation=flash_attention_3 needs a CUDA GPU"),
     # true or false only: a word used to be read as true (bool('no') is True).
     ("model.gradient_checkpointing=no_thanks", "model.gradient_checkpointing='no_thanks' is not true or false"),
     ("model.trust_remote_code=1", "model.trust_remote_code=1 is not true or false"),
@@ -65,9 +69,22 @@ def test_a_setting_a_library_refused_late_is_one_line_before_the_model_loads(
         "+trainer.max_time=00:01:00:00",
         "+trainer.limit_train_batches=1.0",
         "trainer=ddp",
+        "model.attn_implementation=eager",
+        "model.attn_implementation=sdpa",
+        "model.attn_implementation=kernels-community/flash-attn3",
     ],
 )
 def test_settings_lightning_accepts_pass_and_leave_the_process_as_it_was(override: str, tmp_path: Path) -> None:
     deterministic = torch.are_deterministic_algorithms_enabled()
     assert preflight_problems(compose("+experiment=smoke", override, output_dir=tmp_path / "run")) == []
     assert torch.are_deterministic_algorithms_enabled() == deterministic  # building a Trainer sets it
+
+
+def test_an_attention_package_missing_at_load_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*args, **kwargs):
+        raise ImportError("FlashAttention3 has been toggled on, but it cannot be used: the package is not installed.")
+
+    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", missing)
+    spec = loading.ModelSpec("builtin:smollm2-135m-instruct", attn_implementation="flash_attention_3")
+    with pytest.raises(loading.ModelLoadError, match="could not load model.path=.*: FlashAttention3 has been toggled"):
+        loading.load_model_and_tokenizer(spec)

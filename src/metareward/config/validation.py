@@ -69,9 +69,11 @@ def _hardware_problems(cfg: DictConfig) -> list[str]:
         ]
     else:
         found = _device_problems(cfg, cuda) + _strategy_problems(cfg, sharding)
-    attention = cfg.model.get("attn_implementation")
+    attention = str(cfg.model.get("attn_implementation"))
     if attention == "flash_attention_2" and (not cuda or not loading.is_installed("flash_attn")):
         found.append(f"model.attn_implementation=flash_attention_2 needs flash-attn and CUDA: {GPU_EXTRA}, or use sdpa")
+    elif attention.startswith("flash_attention_") and not cuda:  # 3 and 4: their own packages, on recent GPUs
+        found.append(f"model.attn_implementation={attention} needs a CUDA GPU; use sdpa here")
     quantization = cfg.model.get("quantization")
     if quantization and (not cuda or not loading.is_installed("bitsandbytes")):
         found.append(f"model.quantization={quantization} needs bitsandbytes and CUDA: {GPU_EXTRA}, or set it to null")

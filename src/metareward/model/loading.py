@@ -74,12 +74,28 @@ class ModelSpec:
             found.append(f"model.path={self.path!r} is not an existing directory")
         elif _looks_local(self.path):
             found.extend(checkpoint_problems(Path(self.path).expanduser(), "model.path"))
+        found += attention_problems(self.attn_implementation)
         if self.finetune == "full" and self.quantization:
             found.append(
                 f"model.finetune=full does not combine with model.quantization={self.quantization}: quantized weights "
                 "cannot be trained; set model.quantization=null, or model.finetune=lora for QLoRA"
             )
         return found
+
+
+def attention_problems(attention: str | None) -> list[str]:
+    """Whether transformers knows `attention` (null, auto, a name it registers, or a kernel repository `org/name`);
+    an unknown one used to stop the run after the config check, when the model loaded."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if attention in (None, AUTO_ATTENTION) or "/" in str(attention):
+        return []
+    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    if attention in known:
+        return []
+    return [
+        f"model.attn_implementation={attention!r} is not an attention transformers knows; use one of {known}, auto or null"
+    ]
 
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -156,7 +172,7 @@ def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         model = AutoModelForCausalLM.from_pretrained(
             location, dtype=spec.resolved_dtype().torch, trust_remote_code=spec.trust_remote_code, **extra
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:  # ImportError: an attention whose package is missing
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"could not load model.path={spec.path!r}: {first_line}") from None
     if tokenizer.pad_token_id is None:
