@@ -12,12 +12,13 @@ from omegaconf import DictConfig
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 INTERRUPTED_EXIT_CODE = 130  # what metareward.run.training exits with after Ctrl-C, having printed the resume command
-FAULT_EXIT_CODE = 1  # a fault outside the run (the evaluator endpoint): finished stages are kept, resume later
+FAULT_EXIT_CODE = 1  # a fault outside the run (the evaluator, a vLLM server): finished stages are kept, resume later
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from metareward.evaluation.evaluators import EvaluatorError
+    from metareward.generation.vllm_server import VLLMServerError
     from metareward.run.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
     from metareward.run.training import main as run
     from metareward.run.training import resume_command
@@ -29,7 +30,7 @@ def main(cfg: DictConfig) -> float | None:
             if sigterm.received and stop.code == INTERRUPTED_EXIT_CODE:
                 sys.exit(TERMINATED_EXIT_CODE)
             raise
-        except EvaluatorError as error:  # its message names the endpoint and never holds the key
+        except (EvaluatorError, VLLMServerError) as error:  # names the endpoint (never the key) or the server's log
             command = resume_command(Path(str(cfg.paths.output_dir)))
             print(f"error: {error}\nfinished stages are kept. Resume with:\n  {command}", file=sys.stderr)
             sys.exit(FAULT_EXIT_CODE)

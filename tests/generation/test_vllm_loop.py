@@ -118,3 +118,14 @@ def test_sigterm_while_vllm_generates_stops_the_server_and_resumes_to_the_same_p
     )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert stage_texts(run_dir) == stage_texts(unbroken)
+
+
+def test_a_server_that_cannot_start_ends_the_run_in_one_error_with_its_log(prompts: Path, tmp_path: Path) -> None:
+    # Before: vLLM refusing an option (or failing for any reason) while starting ended the run in our traceback.
+    args = vllm_smoke_command(prompts, tmp_path / "run", "generation.extra_args=[--no-such-option]")
+    done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    ours = done.stderr.split("ends with:")[0]  # what follows is the server's own log
+    assert "error: the vLLM server exited with code" in ours and "Traceback" not in ours, done.stderr[-3000:]
+    assert "--no-such-option" in done.stderr and "resume=true" in done.stderr
+    assert not vllm_processes()

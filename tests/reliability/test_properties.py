@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from metareward.config.build import GROUPS, RunSettings, build_settings
 from metareward.evaluation.evaluators import BackendEvaluator, OpenAIChatEvaluator
+from metareward.generation.spec import GenerationSpec
 from metareward.run.preflight import preflight_problems
 from metareward.schema.rules import Listed, Number, rules_of
 
@@ -39,6 +40,13 @@ CHOICE_KEYS = [
     "evaluation.evaluator._target_",
     "data.on_bad_line",
     "model.adapters.mode",
+    # Lightning's own (conf/trainer/): what it refuses is found by building a Trainer in the preflight.
+    "trainer.precision",
+    "trainer.accelerator",
+    "trainer.devices",
+    "generation.backend",
+    "generation.while_training",
+    "generation.dtype",
 ]
 # Every number and schedule, read off the rules beside the settings' fields (the evaluators' own included).
 RULES = [
@@ -46,6 +54,7 @@ RULES = [
     *(rule for cls, prefix in GROUPS.values() for rule in rules_of(cls, prefix)),
     *rules_of(OpenAIChatEvaluator, "evaluation.evaluator"),
     *rules_of(BackendEvaluator, "evaluation.evaluator"),
+    *rules_of(GenerationSpec, "generation"),
 ]
 KEYS = sorted({key for key, rule in RULES if isinstance(rule, (Number, Listed))}) + CHOICE_KEYS
 # Override values as Hydra reads them from a command line.
@@ -77,6 +86,14 @@ VALUES = st.one_of(
             "metareward.training.optim.CosineSchedule",
             "torch.optim.SGD",
             "{a: 1}",
+            "bf16-true",
+            "32-true",
+            "auto",
+            "cpu",
+            "gpu",
+            "vllm",
+            "stop",
+            "bfloat16",
         ]
     ),
 )
@@ -97,8 +114,10 @@ def check_contract(*overrides: str) -> list[str]:
 
 
 def overrides_of(pairs: list[tuple[str, str]]) -> list[str]:
-    # The evaluator's keys are those of the selected evaluator: one the default (seed) lacks is added (++).
-    return [f"{'++' if key.startswith('evaluation.evaluator.') else ''}{key}={value}" for key, value in pairs]
+    # The evaluator's keys are those of the selected evaluator, the generation keys those of the backend: one the
+    # default (seed evaluator, hf backend) lacks is added (++).
+    added = ("evaluation.evaluator.", "generation.")
+    return [f"{'++' if key.startswith(added) else ''}{key}={value}" for key, value in pairs]
 
 
 @FAST

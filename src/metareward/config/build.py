@@ -19,11 +19,10 @@ from metareward.config.validation import environment_problems, evaluation_proble
 from metareward.engine.prompt_pool import PoolSettings
 from metareward.engine.settings import EngineSettings
 from metareward.evaluation.settings import EvaluationSettings
-from metareward.generation.spec import GenerationSpec, generation_spec
+from metareward.generation.spec import GenerationSpec, read_generation
 from metareward.model.adapters import AdapterSpec
 from metareward.model.loading import ModelSpec
 from metareward.model.precision import AUTO
-from metareward.schema.components import one_line
 from metareward.schema.rules import COUNT, UNUSABLE, Value, read, setting
 from metareward.sft.warm_start import WarmStartSettings
 
@@ -248,9 +247,5 @@ def _read_groups(cfg: DictConfig) -> dict[str, tuple[Any, list[str]]]:
 
 
 def _generation(cfg: DictConfig) -> tuple[Any, list[str]]:
-    """The `generation` group; its keys are checked by the dataclasses it is made of (unknown keys are refused)."""
-    node = OmegaConf.to_container(cfg.generation, resolve=True) if "generation" in cfg else None
-    try:
-        return generation_spec(node), []
-    except (TypeError, ValueError) as error:
-        return UNUSABLE, [f"invalid generation config: {one_line(error)}"]
+    """The `generation` group (a missing one: the in-process sampler)."""
+    return read_generation(cfg.get("generation"))

@@ -6,10 +6,11 @@ refused in one sentence naming `make setup-vllm`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, replace
 from typing import Any
 
 from metareward.generation.vllm_server import ServerSettings, python_problems
+from metareward.schema.rules import COUNT, UNUSABLE, Choice, Group, Value, read, rules_of, setting
 
 BACKENDS = ("hf", "vllm")
 # What a vLLM engine does while DPO trains: keeps its memory, sleeps (GPU only) or is stopped and started again.
@@ -19,27 +20,31 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 UNSERVABLE_MODELS = ("builtin:tiny",)  # built in memory, never written to disk for a server to read
 
 
+def _urls(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("write it as a list, e.g. [http://node1:8000]")
+    return tuple(str(url).rstrip("/") for url in value or ())
+
+
 @dataclass(frozen=True)
 class GenerationSpec:
     """backend: `hf` (our sampler, in process) or `vllm`. For vllm: `model_path` (the model.path to serve), `urls`
     of servers already running (then none is started: multi-node), `max_in_flight` open requests, `adapter_dir`
     (where adapter versions are written; empty: the run directory's `vllm_adapters/`, which servers given by URL
     must be able to read), `while_training` (keep, sleep or stop the engine during each DPO phase) and the settings of a
-    server the run starts."""
+    server the run starts (read from the same group)."""
 
-    backend: str = "hf"
-    model_path: str = ""
-    urls: tuple[str, ...] = ()
-    max_in_flight: int = 64
-    adapter_dir: str = ""
-    while_training: str = "keep"
-    server: ServerSettings = field(default_factory=ServerSettings)
+    backend: str = setting("backend", Choice(BACKENDS), "hf")
+    model_path: str = setting("model_path", Value(str), "")
+    urls: tuple[str, ...] = setting("urls", Value(_urls), ())
+    max_in_flight: int = setting("max_in_flight", COUNT, 64)
+    adapter_dir: str = setting("adapter_dir", Value(str), "")
+    while_training: str = setting("while_training", Choice(WHILE_TRAINING), "keep")
+    server: ServerSettings = setting("", Group(ServerSettings), default_factory=ServerSettings)
 
     def problems(self, trainer_devices: object = 1, accelerator: object = "cpu") -> list[str]:
         """Every unusable value; `trainer_devices` is trainer.devices (vLLM serves one training process for now),
         `accelerator` trainer.accelerator."""
-        if self.backend not in BACKENDS:
-            return [f"generation.backend={self.backend!r} is not one of {list(BACKENDS)}; use generation=hf or vllm"]
         if self.backend == "hf":
             return []
         found = []
@@ -56,9 +61,7 @@ class GenerationSpec:
                 "device (trainer=gpu; the server can take other GPUs with generation.devices and "
                 "generation.tensor_parallel_size) or use generation=hf"
             )
-        if self.while_training not in WHILE_TRAINING:
-            found.append(f"generation.while_training={self.while_training!r} is not one of {list(WHILE_TRAINING)}")
-        elif self.while_training == "sleep" and str(accelerator) == "cpu":
+        if self.while_training == "sleep" and str(accelerator) == "cpu":
             found.append(
                 "generation.while_training=sleep needs a GPU (vLLM's sleep mode frees GPU memory); on CPU use keep "
                 "(the KV cache is generation.kv_cache_gb) or stop"
@@ -68,10 +71,6 @@ class GenerationSpec:
                 "generation.while_training=stop restarts the servers this run starts and generation.urls names "
                 "servers it does not own; use keep or sleep with them"
             )
-        if self.max_in_flight < 1:
-            found.append(f"generation.max_in_flight={self.max_in_flight} must be at least 1")
-        if self.server.tensor_parallel_size < 1 or self.server.data_parallel_size < 1:
-            found.append("generation.tensor_parallel_size and generation.data_parallel_size must be at least 1")
         return found
 
 
@@ -80,17 +79,19 @@ def lora_rank_slot(rank: int) -> int:
     return next((slot for slot in VLLM_LORA_RANKS if slot >= rank), VLLM_LORA_RANKS[-1])
 
 
-def generation_spec(node: Any) -> GenerationSpec:
-    """The spec from the `generation` config node (a mapping; None: the hf backend). Server keys sit beside
-    `backend` in the YAML; unknown keys are refused by the dataclass constructors."""
+def read_generation(node: Any) -> tuple[Any, list[str]]:
+    """The spec from the `generation` config node (None: the hf backend) and its problems; each key is read by its
+    rule, and a key no setting has is refused (a server option goes in extra_args)."""
     if node is None:
-        return GenerationSpec()
-    values = dict(node)
-    server_keys = {f.name for f in fields(ServerSettings)}
-    server = {key: values.pop(key) for key in list(values) if key in server_keys}
-    if "extra_args" in server:
-        server["extra_args"] = tuple(str(arg) for arg in server["extra_args"] or ())
-    if server.get("max_lora_rank") is not None:
-        server["max_lora_rank"] = lora_rank_slot(int(server["max_lora_rank"]))
-    values["urls"] = tuple(str(url).rstrip("/") for url in values.get("urls") or ())
-    return GenerationSpec(**values, server=ServerSettings(**server))
+        return GenerationSpec(), []
+    known = {key for key, _ in rules_of(GenerationSpec)}
+    unknown = [
+        f"generation.{key} is not a generation setting; see conf/generation/vllm.yaml"
+        for key in node
+        if key not in known
+    ]
+    spec, found = read(GenerationSpec, node, "generation")
+    if spec is UNUSABLE:
+        return spec, unknown + found
+    server = replace(spec.server, max_lora_rank=lora_rank_slot(spec.server.max_lora_rank))
+    return replace(spec, server=server), unknown + found

@@ -18,10 +18,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from metareward.schema.rules import COUNT, POSITIVE, Choice, Number, Value, setting
 
 SETUP_COMMAND = "make setup-vllm"
 
@@ -30,28 +32,47 @@ class VLLMServerError(RuntimeError):
     """The vLLM server could not be started or stopped answering; the message says why and where its log is."""
 
 
+# What vLLM's --dtype takes of model.dtype's names (auto: the run resolves it to the policy's dtype first).
+VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _command_args(value: Any) -> tuple[str, ...]:
+    """generation.extra_args as a tuple of strings; one string alone would be split into characters."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError("write it as a list, e.g. [--enable-sleep-mode]")
+    return tuple(str(arg) for arg in value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class ServerSettings:
-    """How to start one server; see conf/generation/vllm.yaml for what each value means."""
+    """How to start one server; see conf/generation/vllm.yaml for what each value means. Each key sits beside
+    `backend` in the `generation` group and is read by its rule (`schema.rules`)."""
 
-    python: str = ".venv-vllm/bin/python"
-    host: str = "127.0.0.1"
-    port: int = 0  # 0: a free port
-    dtype: str = "float32"
-    max_model_len: int | None = None  # None: the model's own context length
-    max_loras: int = 2
-    max_lora_rank: int = 16
-    kv_cache_gb: float = 4.0  # CPU: VLLM_CPU_KVCACHE_SPACE
-    gpu_memory_utilization: float = 0.5
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
-    cpu_threads_bind: str | None = "auto"  # auto: every core of this machine
-    devices: str | None = None  # CUDA_VISIBLE_DEVICES for the server (GPUs other than training's)
-    seed: int = 0
-    startup_timeout_s: float = 900.0
-    sleep_mode: bool = False  # set from generation.while_training=sleep: --enable-sleep-mode and its endpoints
+    python: str = setting("python", Value(str), ".venv-vllm/bin/python")
+    host: str = setting("host", Value(str), "127.0.0.1")
+    port: int = setting("port", Number(int, 0, 65535, reason="0: a free port"), 0)
+    dtype: str = setting("dtype", Choice(VLLM_DTYPES), "float32")
+    max_model_len: int | None = setting("max_model_len", Number(int, 1, nullable=True), None)  # None: the model's
+    max_loras: int = setting("max_loras", COUNT, 2)
+    max_lora_rank: int = setting("max_lora_rank", COUNT, 16)
+    kv_cache_gb: float = setting("kv_cache_gb", POSITIVE, 4.0)  # CPU: VLLM_CPU_KVCACHE_SPACE
+    gpu_memory_utilization: float = setting("gpu_memory_utilization", Number(float, 0, 1, low_open=True), 0.5)
+    tensor_parallel_size: int = setting("tensor_parallel_size", COUNT, 1)
+    data_parallel_size: int = setting("data_parallel_size", COUNT, 1)
+    cpu_threads_bind: str | None = setting("cpu_threads_bind", Value(_optional_text), "auto")  # auto: every core
+    devices: str | None = setting("devices", Value(_optional_text), None)  # CUDA_VISIBLE_DEVICES for the server
+    seed: int = setting("seed", Number(int, 0), 0)
+    startup_timeout_s: float = setting("startup_timeout_s", POSITIVE, 900.0)
+    extra_args: tuple[str, ...] = setting("extra_args", Value(_command_args), default=())
+    # Set by the run, not the config:
+    sleep_mode: bool = False  # from generation.while_training=sleep: --enable-sleep-mode and its endpoints
     weight_reload: bool = False  # full fine-tuning: no LoRA; serves /collective_rpc to reload weights in place
-    extra_args: tuple[str, ...] = field(default=())
 
 
 def python_problems(python: str) -> list[str]:
