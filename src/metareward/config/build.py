@@ -7,14 +7,13 @@ rules that tie settings together (methods of the group they belong to), the mach
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from metareward.config.dpo import DPOSettings
-from metareward.config.trainer import TrainerSettings, lightning_refusals
+from metareward.config.trainer import TrainerSettings, device_count, lightning_refusals
 from metareward.config.validation import environment_problems, evaluation_problems
 from metareward.engine.prompt_pool import PoolSettings
 from metareward.engine.settings import EngineSettings
@@ -194,20 +193,6 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
     return replace(settings, dpo=values["dpo"]), problems
 
 
-def device_count(trainer: Any) -> int | None:
-    """How many devices a process group of this trainer spans on this node, as Lightning counts them: a number, a
-    list of device ids, or auto / -1 (every visible GPU for a GPU accelerator, one CPU process otherwise)."""
-    import torch
-
-    devices = trainer.get("devices", 1)
-    if isinstance(devices, Sequence) and not isinstance(devices, str):
-        return len(devices)
-    if devices in ("auto", -1, "-1"):
-        gpu = str(trainer.get("accelerator", "cpu")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-        return max(torch.cuda.device_count(), 1) if gpu else 1
-    return int(devices) if str(devices).isdigit() else None
-
-
 def gradient_accumulation(dpo: DPOSettings, trainer: Any) -> tuple[int | None, list[str]]:
     """The trainer.accumulate_grad_batches that gives dpo.global_batch_size pairs per optimizer step on this
     trainer's devices and nodes (None when no global batch is set: the trainer's own value holds)."""
@@ -229,7 +214,7 @@ def gradient_accumulation(dpo: DPOSettings, trainer: Any) -> tuple[int | None, l
 
 
 # The groups with rules that tie two of their settings together (their `problems()`).
-RULED = ("model", "engine", "dpo", "warm_start")
+RULED = ("model", "engine", "dpo", "warm_start", "trainer")
 
 
 def _read_groups(cfg: DictConfig) -> dict[str, tuple[Any, list[str]]]:

@@ -7,7 +7,7 @@ devices than the machine has) is found by building a Trainer from the settings b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +15,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from metareward.schema.components import one_line
-from metareward.schema.rules import COUNT, Choice, Fixed, Number, setting
+from metareward.schema.rules import COUNT, Choice, Fixed, Number, Value, setting
 
+# Lightning's names for DDP without unused-parameter detection (its default strategy with several devices).
+LIGHTNING_DDP_NAMES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 WHOLE_ITERATION = "every pair of an iteration is trained, and a limit would skip some without a count"
 
 
@@ -49,6 +51,45 @@ class TrainerSettings:
         Fixed((False, 0), "it trains one batch and skips the checkpoints a resume needs; use +experiment=smoke"),
         False,
     )
+    max_time: Any = setting(
+        "max_time",
+        Fixed(
+            (None,),
+            "it ends the run inside an iteration and reports it finished; a scheduler's time limit sends SIGTERM, "
+            "which stops the run so that it resumes",
+        ),
+        None,
+    )
+    devices: Any = setting("devices", Value(), 1)  # Lightning's own forms; what it refuses is found by building one
+    strategy: Any = setting("strategy", Value(), None)
+
+    def problems(self) -> list[str]:
+        """Several training processes need a strategy of conf/trainer/ (ddp, fsdp, deepspeed): each step trains one
+        adapter, and Lightning's default DDP stops at the first step on the other's unused parameters."""
+        processes = (device_count({"devices": self.devices, "accelerator": "auto"}) or 1) * self.num_nodes
+        named = str(self.strategy or "auto")
+        if processes > 1 and named in LIGHTNING_DDP_NAMES:
+            problem = (
+                f"trainer.devices={self.devices} with trainer.strategy={named} runs Lightning's default DDP, which "
+                "stops at the first step (each step trains one adapter and leaves the other's parameters unused); "
+                "use trainer=ddp (or fsdp, deepspeed)"
+            )
+            return [problem]
+        return []
+
+
+def device_count(trainer: Any) -> int | None:
+    """How many devices a process group of this trainer spans on this node, as Lightning counts them: a number, a
+    list of device ids, or auto / -1 (every visible GPU for a GPU accelerator, one CPU process otherwise)."""
+    import torch
+
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        return len(devices)
+    if devices in ("auto", -1, "-1"):
+        gpu = str(trainer.get("accelerator", "cpu")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return max(torch.cuda.device_count(), 1) if gpu else 1
+    return int(devices) if str(devices).isdigit() else None
 
 
 def lightning_refusals(trainer: DictConfig) -> list[str]:
