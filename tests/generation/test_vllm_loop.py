@@ -108,7 +108,11 @@ def test_sigterm_while_vllm_generates_stops_the_server_and_resumes_to_the_same_p
     ended = time.time()
     assert marker.is_file(), done.stderr[-3000:]
     assert done.returncode == 128 + signal.SIGTERM, done.stderr[-3000:]
-    assert ended - json.loads(marker.read_text())["sent_at"] < 30, "the run took long to stop"
+    stopped_after = ended - json.loads(marker.read_text())["sent_at"]
+    print(
+        f"vLLM generation SIGTERM: the process ended {stopped_after:.1f} s after the signal"
+    )  # the figure in the docs
+    assert stopped_after < 15, f"stopped {stopped_after:.1f} s after SIGTERM"
     assert "Traceback" not in done.stderr and "resume=true" in done.stderr, done.stderr[-3000:]
     assert not (run_dir / "iterations" / "iter_01" / "responses.jsonl").exists()
     assert not vllm_processes(), "a vLLM process of the interrupted run is still running"
