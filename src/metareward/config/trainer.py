@@ -60,13 +60,15 @@ class TrainerSettings:
         ),
         None,
     )
-    devices: Any = setting("devices", Value(), 1)  # Lightning's own forms; what it refuses is found by building one
+    # Lightning's own forms; what it refuses is found by building a Trainer
+    accelerator: Any = setting("accelerator", Value(), "auto")
+    devices: Any = setting("devices", Value(), 1)
     strategy: Any = setting("strategy", Value(), None)
 
     def problems(self) -> list[str]:
         """Several training processes need a strategy of conf/trainer/ (ddp, fsdp, deepspeed): each step trains one
         adapter, and Lightning's default DDP stops at the first step on the other's unused parameters."""
-        processes = (device_count({"devices": self.devices, "accelerator": "auto"}) or 1) * self.num_nodes
+        processes = (device_count({"devices": self.devices, "accelerator": self.accelerator}) or 1) * self.num_nodes
         named = str(self.strategy or "auto")
         if processes > 1 and named in LIGHTNING_DDP_NAMES:
             problem = (
