@@ -184,6 +184,17 @@ def test_a_missing_iteration_ends_in_one_line_and_exit_code_2(run_dir: Path, inp
     assert not (tmp_path / "model_outputs.json").exists()
 
 
+def test_the_command_line_export_prints_its_report_and_no_library_notices(
+    run_dir: Path, inputs: dict, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "metareward.export", "--run-dir", str(run_dir), "--iteration", "1"]
+    command += ["--prompts", str(inputs["alpaca"]), "--out", str(tmp_path), "--allow-cut"]  # the tiny model's answers
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Warning" not in run.stderr, run.stderr  # PEFT's own call of a renamed transformers property was shown
+    assert (tmp_path / "model_outputs.json").is_file()
+
+
 BAD_FILES = {
     "not_a_list.json": ('[{"instruction": "a"}, 3]', "item 2: expected a JSON object"),
     "no_instruction.json": ('[{"prompt": "a"}]', "missing the text field 'instruction'"),

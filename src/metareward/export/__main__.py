@@ -27,6 +27,7 @@ import sys
 from metareward.export.checkpoint import RunDirError
 from metareward.export.job import TURN_TOO_LONG, ExportError, ExportOptions, ExportResult, prepare_job, run_export
 from metareward.export.outputs import ALL_FORMATS, OUTPUT_FORMATS
+from metareward.model.compat import hide_library_internal_deprecations
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
 from metareward.storage.artifacts import ArtifactError
@@ -90,6 +91,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    hide_library_internal_deprecations()
     try:
         result = run_export(prepare_job(options_from_args(args)))
     except USER_ERRORS as error:

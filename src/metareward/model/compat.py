@@ -6,14 +6,34 @@ them:
   logs a deprecation and goes in 5.40);
 - 5.23 renamed gradient checkpointing to activation checkpointing (`activation_checkpointing_enable`,
   `is_activation_checkpointing`; the old names raise a FutureWarning and go in 6.0).
+
+And the deprecation notices the libraries raise about their OWN calls of a renamed API, which no setting of ours
+changes: the training run and the export hide them (`hide_library_internal_deprecations`); the tests still see
+every notice (tests/deprecations.py).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
+
+# (message start, module that raises it): each a library's own call of a renamed API.
+LIBRARY_INTERNAL_DEPRECATIONS = (
+    # PEFT's get_peft_model reads the property transformers 5.23 renamed to is_activation_checkpointing.
+    ("`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
+    # Lightning's pytree helper tests torch's LeafSpec, which torch 2.13 deprecated.
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree"),
+)
+
+
+def hide_library_internal_deprecations() -> None:
+    """Ignore the notices listed in LIBRARY_INTERNAL_DEPRECATIONS, and only those."""
+    for message, module in LIBRARY_INTERNAL_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, module=module)
+
 
 # The name this transformers gives the KV cache, as a forward argument and as a field of the model's output.
 CACHE_NAME = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"

@@ -13,25 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from pathlib import Path
 
 from metareward.compare.run_report import results_table
+from metareward.model.compat import hide_library_internal_deprecations
 
-# (message start, module that raises it): each a library's own call of a renamed API.
-LIBRARY_INTERNAL_DEPRECATIONS = (
-    # PEFT's get_peft_model reads the property transformers 5.23 renamed to is_activation_checkpointing.
-    ("`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
-    # Lightning's pytree helper tests torch's LeafSpec, which torch 2.13 deprecated.
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree"),
-)
 ADVERTISEMENT = "Tip:"
-
-
-def hide_library_internal_deprecations() -> None:
-    """Ignore the notices listed in LIBRARY_INTERNAL_DEPRECATIONS, and only those."""
-    for message, module in LIBRARY_INTERNAL_DEPRECATIONS:
-        warnings.filterwarnings("ignore", message=message, module=module)
 
 
 def _not_an_advertisement(record: logging.LogRecord) -> bool:
