@@ -27,7 +27,7 @@ from metareward.generation.vllm_server import ServerSettings, get_json
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
-from metareward.model.roles import SEED_ROLE
+from metareward.model.roles import SEED_FACES, SEED_ROLE
 from metareward.storage.run_layout import iteration_dir
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
@@ -168,3 +168,23 @@ def test_an_updated_adapter_is_served_under_a_new_name(backends) -> None:
     assert vllm.adapters.names["actor"] == "actor-v2" and vllm.adapters.names["judge"] == "judge-v1"
     served = {entry["id"] for entry in get_json(f"{vllm.urls[0]}/v1/models")["data"]}
     assert "actor-v2" in served and "actor-v1" not in served
+
+
+def test_after_a_warm_start_the_seed_roles_are_served_the_frozen_adapters(backends) -> None:
+    """M0 after a warm start is the warm-started adapters, frozen while the live ones train on: the server gets the
+    frozen copies as adapters of their own (the base model would be M0 without a warm start)."""
+    adapters, hf, vllm = backends
+    contexts = [render_prompt(hf.tokenizer, q) + "That answer deserves\nScore: " for q in QUESTIONS]
+    warm = {face: hf.choose(face, contexts, CHOICES, 4, "hf") for face in ("actor", "judge")}
+    adapters.freeze_seed()
+    try:
+        perturb(adapters, "actor", seed=5, scale=0.05)  # DPO moves the live adapters on
+        perturb(adapters, "judge", seed=6, scale=0.05)
+        for role, face in SEED_FACES.items():
+            np.testing.assert_allclose(hf.choose(role, contexts, CHOICES, 4, "hf"), warm[face], atol=1e-6)
+            np.testing.assert_allclose(vllm.choose(role, contexts, CHOICES, 4, "vllm"), warm[face], atol=1e-3)
+            assert not np.allclose(vllm.choose(face, contexts, CHOICES, 4, "vllm"), warm[face], atol=1e-3)
+        served = {entry["id"] for entry in get_json(f"{vllm.urls[0]}/v1/models")["data"]}
+        assert {"seed-actor-v1", "seed-judge-v1"} <= served
+    finally:
+        adapters.seed_tensors = None

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from metareward.lightning.datamodule import SingleKindBatches
-from metareward.lightning.strategies import decoder_layer_policy, is_fsdp_unit, plain_name
+from metareward.lightning.strategies import decoder_layer_policy, is_fsdp_unit
+from metareward.model.adapters import plain_name
 
 PROMPT = [[5, 6, 7, 8, 9, 10, 11]]
 

@@ -7,12 +7,18 @@ import math
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from helpers import REPO_ROOT, compose
 
+from metareward.config.build import build_settings
+from metareward.evaluation.runner import read_judge_scores
+from metareward.export.checkpoint import load_policy, open_run
 from metareward.model.precision import resolve_dtype
+from metareward.model.roles import SEED_JUDGE_ROLE
 from metareward.model.tiny import build_tiny
 from metareward.run.training import train
 
@@ -87,17 +93,18 @@ def test_cli_reports_a_missing_prompt_file(tmp_path: Path) -> None:
     assert run.returncode == 2 and "Traceback" not in run.stderr and "does not exist" in run.stderr
 
 
-def test_warm_start_runs_as_iteration_zero(prompt_file: Path, tmp_path: Path) -> None:
+def test_warm_start_runs_as_iteration_zero_and_its_model_is_m0(prompt_file: Path, tmp_path: Path) -> None:
     cfg = compose(
         "+experiment=smoke",
         f"data.path={prompt_file}",
         "num_iterations=1",
+        "model.dtype=float32",  # the seed judge's scores are compared below at 1e-4
         "warm_start=eft",
         "warm_start.max_steps=2",
+        "warm_start.lr=1e-2",  # moves the tiny model's adapters far enough to tell M0 from the base model
         # The tiny model's byte-level tokenizer needs room: examples over the limits are dropped, never cut.
         "warm_start.max_prompt_tokens=4096",
         "warm_start.max_completion_tokens=4096",
-        "callbacks.win_rate=null",
         "callbacks.judge_quality=null",
         "callbacks.dashboard=null",
         output_dir=tmp_path,
@@ -108,6 +115,19 @@ def test_warm_start_runs_as_iteration_zero(prompt_file: Path, tmp_path: Path) ->
     assert warm["data"]["ift"]["examples"] == 42 and warm["data"]["eft"]["examples"] == 43
     assert warm["adapters"]["actor"]["steps"] == 2 and warm["adapters"]["judge"]["steps"] == 2
     assert summary["iterations"][0]["weights"]["adapter_norms"]["judge"] > 0  # the warm start trained it
+
+    # M0 is the warm-started model: saved as iteration 0, and the frozen seed judge of the evaluation is its judge.
+    policy, adapters = load_policy(open_run(tmp_path), 0, max_prompt_tokens=4096, progress=False)
+    exported = adapters.role_tensors("actor")  # what `export --iteration 0` answers with: the warm-started actor
+    adapters.load(tmp_path / "checkpoints" / "iter_00")  # both adapters (the export loads the actor's)
+    assert all(torch.equal(tensor, adapters.role_tensors("actor")[name]) for name, tensor in exported.items())
+    assert any(tensor.abs().sum() > 0 for name, tensor in exported.items() if "lora_B" in name)
+    rows = json.loads((tmp_path / "eval" / "iter_01" / "win_rate.json").read_text())["annotations"]
+    items = [(row["instruction"], row["answer"]) for row in rows]
+    judge_prompt, evaluation = build_settings(cfg).engine.judge_prompt, cfg.evaluation
+    read = partial(read_judge_scores, policy, items, judge_prompt, evaluation.batch_size, 4096)
+    np.testing.assert_allclose([row["seed_judge_score"] for row in rows], read("judge"), atol=1e-4)
+    assert np.abs(read(SEED_JUDGE_ROLE) - read("judge")).max() > 1e-3  # the base model (adapters off) differs
 
 
 def test_the_global_batch_sets_the_trainers_gradient_accumulation(prompt_file: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTExample
 from metareward.sft.train import SFTOptim, masked_nll, train_adapter
-from metareward.sft.warm_start import WarmStartSettings, warm_start, warm_start_settings
+from metareward.sft.warm_start import WarmStartSettings, start_from_warm_m0, warm_start, warm_start_settings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [
@@ -101,6 +101,29 @@ def test_warm_start_split_and_shared(tmp_path: Path) -> None:
     stats = warm_start(adapters, tokenizer, warm_start_settings({**section, "max_prompt_tokens": 64}, seed=1))
     assert stats["data"]["eft"] == {"examples": 0, "drops": {"prompt_too_long": 1}}
     assert set(stats["adapters"]) == {"actor"}
+
+
+def test_m0_is_saved_after_the_warm_start_and_loaded_instead_of_trained_again(tmp_path: Path) -> None:
+    ift = _write(tmp_path / "ift.jsonl", [{"instruction": e.prompt, "response": e.completion} for e in EXAMPLES])
+    settings = warm_start_settings({"enabled": True, "ift_path": ift, "epochs": 2, "lr": 1e-2}, seed=1)
+    folder = tmp_path / "checkpoints" / "iter_00"
+    adapters, tokenizer = _tiny_adapters()
+    stats = start_from_warm_m0(adapters, tokenizer, settings, folder)
+    assert stats["adapters"]["actor"]["steps"] == 2
+    assert (folder / "actor" / "adapter_model.safetensors").is_file() and (folder / "judge").is_dir()
+    warm = _snapshot(adapters)
+    assert adapters.seed_tensors is not None
+    assert all(torch.equal(t, warm[n]) for n, t in adapters.seed_tensors.items())  # M0 frozen as trained
+
+    again, _ = _tiny_adapters()  # a resumed run: fresh adapters, M0 on disk
+    assert start_from_warm_m0(again, tokenizer, settings, folder) == {}  # loaded, not trained
+    assert not _changed(warm, again)
+    assert again.seed_tensors is not None and set(again.seed_tensors) == set(adapters.seed_tensors)
+
+    # A worker process of a multi-process run trains alike and leaves the writing to rank 0.
+    elsewhere = tmp_path / "worker" / "iter_00"
+    start_from_warm_m0(_tiny_adapters()[0], tokenizer, settings, elsewhere, write=False)
+    assert not elsewhere.exists()
 
 
 def test_disabled_and_invalid_settings() -> None:

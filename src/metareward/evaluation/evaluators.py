@@ -29,7 +29,7 @@ from metareward.evaluation.http import has_choices, post_json
 from metareward.generation.choice_probs import choice_distribution
 from metareward.generation.policy import GenerationBackend
 from metareward.model.chat import render_prompt
-from metareward.model.roles import SEED_ROLE
+from metareward.model.roles import SEED_JUDGE_ROLE
 from metareward.schema.rules import COUNT, POSITIVE, Number, field_problems, setting
 
 log = logging.getLogger(__name__)
@@ -134,12 +134,12 @@ def comparison_contexts(tokenizer: PreTrainedTokenizerBase, comparisons: Sequenc
 @dataclass
 class BackendEvaluator(PreferenceEvaluator):
     """P("A") / (P("A") + P("B")) after the comparison prompt and the cue, read by the run's generation backend for
-    `role` (the seed model M0 by default; conf/evaluation/evaluator/seed.yaml): the same read as
+    `role` (the seed model M0 as judge by default; conf/evaluation/evaluator/seed.yaml): the same read as
     `LocalModelEvaluator`, on whichever engine the run uses. It reads nothing until `attach` gives it the backend."""
 
     batch_size: int = setting("batch_size", COUNT)
     max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
-    role: str = SEED_ROLE
+    role: str = SEED_JUDGE_ROLE
     backend: GenerationBackend | None = None
     name: str = "seed"
 

@@ -151,7 +151,7 @@ def read_judge_scores(
     desc: str = "judge quality",
 ) -> np.ndarray:
     """E[score] = sum_k k * P(k | judge prompt, "Score: ") over the prompt's scale (0..5 for the default), read with
-    `role`'s weights (the judge adapter, or SEED_ROLE for the frozen seed judge M0), one forward pass per item.
+    `role`'s weights (the judge adapter, or SEED_JUDGE_ROLE for the frozen seed judge M0), one forward pass per item.
     `judge_prompt` is the run's (`EngineSettings.judge_prompt`, handed over by the RunContext)."""
     if not items:
         return np.zeros(0)

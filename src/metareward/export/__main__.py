@@ -2,8 +2,8 @@
 for AlpacaEval 2, Arena-Hard and MT-Bench.
 
 Reads the run's `run_config.yaml` for the model and adapter settings, loads the actor adapter saved after iteration
-T (0: the seed model M0, adapters off), answers every prompt of FILE greedily, and writes the answer files that fit
-FILE into DIR, with `DIR/export_stats.json` beside them:
+T (0: the seed model M0, the model the run started from, warm-started or not), answers every prompt of FILE
+greedily, and writes the answer files that fit FILE into DIR, with `DIR/export_stats.json` beside them:
 
 - a single-turn prompt file (alpaca_eval's eval set, JSON Lines with `instruction`, Arena-Hard's question.jsonl):
   `model_outputs.json` (for `alpaca_eval --model_outputs`) and `arena_hard_answers.jsonl` (Arena-Hard-Auto's model

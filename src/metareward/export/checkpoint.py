@@ -1,10 +1,11 @@
 """A finished (or partly finished) run directory as a model to answer with: the run's config snapshot, the adapters
 saved after each iteration, and the policy of iteration T.
 
-Iteration 0 is M0, the seed model (the base weights with every adapter off: role `seed`); iteration T >= 1 is the
-actor adapter saved by `AdapterCheckpoint` after iteration T (`checkpoints/iter_TT/<adapter>/`, PEFT format) on
-the base model named by `run_config.yaml`, or, for a run with `model.finetune=full`, the whole model saved there
-(`checkpoints/iter_TT/policy/`, Hugging Face format). Every check here reads files only, so it runs before any model
+Iteration 0 is M0, the model the loop started from: the weights a warm start left (saved by the run as
+`checkpoints/iter_00/`), or without a warm start the base weights with every adapter off (role `seed`); iteration
+T >= 1 is the actor adapter saved by `AdapterCheckpoint` after iteration T (`checkpoints/iter_TT/<adapter>/`, PEFT
+format) on the base model named by `run_config.yaml`, or, for a run with `model.finetune=full`, the whole model
+saved there (`checkpoints/iter_TT/policy/`, Hugging Face format). Every check here reads files only, so it runs before any model
 loads.
 """
 
@@ -21,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec
 from metareward.model.loading import ModelSpec
 from metareward.schema.rules import read
-from metareward.storage.run_layout import SNAPSHOT
+from metareward.storage.run_layout import CHECKPOINTS, SNAPSHOT, saved_weights_dir
 
 if TYPE_CHECKING:
     from metareward.generation.policy import FixedModel, Policy
@@ -71,12 +72,12 @@ class SavedRun:
     def checkpoints_dir(self) -> Path:
         """The run's adapter folder: `<run>/checkpoints`, else where the run's config put it (a moved run keeps
         its folder beside it; a configured one elsewhere is found through the snapshot)."""
-        beside = self.run_dir / "checkpoints"
+        beside = self.run_dir / CHECKPOINTS
         configured = OmegaConf.select(self.cfg, "callbacks.adapter_checkpoint.directory", default=None)
         return beside if beside.is_dir() or not configured else Path(str(configured))
 
     def adapter_folder(self, iteration: int) -> Path:
-        return self.checkpoints_dir() / f"iter_{iteration:02d}" / self.actor_adapter()
+        return saved_weights_dir(self.checkpoints_dir(), iteration) / self.actor_adapter()
 
     def saved_iterations(self) -> list[int]:
         """Iterations whose actor adapter folder holds a config and weights."""
@@ -131,9 +132,10 @@ def iteration_problem(run: SavedRun, iteration: int) -> str | None:
 def load_policy(
     run: SavedRun, iteration: int, max_prompt_tokens: int, progress: bool = True
 ) -> tuple[Policy, RoleAdapters | FixedModel]:
-    """The run's base model with LoRA adapters, the actor adapter loaded from iteration `iteration` (>= 1; at 0 the
-    adapters stay fresh and are switched off by the `seed` role), as the in-process generation backend. A full run's
-    iteration is the whole model saved then (at 0 the base model), served as it is to every role."""
+    """The run's base model with LoRA adapters, the actor adapter loaded from iteration `iteration` (at 0 without a
+    warm start the adapters stay fresh and are switched off by the `seed` role), as the in-process generation
+    backend. A full run's iteration is the whole model saved then (at 0 without a warm start the base model), served
+    as it is to every role."""
     from dataclasses import replace
 
     import torch
@@ -144,7 +146,8 @@ def load_policy(
     from metareward.model.loading import load_model_and_tokenizer
 
     spec = run.model()
-    if run.full() and iteration > 0:
+    saved = iteration in run.saved_iterations()
+    if run.full() and saved:
         spec = replace(spec, path=str(run.adapter_folder(iteration)))
     model, tokenizer = load_model_and_tokenizer(spec)
     if torch.cuda.is_available() and not spec.quantization:  # quantized weights are placed on the GPU by loading
@@ -154,7 +157,7 @@ def load_policy(
         stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
         return Policy(switch, tokenizer, max_prompt_tokens, progress, stops), switch
     adapters = RoleAdapters(model, run.adapters())
-    if iteration > 0:
+    if saved:
         load_adapter_weights(adapters, run.actor_adapter(), run.adapter_folder(iteration))
     adapters.model.eval()
     stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
@@ -162,30 +165,11 @@ def load_policy(
 
 
 def load_adapter_weights(adapters: RoleAdapters, name: str, folder: Path) -> None:
-    """Copy a saved adapter (`<folder>/adapter_model.safetensors`, PEFT names without the adapter name, as
-    `RoleAdapters.save` writes them) into adapter `name`. Every saved tensor must land on a LoRA parameter of the
-    same shape and every LoRA parameter of `name` must be given, so a run saved with other LoRA settings is
-    refused instead of half-loaded."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """The saved adapter in `folder` loaded into adapter `name`; one that does not read back or does not fit the
+    run's LoRA settings raises RunDirError."""
+    from metareward.model.adapters import SavedAdapterError, load_adapter
 
     try:
-        saved = load_file(str(folder / "adapter_model.safetensors"))
-    except (SafetensorError, OSError) as error:
-        raise RunDirError(f"the adapter {folder} does not read back ({type(error).__name__}); re-export it") from None
-    own = {key: p for key, p in adapters.model.named_parameters() if f".{name}." in key and "lora_" in key}
-    targets = {key.replace(f".{name}.", "."): p for key, p in own.items()}
-    unknown = sorted(set(saved) - set(targets))
-    missing = sorted(set(targets) - set(saved))
-    wrong = sorted(k for k in set(saved) & set(targets) if saved[k].shape != targets[k].shape)
-    if unknown or missing or wrong:
-        first = (unknown or missing or wrong)[0]
-        raise RunDirError(
-            f"the adapter {folder} does not fit the run's model.adapters settings ({len(unknown)} unknown, "
-            f"{len(missing)} missing, {len(wrong)} differently shaped tensors, e.g. {first}); export with the "
-            "run_config.yaml it was trained with"
-        )
-    with torch.no_grad():
-        for key, tensor in saved.items():
-            targets[key].copy_(tensor.to(dtype=targets[key].dtype, device=targets[key].device))
+        load_adapter(adapters, name, folder)
+    except SavedAdapterError as error:
+        raise RunDirError(f"{error}; export with the run_config.yaml it was trained with") from None

@@ -93,7 +93,8 @@ class ExportJob:
 
     @property
     def role(self) -> str:
-        return SEED_ROLE if self.iteration == 0 else "actor"
+        """The actor's weights of the iteration; M0 without a warm start is the base model (every adapter off)."""
+        return "actor" if self.iteration in self.run.saved_iterations() else SEED_ROLE
 
 
 def prepare_job(options: ExportOptions) -> ExportJob:

@@ -1,8 +1,8 @@
 """The policy as the engine sees it: one seam, `GenerationBackend`, that every phase, evaluation and self-instruct
 call goes through, and its in-process implementation on transformers, `Policy`.
 
-A backend generates for a role (actor, judge, meta_judge, or `SEED_ROLE` for the seed model M0 with its adapters
-off) and reads choice probabilities after a cue. `Policy` runs our own sampler with the role's adapter switched on;
+A backend generates for a role (actor, judge, meta_judge, or the seed model M0 answering, `SEED_ROLE`, or judging,
+`SEED_JUDGE_ROLE`) and reads choice probabilities after a cue. `Policy` runs our own sampler with the role's adapter switched on;
 `metareward.generation.vllm_backend.VLLMBackend` sends the same requests to a vLLM server.
 """
 
@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.choice_probs import choice_probabilities, cue_read
 from metareward.generation.sampler import CueRead, Generation, GenerationRequest, RoleSettings, generate
-from metareward.model.roles import SEED_ROLE
+from metareward.model.roles import SEED_FACES
 
 
 class GenerationBackend(Protocol):
@@ -68,13 +68,13 @@ class GenerationBackend(Protocol):
 
 class RoleSwitch(Protocol):
     """Anything that lends the model a role plays (RoleAdapters: its adapter active; FullWeights: the one trained
-    model), and the seed model M0 (`seed`)."""
+    model), and the seed model M0 as one of the trained roles (`seed(face)`: "actor" answers, "judge" judges)."""
 
     model: torch.nn.Module
 
     def role(self, role: str) -> AbstractContextManager[torch.nn.Module]: ...
 
-    def seed(self) -> AbstractContextManager[torch.nn.Module]: ...
+    def seed(self, face: str = "actor") -> AbstractContextManager[torch.nn.Module]: ...
 
 
 @dataclass
@@ -89,7 +89,7 @@ class FixedModel:
         yield self.model
 
     @contextmanager
-    def seed(self) -> Iterator[torch.nn.Module]:
+    def seed(self, face: str = "actor") -> Iterator[torch.nn.Module]:
         yield self.model
 
 
@@ -106,7 +106,8 @@ class Policy:
     stop_ids: tuple[int, ...] = ()
 
     def lend(self, role: str) -> AbstractContextManager[torch.nn.Module]:
-        return self.switch.seed() if role == SEED_ROLE else self.switch.role(role)
+        face = SEED_FACES.get(role)
+        return self.switch.role(role) if face is None else self.switch.seed(face)
 
     def generate(
         self,

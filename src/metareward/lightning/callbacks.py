@@ -19,9 +19,10 @@ import torch
 from metareward.compare.run_report import figures_line
 from metareward.engine.timing import peak_rss_mb
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
-from metareward.lightning.strategies import full_weights, plain_name
+from metareward.lightning.strategies import full_weights
+from metareward.model.adapters import plain_name
 from metareward.storage.artifacts import failed_write, read_json, write_json
-from metareward.storage.run_layout import CHECKPOINT
+from metareward.storage.run_layout import CHECKPOINT, saved_weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class AdapterCheckpoint(RunCallback):
         self.save_merged = save_merged
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        target = self.directory / f"iter_{iteration_of(trainer):02d}"
+        target = saved_weights_dir(self.directory, iteration_of(trainer))
         adapters = self.context.adapters
         with full_weights(trainer):  # every rank gathers; rank 0 writes
             if not trainer.is_global_zero:

@@ -42,7 +42,7 @@ from metareward.evaluation.settings import build_evaluator
 from metareward.generation.sampler import SamplingSettings
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights
-from metareward.model.roles import SEED_ROLE
+from metareward.model.roles import SEED_JUDGE_ROLE, SEED_ROLE
 from metareward.storage.artifacts import read_json_lines, write_json
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class WinRateCallback(RunCallback):
         items = [(p.instruction, a) for p, a in zip(self.prompts, answers)]
         backend = self.context.backend()
         prompt = self.context.judge_prompt
-        scores = read_judge_scores(backend, items, prompt, self.batch_size, self.max_prompt_tokens, SEED_ROLE, desc)
+        scores = read_judge_scores(
+            backend, items, prompt, self.batch_size, self.max_prompt_tokens, SEED_JUDGE_ROLE, desc
+        )
         return scores.tolist()
 
     def _baseline_seed_judge(self, baseline: list[str]) -> dict[str, float | None]:

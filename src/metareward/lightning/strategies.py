@@ -16,9 +16,6 @@ import lightning as L
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from torch import nn
 
-# Part of every parameter name inside an FSDP unit; removed to get the names the PEFT model uses.
-FSDP_PREFIX = "_fsdp_wrapped_module."
-
 
 def decoder_layer_policy(layer_classes: Sequence[str]):
     """The FSDP auto-wrap policy of conf/trainer/fsdp.yaml: one FSDP unit per decoder layer, matched by class name
@@ -102,8 +99,3 @@ def fsdp_full_weights(root: nn.Module) -> Iterator[None]:
         finally:
             for unit in units:
                 del unit.forward
-
-
-def plain_name(name: str) -> str:
-    """A parameter name without FSDP's wrapper prefixes: the name the same parameter has in the PEFT model."""
-    return name.replace(FSDP_PREFIX, "")

@@ -20,13 +20,14 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from metareward.schema.rules import COUNT, Choice, Number, Value, setting
-from metareward.storage.artifacts import write_folder_atomic
+from metareward.storage.artifacts import ArtifactError, write_folder_atomic
 
 ADAPTERS_BY_MODE = {
     "split": {"actor": "actor", "judge": "judge", "meta_judge": "judge"},
     "shared": {"actor": "policy", "judge": "policy", "meta_judge": "policy"},
 }
 PAIR_KIND_ROLE = {"actor": "actor", "judge": "judge"}
+FSDP_PREFIX = "_fsdp_wrapped_module."  # what FSDP's wrappers put into the names of the parameters they hold
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class RoleAdapters:
         self.model.set_adapter(names[0])
         for parameter in self.adapter_parameters():
             parameter.requires_grad_(True)
+        # M0's adapter weights in host memory once a warm start trained them (freeze_seed); None: M0 is the base
+        # model with every adapter off.
+        self.seed_tensors: dict[str, torch.Tensor] | None = None
 
     def activate(self, role: str) -> str:
         """Make `role`'s adapter the active one; returns the adapter's name.
@@ -130,11 +134,30 @@ class RoleAdapters:
         with lend_tensors(self.model, self.role_tensors(role, "cpu"), tensors, f"{role} adapter"):
             yield
 
+    def freeze_seed(self) -> None:
+        """Make the adapters as they are now M0, the model the loop starts from (after a warm start): a copy of
+        every adapter's weights in host memory, lent to the seed roles from then on."""
+        named = self.model.named_parameters()
+        self.seed_tensors = {plain_name(n): copied(p, "cpu") for n, p in named if "lora_" in n}
+
     @contextmanager
-    def seed(self) -> Iterator[PeftModel]:
-        """The seed model M0: the PEFT model with every adapter disabled until the block ends."""
-        with self.model.disable_adapter():
-            yield self.model
+    def seed(self, face: str = "actor") -> Iterator[PeftModel]:
+        """The seed model M0 as `face` (actor or judge) until the block ends: the base model with every adapter
+        disabled, or after `freeze_seed` that role's adapter holding M0's weights."""
+        if self.seed_tensors is None:
+            with self.model.disable_adapter():
+                yield self.model
+            return
+        marker = f".{self.adapter_for_role[face]}."
+        names = [n for n, _ in self.model.named_parameters() if "lora_" in n and marker in n]
+        own = {n: self.seed_tensors[plain_name(n)] for n in names}  # named as now (FSDP may have wrapped the model)
+        with self.role_tensors_lent(face, own), self.role(face) as model:
+            yield model
+
+    def load(self, folder: Path) -> None:
+        """Every adapter from `folder/<adapter>/` as `save` wrote it (`load_adapter` checks each)."""
+        for name in self.adapter_names:
+            load_adapter(self, name, Path(folder) / name)
 
     @staticmethod
     def is_trained(name: str) -> bool:
@@ -184,6 +207,11 @@ class RoleAdapters:
             write_folder_atomic(Path(directory) / name, fill)
 
 
+def plain_name(name: str) -> str:
+    """A parameter name without FSDP's wrapper prefixes: the name the same parameter has in the PEFT model."""
+    return name.replace(FSDP_PREFIX, "")
+
+
 def copied(parameter: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
     """A detached copy of `parameter` on `device` (None: its own), made in one step."""
     return parameter.detach().to(parameter.device if device is None else device, copy=True)
@@ -211,3 +239,35 @@ def lend_tensors(
         with torch.no_grad():
             for name, tensor in current.items():
                 own[name].copy_(tensor)
+
+
+class SavedAdapterError(ArtifactError):
+    """Saved weights (an adapter, or a whole model) that do not read back or do not fit the model they load into."""
+
+
+def load_adapter(adapters: RoleAdapters, name: str, folder: Path) -> None:
+    """Copy a saved adapter (`<folder>/adapter_model.safetensors`, PEFT names without the adapter name, as
+    `RoleAdapters.save` writes them) into adapter `name`. Every saved tensor must land on a LoRA parameter of the
+    same shape and every LoRA parameter of `name` must be given, so an adapter saved with other LoRA settings is
+    refused instead of half-loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        saved = load_file(str(folder / "adapter_model.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise SavedAdapterError(f"the adapter {folder} does not read back ({type(error).__name__})") from None
+    own = {key: p for key, p in adapters.model.named_parameters() if f".{name}." in key and "lora_" in key}
+    targets = {key.replace(f".{name}.", "."): p for key, p in own.items()}
+    unknown = sorted(set(saved) - set(targets))
+    missing = sorted(set(targets) - set(saved))
+    wrong = sorted(k for k in set(saved) & set(targets) if saved[k].shape != targets[k].shape)
+    if unknown or missing or wrong:
+        first = (unknown or missing or wrong)[0]
+        raise SavedAdapterError(
+            f"the adapter {folder} does not fit the model.adapters settings ({len(unknown)} unknown, "
+            f"{len(missing)} missing, {len(wrong)} differently shaped tensors, e.g. {first})"
+        )
+    with torch.no_grad():
+        for key, tensor in saved.items():
+            targets[key].copy_(tensor.to(dtype=targets[key].dtype, device=targets[key].device))

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedModel
 
-from metareward.model.adapters import ADAPTERS_BY_MODE, AdapterSpec, RoleAdapters, copied, lend_tensors
+from metareward.model.adapters import (
+    ADAPTERS_BY_MODE,
+    AdapterSpec,
+    RoleAdapters,
+    SavedAdapterError,
+    copied,
+    lend_tensors,
+)
 from metareward.storage.artifacts import write_folder_atomic
 
 if TYPE_CHECKING:
@@ -47,9 +54,39 @@ class FullWeights:
     def role(self, role: str) -> Iterator[PreTrainedModel]:
         yield self.model
 
+    def freeze_seed(self) -> None:
+        """Make the weights as they are now M0, the model the loop starts from (after a warm start)."""
+        with torch.no_grad():
+            self.seed_model.load_state_dict(self.model.state_dict())
+
+    def load(self, folder: Path) -> None:
+        """The whole model from `folder/policy/` as `save` wrote it (one or several safetensors files; an output
+        head tied to the embeddings may be left out, as transformers saves it)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        files = sorted((Path(folder) / self.adapter_names[0]).glob("model*.safetensors"))
+        try:
+            saved = {key: tensor for file in files for key, tensor in load_file(str(file)).items()}
+        except (SafetensorError, OSError) as error:
+            raise SavedAdapterError(f"the weights in {folder} do not read back ({type(error).__name__})") from None
+        own = dict(self.model.named_parameters(remove_duplicate=False))  # a tied head under either name
+        missing = sorted(set(dict(self.model.named_parameters())) - set(saved))
+        wrong = sorted(k for k in set(saved) & set(own) if saved[k].shape != own[k].shape)
+        unknown = sorted(set(saved) - set(own))
+        if not files or missing or wrong or unknown:
+            raise SavedAdapterError(
+                f"the weights in {folder} do not fit the model ({len(missing)} missing, {len(wrong)} differently "
+                f"shaped, {len(unknown)} unknown tensors)"
+            )
+        with torch.no_grad():
+            for key, tensor in saved.items():
+                own[key].copy_(tensor.to(dtype=own[key].dtype, device=own[key].device))
+
     @contextmanager
-    def seed(self) -> Iterator[PreTrainedModel]:
-        """M0 on the training model's device until the block ends, then back in host memory."""
+    def seed(self, face: str = "actor") -> Iterator[PreTrainedModel]:
+        """M0 on the training model's device until the block ends, then back in host memory (every role, `face`
+        included, shares the one model)."""
         device = next(self.model.parameters()).device
         try:
             yield self.seed_model.to(device)

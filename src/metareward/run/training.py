@@ -20,9 +20,10 @@ from metareward.evaluation.data import EvaluationDataError
 from metareward.model.embedded import EmbeddedModelError
 from metareward.model.loading import ModelLoadError
 from metareward.run.console import closing_report, quiet_libraries
-from metareward.run.resume import prepare_run_dir
+from metareward.run.resume import is_launched_worker, prepare_run_dir
 from metareward.sft.formatting import SFTDataError
 from metareward.storage.artifacts import ArtifactError
+from metareward.storage.run_layout import CHECKPOINTS, saved_weights_dir
 
 log = logging.getLogger("metareward")
 
@@ -33,7 +34,7 @@ USER_ERRORS = (
     EmbeddedModelError,
     EvaluationDataError,
     SFTDataError,
-    ArtifactError,
+    ArtifactError,  # SavedAdapterError too: saved weights that do not read back or fit
 )
 
 
@@ -115,7 +116,7 @@ def train(cfg: DictConfig) -> TrainResult:
     from metareward.model.adapters import target_problems
     from metareward.model.full_weights import role_weights
     from metareward.model.loading import load_model_and_tokenizer
-    from metareward.sft.warm_start import load_warm_start_data, warm_start
+    from metareward.sft.warm_start import load_warm_start_data, start_from_warm_m0
     from metareward.training.collate import PairCollator
 
     settings = run_settings(cfg)
@@ -147,8 +148,11 @@ def train(cfg: DictConfig) -> TrainResult:
     _log_system_prompts(pool, tokenizer)
     adapters = role_weights(model, settings.model.finetune, settings.adapters)
     context.attach_model(adapters, tokenizer)
-    if warm.enabled and checkpoint is None:
-        summary.extra["warm_start"] = warm_start(adapters, tokenizer, warm, settings.engine.judge_prompt)  # iteration 0
+    if warm.enabled:  # iteration 0: M0 is the warm-started model (trained, or loaded when this run saved it)
+        folder = saved_weights_dir(_checkpoints_dir(callbacks, run_dir), 0)
+        judge_prompt = settings.engine.judge_prompt
+        stats = start_from_warm_m0(adapters, tokenizer, warm, folder, judge_prompt, write=not is_launched_worker())
+        summary.extra.update({"warm_start": stats} if stats else {})
     dpo = settings.dpo
     module = DPOModule(adapters, dpo.objective, dpo.optim)  # built once, by the config check
     collator = PairCollator(tokenizer, dpo.max_prompt_tokens, dpo.max_completion_tokens)
@@ -166,6 +170,14 @@ def train(cfg: DictConfig) -> TrainResult:
         if not trainer.interrupted:  # Lightning exits after a graceful shutdown on Ctrl-C; anything else goes on
             raise
     return TrainResult(run_dir, module, interrupted=bool(trainer.interrupted))
+
+
+def _checkpoints_dir(callbacks: list[Any], run_dir: Path) -> Path:
+    """Where the run saves its weights: the adapter checkpoint's folder, or `checkpoints/` when it is switched off."""
+    from metareward.lightning.callbacks import AdapterCheckpoint
+
+    saving = [c.directory for c in callbacks if isinstance(c, AdapterCheckpoint)]
+    return saving[0] if saving else run_dir / CHECKPOINTS
 
 
 def _log_system_prompts(pool: Any, tokenizer: Any) -> None:

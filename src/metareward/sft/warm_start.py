@@ -7,22 +7,25 @@ on IFT + EFT (Yuan et al. 2024, arXiv 2401.10020, Sec. 3.1). Either file may be 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
 from metareward.core.prompts import ADDITIVE_FIVE_POINT, JudgePrompt
-from metareward.model.adapters import RoleAdapters
+from metareward.model.adapters import RoleAdapters, SavedAdapterError
 from metareward.schema.rules import COUNT, FLAG, Group, Value, field_problems, read, setting
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTData, SFTExample, load_sft_file
 from metareward.sft.train import SFTOptim, train_adapter
 
 ROLE_FOR_KIND = {"ift": "actor", "eft": "judge"}
+log = logging.getLogger(__name__)
 
 
 def optional_path(value: Any) -> str | None:
@@ -116,3 +119,33 @@ def warm_start(
         "data": {kind: {"examples": len(d.examples), "drops": d.drops} for kind, d in data.items()},
         "adapters": trained,
     }
+
+
+def start_from_warm_m0(
+    adapters: RoleAdapters,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: WarmStartSettings,
+    folder: Path,
+    judge_prompt: JudgePrompt = ADDITIVE_FIVE_POINT,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Iteration 0 of a warm-started run: M0, the model the loop starts from, is the warm-started one. The warm
+    start trains it and `folder` keeps it (each adapter's folder written whole, by the process that `write`s), or,
+    when an earlier attempt of this run saved it there, it is loaded and nothing trains. Either way the adapters (or
+    full fine-tuning's weights) hold M0 on return, frozen as the seed model (`freeze_seed`). Returns the warm
+    start's statistics, or {} when M0 was loaded."""
+    if all((folder / name).is_dir() for name in adapters.adapter_names):
+        try:
+            adapters.load(folder)
+        except SavedAdapterError as error:
+            raise SavedAdapterError(f"{error}; remove {folder} to run the warm start again") from None
+        adapters.freeze_seed()
+        log.info("M0: the warm-started weights saved in %s (the warm start is not run again)", folder)
+        return {}
+    stats = warm_start(adapters, tokenizer, settings, judge_prompt)
+    adapters.freeze_seed()
+    if write:
+        named = adapters.model.named_parameters()
+        adapters.save(folder, {n: p.detach().cpu() for n, p in named if adapters.is_trained(n)}, tokenizer)
+        log.info("M0: the warm-started weights, saved in %s", folder)
+    return stats
