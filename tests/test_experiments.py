@@ -149,7 +149,8 @@ def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> 
     actor = s.engine.actor.sampling
     assert (actor.temperature, actor.top_p) == (0.8, 0.95)
     assert s.engine.pair_strategy == "length_controlled"
-    assert [s.engine.rho_for(t) for t in (1, 2, 3, 4)] == pytest.approx([0.0, 0.32, 0.36, 0.4])
+    assert [s.engine.rho_for(t) for t in (1, 2, 3, 4)] == pytest.approx([0.0, 0.32, 0.32, 0.4])
+    assert [s.engine.chosen_cap_for(t) for t in (1, 2, 3, 4)] == [2500, None, None, None]
     assert [s.engine.trains_judge(t) for t in (1, 2, 3, 4)] == [True, True, False, False]
     assert (s.engine.judgment_cap_for(1), s.engine.judgment_cap_for(2)) == (1100, 1000)
     assert (s.engine.score_mode, s.engine.verdict_mode) == ("parse", "parse")

@@ -157,3 +157,18 @@ def test_choice_reads_are_not_held_to_the_prompt_limit() -> None:
     policy = Policy(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tokenizer, max_prompt_tokens=limit, progress=False)
     probabilities = policy.choose("judge", [context], SCORE_CHOICES, batch_size=1, desc="scores")
     assert probabilities.shape == (1, len(SCORE_CHOICES)) and abs(probabilities.sum() - 1) < 1e-9
+
+
+def test_a_chosen_answer_over_the_iterations_cap_drops_its_pair_counted(prompt_file: Path, tmp_path: Path) -> None:
+    uncapped, _ = run_iteration(prompt_file, tmp_path / "a", "data.prompts_per_iteration=6")
+    lengths = sorted(len(p.chosen) for p in uncapped.pairs if p.kind == "actor")
+    cap = lengths[len(lengths) // 2]
+    assert lengths[0] <= cap < lengths[-1], "the test needs chosen answers on both sides of the cap"
+    capped, settings = run_iteration(
+        prompt_file, tmp_path / "b", "data.prompts_per_iteration=6", f"pairs.max_chosen_chars_schedule=[{cap},null]"
+    )
+    assert settings.chosen_cap_for(1) == cap and settings.chosen_cap_for(2) is None
+    kept = [p for p in uncapped.pairs if p.kind == "actor" and len(p.chosen) <= cap]
+    assert [p for p in capped.pairs if p.kind == "actor"] == kept  # the same responses, the long-chosen pairs gone
+    assert capped.stats["pairs/actor_dropped/chosen_too_long"] == sum(length > cap for length in lengths)
+    assert "pairs/actor_dropped/chosen_too_long" not in uncapped.stats

@@ -187,6 +187,9 @@ OPENAI_EVALUATOR = [
     [
         (["pairs.rho_schedule=[0.1,0.2,0.3]"], "pairs.rho_schedule has 3 entries but num_iterations=2"),
         (["meta_judge.max_judgment_chars_schedule=[900,800,700]"], "max_judgment_chars_schedule has 3 entries"),
+        (["pairs.max_chosen_chars_schedule=[2500,null,null]"], "max_chosen_chars_schedule has 3 entries"),
+        (["pairs.max_chosen_chars_schedule=[0]"], "pairs.max_chosen_chars_schedule entry 0 must be >= 1"),
+        (["pairs.max_chosen_chars_schedule=[long]"], "pairs.max_chosen_chars_schedule entry='long' is not"),
         (["schedule.judge_training_iterations=[1,3]"], "names iteration 3 but num_iterations=2"),
         (["schedule.judge_training_iterations=null"], "schedule.judge_training_iterations is null"),
         (["pairs.rho_schedule=0.3"], "pairs.rho_schedule=0.3 is not a list"),

@@ -129,6 +129,7 @@ class RunSettings:
         schedules = {
             "pairs.rho_schedule": engine.rho_schedule,
             "meta_judge.max_judgment_chars_schedule": engine.max_judgment_chars_schedule,
+            "pairs.max_chosen_chars_schedule": engine.max_chosen_chars_schedule,
         }
         return found + [
             f"{key} has {len(entries)} entries but num_iterations={n}; give at most one entry per iteration (the last "

@@ -24,6 +24,8 @@ NO_VALID_SCORES = "no_valid_scores"
 TOO_FEW_JUDGMENTS = "too_few_judgments"
 NO_STRICT_ORDER = "no_strict_order"
 JUDGMENT_TOO_LONG = "judgment_too_long"
+# pairs.max_chosen_chars_schedule: an actor pair whose chosen answer is longer than the iteration's cap.
+CHOSEN_TOO_LONG = "chosen_too_long"
 
 
 def merge_drops(*counters: Mapping[str, int]) -> dict[str, int]:

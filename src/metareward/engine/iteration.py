@@ -21,7 +21,15 @@ from metareward.engine.comparing import comparer
 from metareward.engine.context import IterationContext
 from metareward.engine.iteration_stats import actor_stats, data_warnings, label_stats, meta_stats, run_stats
 from metareward.engine.judge_history import JudgeHistory
-from metareward.engine.pairs import actor_pairs, fitting_pairs, judge_pairs, label_evidence, labelled, pair_candidates
+from metareward.engine.pairs import (
+    actor_pairs,
+    capped_chosen,
+    fitting_pairs,
+    judge_pairs,
+    label_evidence,
+    labelled,
+    pair_candidates,
+)
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import ONE_PROCESS, Shard
@@ -130,7 +138,7 @@ def _actor_pairs(
     selected = actor_pairs(
         context.by_id, candidates, rho, settings.pair_strategy, finished, evidence.anchors, reasoning
     )
-    fit = fitting_pairs(selected, oversize)
+    fit = fitting_pairs(capped_chosen(selected, settings.chosen_cap_for(context.iteration)), oversize)
     found = label_evidence(evidence.judgments, settings.judge_prompt.score_values, evidence.previous_judgments)
     return Selection(tuple(labelled(fit.items, settings.pair_labels, found)), fit.drops)
 

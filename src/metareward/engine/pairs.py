@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from metareward.core.actor_pairs import ScoredResponse, select_actor_pairs, select_anchored_pairs
-from metareward.core.drops import Selection, merge_drops
+from metareward.core.drops import CHOSEN_TOO_LONG, Selection, merge_drops
 from metareward.core.elo import bradley_terry_elo
 from metareward.core.judge_pairs import battle_matrix, mean_valid_score, positional_weights, select_judge_pair
 from metareward.core.pair_labels import LabelEvidence, PairLabels, ScoreDistribution
@@ -84,6 +84,16 @@ def actor_pairs(
         for choice in selection.items
     )
     return Selection(pairs, selection.drops)
+
+
+def capped_chosen(selection: Selection[PairRecord], max_chars: int | None) -> Selection[PairRecord]:
+    """The actor pairs whose chosen answer has at most `max_chars` characters (None: every pair); the others are
+    dropped and counted as `chosen_too_long`."""
+    if max_chars is None:
+        return selection
+    kept = tuple(pair for pair in selection.items if len(pair.chosen) <= max_chars)
+    too_long = len(selection.items) - len(kept)
+    return Selection(kept, merge_drops(selection.drops, {CHOSEN_TOO_LONG: too_long} if too_long else {}))
 
 
 def label_evidence(

@@ -51,6 +51,10 @@ class EngineSettings:
     pair_strategy: str = setting("pairs.strategy", Choice(tuple(sorted(ACTOR_PAIR_STRATEGIES))))
     rho: float = setting("pairs.rho", RHO)
     rho_schedule: tuple[float, ...] | None = setting("pairs.rho_schedule", Listed(RHO))
+    # per iteration, the longest chosen answer an actor pair may have, in characters (null: no cap)
+    max_chosen_chars_schedule: tuple[int | None, ...] | None = setting(
+        "pairs.max_chosen_chars_schedule", Listed(Number(int, 1, nullable=True))
+    )
     # pairs/label: hard pairs, or soft labels (core.pair_labels)
     pair_labels: PairLabels = setting("pairs.label", Built(PairLabels, HardLabels()))
     # pairs/rejected: the model's own answers, or anchors (engine.rejections)
@@ -70,6 +74,12 @@ class EngineSettings:
 
     def rho_for(self, iteration: int) -> float:
         return scheduled(self.rho_schedule, iteration, self.rho)
+
+    def chosen_cap_for(self, iteration: int) -> int | None:
+        """The iteration's cap on a chosen answer's characters (None: no cap); past the schedule's end its last
+        entry holds."""
+        caps = self.max_chosen_chars_schedule
+        return caps[min(iteration, len(caps)) - 1] if caps else None
 
     def judgment_cap_for(self, iteration: int) -> int | None:
         if self.max_judgment_chars_schedule:

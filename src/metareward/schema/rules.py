@@ -158,7 +158,7 @@ class Listed(Rule):
         types = [p for p in (self.entry.type_problem(f"{key} entry", item) for item in raw) if p]
         if types:
             return UNUSABLE, types
-        values = tuple(self.entry.kind(item) for item in raw)
+        values = tuple(None if item is None else self.entry.kind(item) for item in raw)  # null: a nullable entry
         return values, [self.entry.range_problem(f"{key} entry {v}") for v in values if not self.entry.holds(v)]
 
 
