@@ -1,6 +1,7 @@
 """Every experiment file with every trainer file (both globbed, so a new file is covered without editing this test),
 and the paper experiments against the values the papers state: Wu et al. 2024 (arXiv 2407.19594) for
-`meta_reward_paper`, Yuan et al. 2024 (arXiv 2401.10020) for `self_reward_paper`.
+`meta_reward_paper` (full fine-tuning, as the paper) and its one-GPU LoRA variant, Yuan et al. 2024 (arXiv
+2401.10020) for `self_reward_paper` (docs/papers.md has every value's source).
 
 Composition is tested apart from validation: this machine has no CUDA, so GPU-only options (trainer=gpu, 4-bit
 weights) are refused here, in sentences naming the gpu extra, and accepted on a machine that has CUDA."""
@@ -19,7 +20,10 @@ from metareward.generation import spec
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
 
-PAPER_EXPERIMENTS = ("meta_reward_paper", "self_reward_lc_paper", "self_reward_paper")
+FULL_PAPER_RUNS = ("meta_reward_paper", "self_reward_lc_paper")  # every weight trains, as in the paper
+ONE_GPU_PAPER_RUNS = ("meta_reward_paper_lora", "self_reward_lc_paper_lora", "self_reward_paper")  # (Q)LoRA + vLLM
+PAPER_EXPERIMENTS = FULL_PAPER_RUNS + ONE_GPU_PAPER_RUNS
+LORA_RATE = {"meta_reward_paper_lora": 1.25e-4, "self_reward_paper": 2.6e-5}  # bench lora-rate
 ALL_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
@@ -118,12 +122,34 @@ def test_other_experiments_keep_split_adapters(experiment: str) -> None:
     assert compose(f"+experiment={experiment}").model.adapters.mode == "split"
 
 
-@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
-def test_paper_experiments_train_one_shared_adapter(experiment: str, cuda) -> None:
-    assert paper_settings(experiment).adapters.mode == "shared"  # one model in all three roles, as in the papers
+@pytest.mark.parametrize("experiment", ONE_GPU_PAPER_RUNS)
+def test_one_gpu_paper_runs_train_one_shared_adapter(experiment: str, cuda) -> None:
+    s = paper_settings(experiment)
+    assert s.model.finetune == "lora" and s.adapters.mode == "shared"  # one model in all three roles, as the papers
+    assert s.dpo.optimizer.params["lr"] == LORA_RATE[experiment.replace("self_reward_lc", "meta_reward")]
 
 
-@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+@pytest.mark.parametrize("experiment", FULL_PAPER_RUNS)
+def test_full_paper_runs_train_every_weight_in_float32_under_bf16_mixed_precision(experiment: str, cuda) -> None:
+    s = paper_settings(experiment)
+    assert s.model.finetune == "full" and s.model.resolved_dtype().name == "float32"
+    assert s.dpo.optimizer.params["lr"] == 5e-6  # the paper's rate for the paper's method
+    assert s.generation.backend == "hf"  # in the training processes: vLLM serves one training process
+    cfg = compose(f"+experiment={experiment}", "trainer=fsdp")
+    assert cfg.trainer.precision == "bf16-mixed"
+
+
+def test_the_lora_variant_differs_from_the_full_run_only_in_what_trains(cuda) -> None:
+    full, lora = (
+        OmegaConf.to_container(compose(f"+experiment={name}", "trainer=gpu"))
+        for name in ("meta_reward_paper", "meta_reward_paper_lora")
+    )
+    for cfg in (full, lora):
+        del cfg["experiment"], cfg["model"]["finetune"], cfg["model"]["dtype"], cfg["dpo"]["lr"], cfg["generation"]
+    assert lora == full
+
+
+@pytest.mark.parametrize("experiment", ONE_GPU_PAPER_RUNS)
 def test_paper_experiments_generate_with_vllm_serving_their_model(experiment: str, cuda) -> None:
     s = paper_settings(experiment)
     assert (s.generation.backend, s.generation.model_path) == ("vllm", s.model.path)
@@ -137,11 +163,7 @@ def test_cpu_experiments_generate_with_the_in_process_sampler(experiment: str) -
 
 def test_meta_reward_paper_is_llama_3_8b_instruct_with_the_papers_loop(cuda) -> None:
     s = paper_settings("meta_reward_paper")
-    assert (s.model.path, s.model.dtype, s.model.quantization) == (
-        "meta-llama/Meta-Llama-3-8B-Instruct",
-        "bfloat16",
-        None,
-    )
+    assert (s.model.path, s.model.dtype, s.model.quantization) == ("meta-llama/Meta-Llama-3-8B-Instruct", "auto", None)
     assert s.model.gradient_checkpointing and s.model.attn_implementation == "auto"
     assert set(s.adapters.target_modules) == ALL_PROJECTIONS
     assert s.num_iterations == 4 and s.engine.prompts_per_iteration == 5000
@@ -173,9 +195,17 @@ def test_the_self_rewarding_baseline_with_length_control_differs_from_meta_rewar
     for cfg in (meta_cfg, baseline_cfg):
         del cfg["experiment"], cfg["schedule"]["judge_training_iterations"]
     assert baseline_cfg == meta_cfg  # the same loop in every other value
+    lora, lora_baseline = (
+        OmegaConf.to_container(compose(f"+experiment={name}", "trainer=gpu"))
+        for name in ("meta_reward_paper_lora", "self_reward_lc_paper_lora")
+    )
+    assert lora_baseline["schedule"]["judge_training_iterations"] == []
+    for cfg in (lora, lora_baseline):
+        del cfg["experiment"], cfg["schedule"]["judge_training_iterations"]
+    assert lora_baseline == lora
 
 
-@pytest.mark.parametrize("experiment", ["meta_reward_paper", "self_reward_lc_paper", "self_reward_paper"])
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
 def test_paper_runs_evaluate_at_the_actors_length(experiment: str, cuda) -> None:
     cfg = compose(f"+experiment={experiment}", "trainer=gpu")
     assert cfg.evaluation.max_new_tokens == cfg.actor.max_new_tokens == 1024  # not the CPU demo's 96
@@ -228,9 +258,9 @@ def test_self_reward_paper_is_llama_2_70b_warm_started_then_two_dpo_iterations(c
     assert s.engine.pair_strategy == "best_vs_worst" and s.engine.rho_for(1) == 0.0
     assert s.engine.judge_training_iterations == ()
     assert (s.dpo.loss.target, s.dpo.loss.params["beta"]) == ("metareward.core.losses.DPOLoss", 0.1)
-    assert s.dpo.optimizer.params["lr"] == 1e-6
+    assert s.dpo.optimizer.params["lr"] == LORA_RATE["self_reward_paper"]  # QLoRA: the paper's 1e-6 is full FT's
     assert s.dpo.lr_schedule.target == "metareward.training.optim.LinearSchedule"
-    assert s.dpo.lr_schedule.params == {"warmup_steps": 0, "min_lr": 1e-7}
+    assert s.dpo.lr_schedule.params == {"warmup_steps": 0, "min_lr": pytest.approx(LORA_RATE["self_reward_paper"] / 10)}
     assert s.dpo.global_batch_size == 16 and s.accumulate_grad_batches == 16 // s.dpo.batch_size
     cfg = compose("+experiment=self_reward_paper", "trainer=gpu")
     warm = warm_start_settings(cfg.warm_start)

@@ -13,8 +13,19 @@ from omegaconf import OmegaConf
 
 PAGE = REPO_ROOT / "docs" / "papers.md"
 HEADING = "### The paper values and their sources"
-EXPERIMENTS = ("meta_reward_paper", "self_reward_lc_paper", "self_reward_paper")
-INHERITS = {"self_reward_lc_paper": "meta_reward_paper"}  # its table rows are only what it changes
+EXPERIMENTS = (
+    "meta_reward_paper",
+    "self_reward_lc_paper",
+    "meta_reward_paper_lora",
+    "self_reward_lc_paper_lora",
+    "self_reward_paper",
+)
+# An experiment built on another has rows only for what it changes.
+INHERITS = {
+    "self_reward_lc_paper": "meta_reward_paper",
+    "meta_reward_paper_lora": "meta_reward_paper",
+    "self_reward_lc_paper_lora": "meta_reward_paper_lora",
+}
 SOURCES = ("Wu", "Yuan", "(?)", "ours", "differs")
 
 
@@ -32,6 +43,12 @@ def table_rows() -> dict[str, dict[str, tuple[Any, str]]]:
 
 
 ROWS = table_rows()
+
+
+def stated(experiment: str) -> dict[str, tuple[Any, str]]:
+    """The experiment's rows over those of the experiment it is built on."""
+    base = INHERITS.get(experiment)
+    return {**(stated(base) if base else {}), **ROWS[experiment]}
 
 
 def composed(experiment: str) -> Any:
@@ -62,8 +79,7 @@ def test_the_table_covers_every_paper_experiment_and_names_a_source_for_each_val
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_each_experiment_holds_the_values_its_table_states(experiment: str) -> None:
     cfg = composed(experiment)
-    stated = {**ROWS.get(INHERITS.get(experiment, ""), {}), **ROWS[experiment]}
-    for key, (value, _) in stated.items():
+    for key, (value, _) in stated(experiment).items():
         found = OmegaConf.select(cfg, key, throw_on_missing=True)
         found = OmegaConf.to_container(found, resolve=True) if OmegaConf.is_config(found) else found
         assert same(found, value), f"{experiment}: {key} is {found!r}, the table says {value!r}"

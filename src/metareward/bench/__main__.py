@@ -1,4 +1,5 @@
-"""`python -m metareward.bench {dpo,generate,e2e,precision,scale,all} [--json] [--quick]`; see metareward.bench for the design.
+"""`python -m metareward.bench {dpo,generate,e2e,precision,lora-rate,scale,all} [--json] [--quick]`; see metareward.bench for
+the design.
 
 Also `python -m metareward.bench gpu [--quick]` (metareward.bench.gpu_check: check and measure a CUDA machine without
 internet) and `python -m metareward.bench wheelhouse` (metareward.bench.wheelhouse: the wheels that check installs).
@@ -14,13 +15,13 @@ import subprocess
 import sys
 
 SUBCOMMANDS = {"gpu": "metareward.bench.gpu_check", "wheelhouse": "metareward.bench.wheelhouse"}
-NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU and `precision` compares, alone
+NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU, `precision` and `lora-rate` compare alone
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m metareward.bench", description=__doc__)
-    p.add_argument("name", choices=(*NAMES, "precision", "scale", "all", *SUBCOMMANDS))
+    p.add_argument("name", choices=(*NAMES, "precision", "lora-rate", "scale", "all", *SUBCOMMANDS))
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object, the last line")
     p.add_argument("--quick", action="store_true", help="smoke-size inputs (seconds, not minutes)")
     p.add_argument("--model", default=None, help=f"model path (default {DEFAULT_MODEL}; builtin:tiny for tests)")
@@ -82,6 +83,10 @@ def run_one(args: argparse.Namespace) -> dict:
         if quick:
             return precision.main(model, args.json, 2, 2, 1, 16, 4, 2, 2, quick=True)
         return precision.main(model, args.json)
+    if args.name == "lora-rate":
+        from metareward.bench import lora_rate
+
+        return lora_rate.main(model, args.json, 4, 2, quick=True) if quick else lora_rate.main(model, args.json)
     if args.name == "scale":
         from metareward.bench import scale
 
