@@ -65,3 +65,20 @@ def test_scale_benchmark_without_a_gpu_says_so_in_one_line(capsys: pytest.Captur
             "path on a tiny model anywhere"
         )
     ]
+
+
+def test_lora_rate_measures_both_kinds_of_training_and_interpolates_between_rungs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from metareward.bench.lora_rate import matching_rate
+
+    assert main(["lora-rate", "--quick", "--json", "--model", "builtin:tiny"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["benchmark"] == "lora_rate" and set(figures["full"]) == {"meta_reward_paper", "self_reward_paper"}
+    assert all(math.isfinite(run["margin"]) for run in [*figures["full"].values(), *figures["lora"]])
+    assert [run["lr"] for run in figures["lora"]] == [5e-6, 2e-5]
+    ladder = [{"lr": 1e-5, "margin": 0.1}, {"lr": 1e-4, "margin": 1.0}, {"lr": 1e-3, "margin": 4.0}]
+    assert matching_rate(ladder, 0.1) == pytest.approx(1e-5)
+    assert matching_rate(ladder, math.sqrt(0.1)) == pytest.approx(math.sqrt(1e-5 * 1e-4))  # halfway in log space
+    assert matching_rate(ladder, 2.0) == pytest.approx(1e-4 * 10 ** (math.log(2) / math.log(4)))
+    assert matching_rate(ladder, 5.0) is None and matching_rate(ladder, 0.05) is None  # beyond the ladder

@@ -92,7 +92,7 @@ def main(
     model_path: str, as_json: bool, num_pairs: int = 24, batch_size: int = 4, quick: bool = False
 ) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    pairs = synthetic_pairs(num_pairs, (1, 2) if quick else (2, 4))
+    pairs = synthetic_pairs(num_pairs, (1, 2) if quick else (2, 4), judge_pairs=not quick)
     rates = LORA_RATES[:2] if quick else LORA_RATES
     say(f"lora-rate: one DPO epoch on {num_pairs} pairs (batch {batch_size}), float32, {model_path}")
     full = {name: one_epoch(model_path, "full", lr, pairs, batch_size) for name, lr in PAPER_RATES.items()}
