@@ -69,6 +69,17 @@ def test_vllm_settings_follow_the_model_and_refuse_the_in_memory_model(tmp_path:
     assert [lora_rank_slot(r) for r in (1, 4, 16, 17)] == [1, 8, 16, 32]
 
 
+def test_a_lone_string_where_a_list_belongs_is_refused_not_split_into_characters(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.write_text("")
+    base = ("+experiment=meta_reward", "generation=vllm", f"generation.python={python}")
+    for key, value, example in (("urls", "http://h:8000/", "http://node1:8000"), ("extra_args", "--x", "--enable")):
+        with pytest.raises(ConfigError, match=rf"generation.{key}='{value}' is not a list; write it as \[{example}"):
+            build_settings(compose(*base, f"generation.{key}={value}"))
+    spec = build_settings(compose(*base, "generation.urls=[http://h:8000/]", "generation.extra_args=[--x]")).generation
+    assert spec.urls == ("http://h:8000",) and spec.server.extra_args == ("--x",)
+
+
 def test_while_training_is_checked_against_the_accelerator_and_the_servers(tmp_path: Path) -> None:
     python = tmp_path / "python"
     python.write_text("")

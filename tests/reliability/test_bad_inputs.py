@@ -189,6 +189,7 @@ OPENAI_EVALUATOR = [
         (["meta_judge.max_judgment_chars_schedule=[900,800,700]"], "max_judgment_chars_schedule has 3 entries"),
         (["pairs.max_chosen_chars_schedule=[2500,null,null]"], "max_chosen_chars_schedule has 3 entries"),
         (["pairs.max_chosen_chars_schedule=[0]"], "pairs.max_chosen_chars_schedule entry 0 must be >= 1"),
+        (["model.adapters.target_modules=q_proj"], "target_modules='q_proj' is not a list; write it as [q_proj, v"),
         (["pairs.max_chosen_chars_schedule=[long]"], "pairs.max_chosen_chars_schedule entry='long' is not"),
         (["schedule.judge_training_iterations=[1,3]"], "names iteration 3 but num_iterations=2"),
         (["schedule.judge_training_iterations=null"], "schedule.judge_training_iterations is null"),

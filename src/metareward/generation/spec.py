@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from metareward.generation.vllm_server import ServerSettings, python_problems
-from metareward.schema.rules import COUNT, UNUSABLE, Choice, Group, Value, read, rules_of, setting
+from metareward.schema.rules import COUNT, UNUSABLE, Choice, Group, Texts, Value, read, rules_of, setting
 
 BACKENDS = ("hf", "vllm")
 # What a vLLM engine does while DPO trains: keeps its memory, sleeps (GPU only) or is stopped and started again.
@@ -18,12 +18,6 @@ WHILE_TRAINING = ("keep", "sleep", "stop")
 # LoRA ranks a vLLM engine can be sized for; the smallest one >= the adapters' r is used.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 UNSERVABLE_MODELS = ("builtin:tiny",)  # built in memory, never written to disk for a server to read
-
-
-def _urls(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise TypeError("write it as a list, e.g. [http://node1:8000]")
-    return tuple(str(url).rstrip("/") for url in value or ())
 
 
 @dataclass(frozen=True)
@@ -36,7 +30,7 @@ class GenerationSpec:
 
     backend: str = setting("backend", Choice(BACKENDS), "hf")
     model_path: str = setting("model_path", Value(str), "")
-    urls: tuple[str, ...] = setting("urls", Value(_urls), ())
+    urls: tuple[str, ...] = setting("urls", Texts("http://node1:8000", clean=lambda url: url.rstrip("/")), ())
     max_in_flight: int = setting("max_in_flight", COUNT, 64)
     adapter_dir: str = setting("adapter_dir", Value(str), "")
     while_training: str = setting("while_training", Choice(WHILE_TRAINING), "keep")

@@ -18,12 +18,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from metareward.schema.rules import COUNT, POSITIVE, Choice, Number, Value, setting
+from metareward.schema.rules import COUNT, POSITIVE, Choice, Number, Texts, Value, setting
 
 SETUP_COMMAND = "make setup-vllm"
 
@@ -34,15 +34,6 @@ class VLLMServerError(RuntimeError):
 
 # What vLLM's --dtype takes of model.dtype's names (auto: the run resolves it to the policy's dtype first).
 VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _command_args(value: Any) -> tuple[str, ...]:
-    """generation.extra_args as a tuple of strings; one string alone would be split into characters."""
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise TypeError("write it as a list, e.g. [--enable-sleep-mode]")
-    return tuple(str(arg) for arg in value)
 
 
 def _optional_text(value: Any) -> str | None:
@@ -69,7 +60,7 @@ class ServerSettings:
     devices: str | None = setting("devices", Value(_optional_text), None)  # CUDA_VISIBLE_DEVICES for the server
     seed: int = setting("seed", Number(int, 0), 0)
     startup_timeout_s: float = setting("startup_timeout_s", POSITIVE, 900.0)
-    extra_args: tuple[str, ...] = setting("extra_args", Value(_command_args), default=())
+    extra_args: tuple[str, ...] = setting("extra_args", Texts("--enable-sleep-mode"), default=())
     # Set by the run, not the config:
     sleep_mode: bool = False  # from generation.while_training=sleep: --enable-sleep-mode and its endpoints
     weight_reload: bool = False  # full fine-tuning: no LoRA; serves /collective_rpc to reload weights in place

@@ -19,7 +19,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-from metareward.schema.rules import COUNT, Choice, Number, Value, setting
+from metareward.schema.rules import COUNT, Choice, Number, Texts, setting
 from metareward.storage.artifacts import ArtifactError, write_folder_atomic
 
 ADAPTERS_BY_MODE = {
@@ -39,7 +39,7 @@ class AdapterSpec:
     alpha: int = setting("alpha", COUNT, default=32)
     dropout: float = setting("dropout", Number(float, 0, 1, high_open=True), default=0.0)
     target_modules: tuple[str, ...] = setting(
-        "target_modules", Value(tuple), default=("q_proj", "k_proj", "v_proj", "o_proj")
+        "target_modules", Texts("q_proj, v_proj"), default=("q_proj", "k_proj", "v_proj", "o_proj")
     )
 
     def lora_config(self) -> LoraConfig:

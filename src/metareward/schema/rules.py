@@ -144,6 +144,22 @@ class Value(Rule):
 
 
 @dataclass(frozen=True)
+class Texts(Rule):
+    """A list of strings, each made plain by `clean` (null: none). A lone string is refused: read as a list it would
+    be its characters."""
+
+    example: str
+    clean: Callable[[str], str] = str
+
+    def read(self, key: str, raw: Any) -> tuple[Any, list[str]]:
+        if raw is None:
+            return (), []
+        if isinstance(raw, str) or not isinstance(raw, Sequence):  # a ListConfig is a Sequence
+            return UNUSABLE, [f"{key}={raw!r} is not a list; write it as [{self.example}]"]
+        return tuple(self.clean(str(item)) for item in raw), []
+
+
+@dataclass(frozen=True)
 class Listed(Rule):
     """A list whose entries each follow `entry`; null is allowed unless `null_fix` says what to write instead."""
 
