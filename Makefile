@@ -36,7 +36,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet pip-tools
 	echo "torch==$(TORCH_VERSION)" > $(LOCK_VENV)/torch.txt
-	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --extra dev --extra bench --strip-extras \
+	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --extra dev --extra bench --extra cluster --strip-extras \
 		--unsafe-package torch --constraint $(LOCK_VENV)/torch.txt --no-emit-index-url --no-emit-find-links \
 		--output-file $(LOCK).new pyproject.toml
 	sed -i 's|$(LOCK).new|$(LOCK)|' $(LOCK).new

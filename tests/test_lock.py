@@ -29,7 +29,7 @@ def normalised(name: str) -> str:
 def test_every_requirement_of_pyproject_is_locked_within_its_bounds_and_hashed():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     wanted = [Requirement(r) for r in project["dependencies"]]
-    wanted += [Requirement(r) for extra in ("dev", "bench") for r in project["optional-dependencies"][extra]]
+    wanted += [Requirement(r) for extra in ("dev", "bench", "cluster") for r in project["optional-dependencies"][extra]]
     pins = lock_changes().pins(LOCK)
     for requirement in wanted:
         name = normalised(requirement.name)
