@@ -158,3 +158,25 @@ def test_auto_attention_is_flash_only_with_flash_attn_cuda_and_16_bits(monkeypat
     assert loading.ModelSpec("some/model", dtype="float32", attn_implementation="auto").attention() == "sdpa"
     assert loading.ModelSpec("some/model").attention() is None  # null: transformers' default
     assert loading.ModelSpec("some/model", attn_implementation="eager").attention() == "eager"
+
+
+@pytest.mark.parametrize(
+    ("variables", "worker"),
+    [
+        ({}, False),
+        ({"LOCAL_RANK": "1"}, True),  # a process a strategy started on this machine
+        ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, True),  # the first process of another node
+        ({"RANK": "3", "LOCAL_RANK": "0"}, True),  # torchrun's global rank on another node
+        ({"SLURM_PROCID": "0"}, False),  # one task of srun (or a submitit job)
+        ({"SLURM_PROCID": "9"}, True),
+        ({"RANK": ""}, False),
+    ],
+)
+def test_only_the_first_process_of_a_run_prepares_its_directory(variables, worker, monkeypatch) -> None:
+    from metareward.run.resume import RANK_VARIABLES, is_launched_worker
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert is_launched_worker() is worker

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,44 @@ def test_two_ranks_train_on_the_pairs_of_a_one_process_run(prompt_file: Path, tm
             # Scores and log-probs were computed in other batches: equal up to float rounding.
             for key in ("chosen_score", "rejected_score", "ref_chosen_logp", "ref_rejected_logp"):
                 assert a[key] == pytest.approx(b[key], abs=1e-4)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_train_on_the_pairs_of_a_one_process_run(prompt_file: Path, tmp_path: Path) -> None:
+    """trainer.num_nodes=2 as a cluster starts it: one train.py per node (here two processes on loopback), told its
+    NODE_RANK and the rank-0 address by the environment (Lightning's own cluster environment), one device each."""
+    what = ("model.dtype=float32",)  # as above: the same batches in both runs
+    one = run(prompt_file, tmp_path / "one", *what)
+    nodes = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2")
+    args = smoke_train_command(
+        prompt_file,
+        tmp_path / "two",
+        "callbacks.win_rate=null",
+        "callbacks.judge_quality=null",
+        "callbacks.dashboard=null",
+        "num_iterations=1",
+        *what,
+        *nodes,
+    )
+    cluster = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WANDB_MODE": "offline"}
+    started = [
+        subprocess.Popen(
+            args, env={**os.environ, **cluster, "NODE_RANK": str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for rank in (1, 0)
+    ]
+    for process in started:
+        _, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr.decode()[-3000:]
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    for single, double in zip(one["iterations"], two["iterations"], strict=True):
+        assert double["stats"]["data/world_size"] == 2
+        assert double["pairs_digest"] == single["pairs_digest"]
+    rows = zip(pair_rows(tmp_path / "one", 1), pair_rows(tmp_path / "two", 1), strict=True)
+    assert all(a["chosen"] == b["chosen"] and a["rejected"] == b["rejected"] for a, b in rows)

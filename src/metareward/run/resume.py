@@ -35,9 +35,14 @@ def _comparable(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if not any(k == key or k.startswith(key + ".") for key in VOLATILE)}
 
 
+# The variables that number a training process among its run's: the processes a strategy starts on one machine
+# (LOCAL_RANK), the nodes of a multi-node run (NODE_RANK), and the tasks torchrun (RANK) and srun (SLURM_PROCID) start.
+RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
 def is_launched_worker() -> bool:
-    """True in the extra processes a multi-process strategy starts (they re-run the entry point)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+    """True in every training process of a multi-process run but the first (rank 0 prepares the run directory)."""
+    return any(int(os.environ.get(name) or 0) > 0 for name in RANK_VARIABLES)
 
 
 def run_dir_problem(cfg: DictConfig, run_dir: Path, resume: bool) -> str | None:
