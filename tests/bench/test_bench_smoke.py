@@ -82,3 +82,19 @@ def test_lora_rate_measures_both_kinds_of_training_and_interpolates_between_rung
     assert matching_rate(ladder, math.sqrt(0.1)) == pytest.approx(math.sqrt(1e-5 * 1e-4))  # halfway in log space
     assert matching_rate(ladder, 2.0) == pytest.approx(1e-4 * 10 ** (math.log(2) / math.log(4)))
     assert matching_rate(ladder, 5.0) is None and matching_rate(ladder, 0.05) is None  # beyond the ladder
+
+
+def test_the_in_flight_sweep_times_the_phases_once_per_value() -> None:
+    from metareward.bench.common import load_prompts
+    from metareward.bench.generate import engine_settings, in_flight_sweep
+    from metareward.generation.policy import Policy
+    from metareward.model.adapters import AdapterSpec, RoleAdapters
+    from metareward.model.tiny import build_tiny
+
+    model, tokenizer = build_tiny()
+    backend = Policy(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tokenizer, progress=False)
+    backend.urls = ()  # a vLLM backend's servers (their prefix caches are emptied before each value)
+    settings = engine_settings(2, 2, (4, 4, 4), (4, 4, 4))
+    found = in_flight_sweep(backend, settings, load_prompts(1), [1, 4])
+    assert list(found) == ["1", "4"] and backend.max_in_flight == 4
+    assert all(run["seconds"] > 0 and run["tokens_per_s"] > 0 for run in found.values())

@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 32, 32], metavar=("ACTOR", "JUDGE", "META"))
     p.add_argument("--anchor-per-role", type=int, default=3, help="generate: anchor requests timed per role")
     p.add_argument("--backend", choices=("hf", "vllm", "both"), default="hf", help="generate: the generation backend")
+    p.add_argument(
+        "--in-flight", type=int, nargs="*", default=[], help="generate --backend vllm: also time these max_in_flight"
+    )
     p.add_argument("--dtype", default="auto", help="dpo, generate: model.dtype of both sides (auto, float32, ...)")
     p.add_argument("--override", action="append", default=[], help="e2e: extra Hydra override (repeatable)")
     p.add_argument(
@@ -76,6 +79,7 @@ def run_one(args: argparse.Namespace) -> dict:
             args.json,
             args.backend,
             args.dtype,
+            args.in_flight,
         )
     if args.name == "precision":
         from metareward.bench import precision

@@ -41,6 +41,7 @@ from metareward.generation.backends import build_backend
 from metareward.generation.policy import GenerationBackend, Policy
 from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
+from metareward.generation.vllm_backend import post_json
 from metareward.generation.vllm_server import ServerSettings
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import encode_prompt
@@ -176,6 +177,21 @@ def start_vllm(adapters: RoleAdapters, tokenizer, model: ModelSpec, settings: En
     return backend, time.perf_counter() - start
 
 
+def in_flight_sweep(backend: Any, settings: EngineSettings, prompts, values: Sequence[int]) -> dict[str, dict]:
+    """The same phases on the vLLM backend again at each `max_in_flight`, the servers' prefix caches emptied before
+    each (the requests would otherwise find their prompts cached by the run before)."""
+    found = {}
+    for value in values:
+        for url in backend.urls:
+            post_json(url, "/reset_prefix_cache", {})
+        backend.max_in_flight = value
+        policy = RecordingBackend(backend)
+        seconds = sum(run_ours(policy, settings, prompts).values())
+        found[str(value)] = {"seconds": seconds, "tokens_per_s": policy.generated_tokens / seconds}
+        say(f"  vllm max_in_flight={value}: {seconds:.1f} s, {found[str(value)]['tokens_per_s']:.1f} tok/s")
+    return found
+
+
 def measure(
     name: str,
     inner: GenerationBackend,
@@ -235,6 +251,7 @@ def main(
     as_json: bool,
     backend: str = "hf",
     dtype: str = "auto",
+    in_flight: Sequence[int] = (),
 ) -> dict[str, Any]:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     if backend not in BACKENDS:
@@ -266,6 +283,7 @@ def main(
                 results["vllm"] = measure(
                     "vllm", vllm, adapters, tokenizer, settings, prompts, anchor_per_role, float32_adapters
                 )
+                results["vllm"]["in_flight"] = in_flight_sweep(vllm, settings, prompts, in_flight)
             finally:
                 vllm.close()
             results["vllm"]["startup_seconds"] = startup
