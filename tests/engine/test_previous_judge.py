@@ -35,12 +35,16 @@ def tiny_policy(settings) -> tuple[Policy, RoleAdapters]:
 
 
 def move_judge(adapters: RoleAdapters) -> None:
-    """Change the judge adapter as a DPO phase would (its actor adapter stays as it was)."""
+    """Change the adapter the judge uses as a DPO phase would (with split adapters the actor's stays as it was)."""
     generator = torch.Generator().manual_seed(1)
+    marker = f"lora_B.{adapters.adapter_for_role['judge']}."
+    moved = 0
     with torch.no_grad():
         for name, parameter in adapters.model.named_parameters():
-            if "lora_B" in name and ".judge." in name:
+            if marker in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator))
+                moved += 1
+    assert moved, f"no parameter named {marker}"
 
 
 def test_iteration_two_rejudges_with_iteration_ones_judge(prompt_file: Path, tmp_path: Path) -> None:
@@ -100,3 +104,23 @@ def test_a_labelling_that_reads_the_previous_judge_needs_the_history(prompt_file
     policy, _ = tiny_policy(settings)
     with pytest.raises(ValueError, match="pass the history"):
         make_iteration_data(policy, settings, load_prompt_pool(str(prompt_file)), 1, tmp_path)
+
+
+def test_after_a_warm_start_iteration_one_compares_with_the_judge_before_it(prompt_file: Path, tmp_path: Path) -> None:
+    overrides = ("+experiment=smoke", f"data.path={prompt_file}", "schedule.judge_training_iterations=[]")
+    overrides += ("model.adapters.mode=shared", "pairs/label=consistency", "pairs.label.granularity=prompt")
+    settings = build_settings(compose(*overrides)).engine
+    pool = load_prompt_pool(str(prompt_file))
+    policy, adapters = tiny_policy(settings)
+    history = JudgeHistory(adapters)
+    history.save_before_warm_start(tmp_path / "run")
+    move_judge(adapters)  # what the warm start does to it
+    history.save_before_warm_start(tmp_path / "run")  # a resumed run keeps the first save
+    warm = adapters.role_tensors("judge")
+    first = make_iteration_data(policy, settings, pool, 1, tmp_path / "run", history=history)
+    out = iteration_dir(tmp_path / "run", 1)
+    assert first.stats["previous_judge/available"] == 1.0
+    assert len(lines(out / "previous_judgments.jsonl")) == len(lines(out / "judgments.jsonl"))
+    assert lines(out / "previous_judgments.jsonl") != lines(out / "judgments.jsonl")  # two different judges
+    assert any(p.label is not None for p in first.pairs if p.kind == "actor")
+    assert all(torch.equal(warm[n], t) for n, t in adapters.role_tensors("judge").items())  # its own judge is back

@@ -134,3 +134,28 @@ def test_the_global_batch_sets_the_trainers_gradient_accumulation(prompt_file: P
     overrides = ("+experiment=smoke", f"data.path={prompt_file}", "num_iterations=1", "trainer.max_epochs=1")
     result = train(compose(*overrides, "dpo.batch_size=1", "dpo.global_batch_size=2", output_dir=tmp_path))
     assert result.module.trainer.accumulate_grad_batches == 2  # 2 pairs per step = 1 pair x 1 device x 2 batches
+
+
+def test_creams_first_iteration_after_a_warm_start_compares_with_the_judge_before_it(
+    prompt_file: Path, tmp_path: Path
+) -> None:
+    cfg = compose(
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        "num_iterations=1",
+        "model.adapters.mode=shared",
+        "pairs/label=consistency",
+        "warm_start=eft",
+        "warm_start.max_steps=1",
+        "warm_start.lr=1e-2",
+        "warm_start.max_prompt_tokens=4096",
+        "warm_start.max_completion_tokens=4096",
+        "callbacks.win_rate=null",
+        "callbacks.judge_quality=null",
+        "callbacks.dashboard=null",
+        output_dir=tmp_path,
+    )
+    train(cfg)
+    assert (tmp_path / "iterations" / "iter_00" / "judge_weights.safetensors").is_file()
+    stats = json.loads((tmp_path / "summary.json").read_text())["iterations"][0]["stats"]
+    assert stats["previous_judge/available"] == 1.0 and stats["previous_judge/judgments"] > 0

@@ -89,7 +89,8 @@ class AnchoredAnswers(Variant):
 @dataclass(frozen=True)
 class PreviousJudge(Variant):
     """Saves M_t's judge as the iteration begins (for iteration t + 1), and judges every response of the iteration
-    again with iteration t - 1's judge where one was saved (not in iteration 1)."""
+    again with iteration t - 1's judge where one was saved (in iteration 1: the judge before the warm start, when
+    the run has one)."""
 
     history: JudgeHistory
 
@@ -99,7 +100,7 @@ class PreviousJudge(Variant):
 
     def gather(self, context: IterationContext, evidence: Evidence) -> Evidence:
         previous, folder = None, iteration_dir(context.run_dir, context.iteration - 1)
-        if context.iteration > 1 and self.history.saved(folder):
+        if self.history.saved(folder):
             with context.clock("previous_judge"), self.history.lent(folder):
                 previous = context.judge("previous_judgments", evidence.responses, "previous judge")
         return evidence.adding(
