@@ -85,7 +85,6 @@ def test_lora_rate_measures_both_kinds_of_training_and_interpolates_between_rung
 
 
 def test_the_in_flight_sweep_times_the_phases_once_per_value() -> None:
-    from metareward.bench.common import load_prompts
     from metareward.bench.generate import engine_settings, in_flight_sweep
     from metareward.generation.policy import Policy
     from metareward.model.adapters import AdapterSpec, RoleAdapters
@@ -93,8 +92,7 @@ def test_the_in_flight_sweep_times_the_phases_once_per_value() -> None:
 
     model, tokenizer = build_tiny()
     backend = Policy(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tokenizer, progress=False)
-    backend.urls = ()  # a vLLM backend's servers (their prefix caches are emptied before each value)
     settings = engine_settings(2, 2, (4, 4, 4), (4, 4, 4))
-    found = in_flight_sweep(backend, settings, load_prompts(1), [1, 4])
+    found = in_flight_sweep(backend, settings, 1, [1, 4])
     assert list(found) == ["1", "4"] and backend.max_in_flight == 4
     assert all(run["seconds"] > 0 and run["tokens_per_s"] > 0 for run in found.values())

@@ -41,7 +41,6 @@ from metareward.generation.backends import build_backend
 from metareward.generation.policy import GenerationBackend, Policy
 from metareward.generation.sampler import GenerationRequest, RoleSettings, SamplingSettings
 from metareward.generation.spec import GenerationSpec
-from metareward.generation.vllm_backend import post_json
 from metareward.generation.vllm_server import ServerSettings
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import encode_prompt
@@ -177,17 +176,16 @@ def start_vllm(adapters: RoleAdapters, tokenizer, model: ModelSpec, settings: En
     return backend, time.perf_counter() - start
 
 
-def in_flight_sweep(backend: Any, settings: EngineSettings, prompts, values: Sequence[int]) -> dict[str, dict]:
-    """The same phases on the vLLM backend again at each `max_in_flight`, the servers' prefix caches emptied before
-    each (the requests would otherwise find their prompts cached by the run before)."""
+def in_flight_sweep(backend: Any, settings: EngineSettings, count: int, values: Sequence[int]) -> dict[str, dict]:
+    """The same phases on the vLLM backend again at each `max_in_flight`, each on `count` prompts of its own (the
+    prompts of an earlier run would be found in the server's prefix cache); compare them by tokens per second."""
     found = {}
-    for value in values:
-        for url in backend.urls:
-            post_json(url, "/reset_prefix_cache", {})
+    for step, value in enumerate(values, start=1):
         backend.max_in_flight = value
         policy = RecordingBackend(backend)
-        seconds = sum(run_ours(policy, settings, prompts).values())
-        found[str(value)] = {"seconds": seconds, "tokens_per_s": policy.generated_tokens / seconds}
+        seconds = sum(run_ours(policy, settings, load_prompts(count, offset=step * count)).values())
+        found[str(value)] = {"seconds": seconds, "tokens": policy.generated_tokens}
+        found[str(value)]["tokens_per_s"] = policy.generated_tokens / seconds
         say(f"  vllm max_in_flight={value}: {seconds:.1f} s, {found[str(value)]['tokens_per_s']:.1f} tok/s")
     return found
 
@@ -283,7 +281,7 @@ def main(
                 results["vllm"] = measure(
                     "vllm", vllm, adapters, tokenizer, settings, prompts, anchor_per_role, float32_adapters
                 )
-                results["vllm"]["in_flight"] = in_flight_sweep(vllm, settings, prompts, in_flight)
+                results["vllm"]["in_flight"] = in_flight_sweep(vllm, settings, num_prompts, in_flight)
             finally:
                 vllm.close()
             results["vllm"]["startup_seconds"] = startup
