@@ -110,5 +110,5 @@ def test_saved_weights_load_back_and_foreign_ones_are_refused(tmp_path: Path) ->
     pairs = zip(full.model.state_dict().items(), loaded.model.state_dict().items(), strict=True)
     assert all(a == c and torch.equal(b, d) for (a, b), (c, d) in pairs)
     (tmp_path / "full" / "policy" / "model.safetensors").write_bytes(b"not weights")
-    with pytest.raises(SavedAdapterError, match="do not read back"):
+    with pytest.raises(SavedAdapterError, match="does not read back"):
         loaded.load(tmp_path / "full")

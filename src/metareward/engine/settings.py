@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from metareward.core.actor_pairs import ACTOR_PAIR_STRATEGIES, RHO
 from metareward.core.pair_labels import HardLabels, PairLabels
@@ -18,13 +19,14 @@ from metareward.schema.rules import COUNT, FLAG, NON_NEGATIVE, Choice, Group, Li
 READ_MODES = ("parse", "probability", "hybrid")
 # A response or judgment that hit its token limit: left out of pairs, or trained without an end token (engine.pairs).
 UNFINISHED_POLICIES = ("drop", "keep")
+T = TypeVar("T")
 
 
-def scheduled(values: Sequence[float] | None, iteration: int, default: float) -> float:
+def scheduled(values: Sequence[T] | None, iteration: int, default: T) -> T:
     """The value for a 1-based iteration from an optional list; past its end the last entry holds."""
     if not values:
         return default
-    return float(values[min(iteration, len(values)) - 1])
+    return values[min(iteration, len(values)) - 1]
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,12 @@ class EngineSettings:
     progress: bool = setting("progress", FLAG)
 
     def rho_for(self, iteration: int) -> float:
-        return scheduled(self.rho_schedule, iteration, self.rho)
+        return float(scheduled(self.rho_schedule, iteration, self.rho))
 
     def chosen_cap_for(self, iteration: int) -> int | None:
         """The iteration's cap on a chosen answer's characters (None: no cap); past the schedule's end its last
         entry holds."""
-        caps = self.max_chosen_chars_schedule
-        return caps[min(iteration, len(caps)) - 1] if caps else None
+        return scheduled(self.max_chosen_chars_schedule, iteration, None)
 
     def judgment_cap_for(self, iteration: int) -> int | None:
         if self.max_judgment_chars_schedule:

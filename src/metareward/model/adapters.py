@@ -9,7 +9,7 @@ role, as in the papers (one model plays all roles). Only adapter parameters trai
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,26 +247,34 @@ class SavedAdapterError(ArtifactError):
 
 def load_adapter(adapters: RoleAdapters, name: str, folder: Path) -> None:
     """Copy a saved adapter (`<folder>/adapter_model.safetensors`, PEFT names without the adapter name, as
-    `RoleAdapters.save` writes them) into adapter `name`. Every saved tensor must land on a LoRA parameter of the
-    same shape and every LoRA parameter of `name` must be given, so an adapter saved with other LoRA settings is
-    refused instead of half-loaded."""
+    `RoleAdapters.save` writes them) into adapter `name`, refused if it was saved with other LoRA settings."""
+    own = {key: p for key, p in adapters.model.named_parameters() if f".{name}." in key and "lora_" in key}
+    targets = {key.replace(f".{name}.", "."): p for key, p in own.items()}
+    files = [folder / "adapter_model.safetensors"]
+    load_saved_tensors(files, targets, targets, f"the adapter {folder}", "the model.adapters settings")
+
+
+def load_saved_tensors(
+    files: Sequence[Path], targets: Mapping[str, torch.Tensor], required: Iterable[str], what: str, fits: str
+) -> None:
+    """Copy the tensors saved in `files` onto `targets` (name -> parameter). Every saved tensor must land on a target
+    of the same shape and every name in `required` must be saved, so weights saved with other settings are refused
+    instead of half-loaded; `what` names the saved weights and `fits` what they must fit, in the error."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        saved = load_file(str(folder / "adapter_model.safetensors"))
+        saved = {key: tensor for file in files for key, tensor in load_file(str(file)).items()}
     except (SafetensorError, OSError) as error:
-        raise SavedAdapterError(f"the adapter {folder} does not read back ({type(error).__name__})") from None
-    own = {key: p for key, p in adapters.model.named_parameters() if f".{name}." in key and "lora_" in key}
-    targets = {key.replace(f".{name}.", "."): p for key, p in own.items()}
+        raise SavedAdapterError(f"{what} does not read back ({type(error).__name__})") from None
     unknown = sorted(set(saved) - set(targets))
-    missing = sorted(set(targets) - set(saved))
+    missing = sorted(set(required) - set(saved))
     wrong = sorted(k for k in set(saved) & set(targets) if saved[k].shape != targets[k].shape)
     if unknown or missing or wrong:
         first = (unknown or missing or wrong)[0]
         raise SavedAdapterError(
-            f"the adapter {folder} does not fit the model.adapters settings ({len(unknown)} unknown, "
-            f"{len(missing)} missing, {len(wrong)} differently shaped tensors, e.g. {first})"
+            f"{what} does not fit {fits} ({len(unknown)} unknown, {len(missing)} missing, {len(wrong)} differently "
+            f"shaped tensors, e.g. {first})"
         )
     with torch.no_grad():
         for key, tensor in saved.items():

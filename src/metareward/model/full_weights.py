@@ -23,9 +23,9 @@ from metareward.model.adapters import (
     ADAPTERS_BY_MODE,
     AdapterSpec,
     RoleAdapters,
-    SavedAdapterError,
     copied,
     lend_tensors,
+    load_saved_tensors,
 )
 from metareward.storage.artifacts import write_folder_atomic
 
@@ -62,26 +62,10 @@ class FullWeights:
     def load(self, folder: Path) -> None:
         """The whole model from `folder/policy/` as `save` wrote it (one or several safetensors files; an output
         head tied to the embeddings may be left out, as transformers saves it)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         files = sorted((Path(folder) / self.adapter_names[0]).glob("model*.safetensors"))
-        try:
-            saved = {key: tensor for file in files for key, tensor in load_file(str(file)).items()}
-        except (SafetensorError, OSError) as error:
-            raise SavedAdapterError(f"the weights in {folder} do not read back ({type(error).__name__})") from None
         own = dict(self.model.named_parameters(remove_duplicate=False))  # a tied head under either name
-        missing = sorted(set(dict(self.model.named_parameters())) - set(saved))
-        wrong = sorted(k for k in set(saved) & set(own) if saved[k].shape != own[k].shape)
-        unknown = sorted(set(saved) - set(own))
-        if not files or missing or wrong or unknown:
-            raise SavedAdapterError(
-                f"the weights in {folder} do not fit the model ({len(missing)} missing, {len(wrong)} differently "
-                f"shaped, {len(unknown)} unknown tensors)"
-            )
-        with torch.no_grad():
-            for key, tensor in saved.items():
-                own[key].copy_(tensor.to(dtype=own[key].dtype, device=own[key].device))
+        required = dict(self.model.named_parameters())
+        load_saved_tensors(files, own, required, f"the model saved in {folder}", "the model")
 
     @contextmanager
     def seed(self, face: str = "actor") -> Iterator[PreTrainedModel]:
