@@ -46,13 +46,18 @@ def pair_tokens(collator: PairCollator, pairs: Sequence[PairRecord]) -> int:
     return sum(int(collator([pair])["attention_mask"].sum()) for pair in pairs)
 
 
-def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> Any:
-    """One DPO step on `chunk` (reference log-probs already set); the loss module's output, detached by the caller."""
+def dpo_output(model, collator: PairCollator, loss: DPOLoss, chunk: list[PairRecord]) -> Any:
+    """The loss module's output on `chunk` (reference log-probs already set): loss and implicit rewards."""
     batch = collator(chunk)
     logps, counts = pair_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     chosen, rejected = logps.chunk(2)
     ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
-    out = loss(chosen, rejected, ref_chosen, ref_rejected, *counts.chunk(2))
+    return loss(chosen, rejected, ref_chosen, ref_rejected, *counts.chunk(2))
+
+
+def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> Any:
+    """One DPO step on `chunk` (reference log-probs already set); the loss module's output, detached by the caller."""
+    out = dpo_output(model, collator, loss, chunk)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -184,9 +184,9 @@ def in_flight_sweep(backend: Any, settings: EngineSettings, count: int, values: 
         backend.max_in_flight = value
         policy = RecordingBackend(backend)
         seconds = sum(run_ours(policy, settings, load_prompts(count, offset=step * count)).values())
-        found[str(value)] = {"seconds": seconds, "tokens": policy.generated_tokens}
-        found[str(value)]["tokens_per_s"] = policy.generated_tokens / seconds
-        say(f"  vllm max_in_flight={value}: {seconds:.1f} s, {found[str(value)]['tokens_per_s']:.1f} tok/s")
+        tokens = policy.generated_tokens
+        found[str(value)] = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds}
+        say(f"  vllm max_in_flight={value}: {seconds:.1f} s, {tokens / seconds:.1f} tok/s")
     return found
 
 

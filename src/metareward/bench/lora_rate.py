@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from metareward.bench.common import emit, machine, say, synthetic_pairs
-from metareward.bench.dpo import MAX_COMPLETION, MAX_PROMPT, batches, our_step
-from metareward.core.logprobs import pair_logprobs
+from metareward.bench.dpo import MAX_COMPLETION, MAX_PROMPT, batches, dpo_output, our_step
 from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
@@ -61,9 +60,7 @@ def one_epoch(model_path: str, finetune: str, lr: float, pairs: Sequence[PairRec
     margins: list[float] = []
     with torch.no_grad():
         for chunk in batches(scored, batch_size):
-            batch = collator(chunk)
-            logps, counts = pair_logprobs(net, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-            out = loss(*logps.chunk(2), *batch["ref_logps"].to(logps.dtype).chunk(2), *counts.chunk(2))
+            out = dpo_output(net, collator, loss, chunk)
             margins += (out.chosen_rewards - out.rejected_rewards).tolist()
     return {
         "finetune": finetune,
