@@ -10,16 +10,17 @@ import pytest
 from helpers import REPO_ROOT
 
 
+def smoke_sweep(prompt_file: Path) -> list[str]:
+    """`python train.py -m +experiment=smoke` on `prompt_file`: a sweep's command before its own settings."""
+    return [sys.executable, str(REPO_ROOT / "train.py"), "-m", "+experiment=smoke", f"data.path={prompt_file}"]
+
+
 @pytest.mark.slow
 def test_tiny_multirun_and_compare(prompt_file: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     command = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "-m",
-        "+experiment=smoke",
+        *smoke_sweep(prompt_file),
         "+sweep=meta_judge",
-        f"data.path={prompt_file}",
         "judge.num_judgments=2,3",
         "pairs.rho=0",
         "num_iterations=1",
@@ -53,11 +54,7 @@ def test_a_sweep_runs_as_submitit_jobs_and_the_slurm_launcher_composes(prompt_fi
     cluster, one SLURM job per run); submitit_slurm itself needs a cluster, so it is composed, not run."""
     sweep_dir = tmp_path / "sweep"
     command = [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "-m",
-        "+experiment=smoke",
-        f"data.path={prompt_file}",
+        *smoke_sweep(prompt_file),
         "seed=0,1",
         "num_iterations=1",
         "logger=none",
