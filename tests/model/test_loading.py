@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from metareward.core.logprobs import completion_logprobs
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.loading import ModelLoadError, ModelSpec, load_model_and_tokenizer
+from metareward.model.logprobs import completion_logprobs
 from metareward.schema.rules import field_problems
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from metareward.engine.judge_history import JudgeHistory
+from metareward.engine.weights_history import WeightsHistory
 from metareward.evaluation.plots import save_figures
 from metareward.lightning.callbacks import ResumeCheckpoint
 from metareward.model.adapters import AdapterSpec, RoleAdapters
@@ -77,7 +77,10 @@ def save_whole_model(directory: Path) -> None:
 WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "safetensors adapters": ("checkpoints/iter_01/actor", save_adapters),
     "save_pretrained": ("policy", save_whole_model),
-    "judge history": ("iter_01/judge_weights.safetensors", lambda d: JudgeHistory(big_adapters()).save(d / "iter_01")),
+    "judge history": (
+        "iter_01/judge_weights.safetensors",
+        lambda d: WeightsHistory(big_adapters()).save(d / "iter_01", "judge"),
+    ),
     "torch checkpoint": (CHECKPOINT, resume_checkpoint),
     "matplotlib": ("plots/noise.png", lambda d: save_figures({"noise": figure()}, d / "plots")),
     "json": ("summary.json", lambda d: write_json(d / "summary.json", {"rows": ["x" * 1000] * 400})),

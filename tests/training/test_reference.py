@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metareward.core.logprobs import completion_logprobs, pair_logprobs
+from metareward.model.logprobs import completion_logprobs, pair_logprobs
 from metareward.model.tiny import build_tiny
 from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator

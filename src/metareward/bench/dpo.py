@@ -24,11 +24,11 @@ import torch
 
 from metareward.bench.common import emit, machine, peak_rss_mb, say, synthetic_pairs
 from metareward.bench.peak import forward_flops_per_token, matmul_peak_gflops, share_of_peak, training_flops_per_token
-from metareward.core.logprobs import pair_logprobs
 from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.chat import render_prompt
 from metareward.model.loading import ModelSpec, load_model_and_tokenizer
+from metareward.model.logprobs import pair_logprobs
 from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from metareward.bench.common import emit, machine, say
-from metareward.core.logprobs import pair_logprobs
 from metareward.core.losses import DPOLoss
 from metareward.model.adapters import AdapterSpec, RoleAdapters
 from metareward.model.compat import enable_activation_checkpointing
+from metareward.model.logprobs import pair_logprobs
 
 LLAMA3_8B = {
     "hidden_size": 4096,

@@ -102,7 +102,7 @@ class RunSettings:
         # the judge adapter, so after an iteration without it the two judges are one and the same (C = 1: plain DPO).
         engine = self.engine
         if (
-            not engine.pair_labels.reads_previous_judge
+            "judge" not in engine.kept_roles()  # no previous judge: none asked for, or the ranking reads no judge
             or self.model.finetune == "full"
             or self.adapters.mode != "split"
         ):

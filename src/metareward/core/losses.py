@@ -2,7 +2,7 @@
 
 Contract shared by every loss here. Inputs, all `[B]` tensors of the same dtype and device:
 - `policy_chosen_logps`, `policy_rejected_logps`: log pi_theta(y|x) of the chosen / rejected completion, SUMMED
-  over its tokens (see `metareward.core.logprobs.completion_logprobs`); these carry the gradient;
+  over its tokens (see `metareward.model.logprobs.completion_logprobs`); these carry the gradient;
 - `ref_chosen_logps`, `ref_rejected_logps`: the same under the frozen reference pi_ref (M_t);
 - `chosen_lengths`, `rejected_lengths`: the number of completion tokens each sum ran over;
 - `labels` (optional, `[B]` in [0, 1]): each pair's soft preference label q, the probability that the chosen answer

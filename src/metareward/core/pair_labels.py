@@ -86,7 +86,8 @@ class LabelEvidence:
 
     distributions: Mapping[ResponseKey, ScoreDistribution]
     # Each judged response's mean valid score under the current judge and, when a labelling asked for it
-    # (`reads_previous_judge`) and there was one, under the previous iteration's judge (None: no previous judge).
+    # (`reads_previous_judge`) and there was one, under the previous iteration's judge (None: no previous judge);
+    # with a ranking made without the judge, that ranking's scores now and one iteration earlier.
     scores: Mapping[ResponseKey, float] = field(default_factory=dict)
     previous_scores: Mapping[ResponseKey, float] | None = None
 
@@ -98,6 +99,7 @@ class PairLabels:
     judge (`LabelEvidence.previous_scores`; the engine's `PreviousJudge` stage, chosen by this flag alone)."""
 
     reads_previous_judge: bool = False
+    reads_judge_probabilities: bool = False  # labels from the judge's scores of the two sides
 
     def __call__(self, pairs: Sequence[PairRecord], evidence: LabelEvidence) -> list[float | None]:
         raise NotImplementedError
@@ -119,6 +121,8 @@ class JudgeProbabilityLabels(PairLabels):
     that has no distribution (no valid judgment) stays hard.
     """
 
+    reads_judge_probabilities = True
+
     def __call__(self, pairs: Sequence[PairRecord], evidence: LabelEvidence) -> list[float | None]:
         labels: list[float | None] = []
         for pair in pairs:
@@ -133,7 +137,9 @@ CONSISTENCY_GRANULARITIES = ("dataset", "prompt")
 
 class ConsistencyLabels(PairLabels):
     """CREAM's consistency-regularised labels (Wang et al. 2024, arXiv 2410.12735): the current judge and the
-    previous iteration's judge each rank a prompt's responses by their mean score, and the two rankings' agreement
+    previous iteration's judge each rank a prompt's responses by their mean score (or, with a ranking made without
+    the judge, the ranking and the same ranking one iteration earlier: `LabelEvidence.scores` and
+    `previous_scores` hold whichever the engine compares), and the two rankings' agreement
     C = (tau_b + 1) / 2 (`core.consistency`) is the label of that prompt's pair. Where the two judges agree the pair
     trains as DPO; where they disagree, the preference is likely noise and the pair is softened, or reversed below
     C = 0.5.

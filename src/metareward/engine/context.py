@@ -24,6 +24,7 @@ from metareward.generation.policy import Policy
 from metareward.storage.records import (
     ComparisonRecord,
     JudgmentRecord,
+    LikelihoodRecord,
     MetaJudgmentRecord,
     PhaseResult,
     PromptRecord,
@@ -40,6 +41,7 @@ WITHIN_PROMPT: Mapping[type, Callable[[Any], tuple[int, ...]]] = {
     JudgmentRecord: lambda j: (j.response_index, j.index),
     MetaJudgmentRecord: lambda v: (v.first, v.second),
     ComparisonRecord: lambda c: (c.first, c.second),
+    LikelihoodRecord: lambda r: (r.index,),
 }
 
 

@@ -19,8 +19,15 @@ from metareward.core.drops import Selection, merge_drops
 from metareward.engine import phases
 from metareward.engine.comparing import comparer
 from metareward.engine.context import IterationContext
-from metareward.engine.iteration_stats import actor_stats, data_warnings, label_stats, meta_stats, run_stats
-from metareward.engine.judge_history import JudgeHistory
+from metareward.engine.iteration_stats import (
+    actor_stats,
+    data_warnings,
+    label_stats,
+    meta_stats,
+    previous_ranking_stats,
+    run_stats,
+)
+from metareward.engine.likelihoods import likelihood_reader
 from metareward.engine.pairs import (
     actor_pairs,
     capped_chosen,
@@ -31,9 +38,11 @@ from metareward.engine.pairs import (
     pair_candidates,
 )
 from metareward.engine.prompt_pool import PromptPool
+from metareward.engine.ranking import Candidates, Likelihoods, Ranked
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import ONE_PROCESS, Shard
 from metareward.engine.variants import Evidence, Variants
+from metareward.engine.weights_history import WeightsHistory
 from metareward.generation.policy import Policy
 from metareward.storage.artifacts import write_json, write_records
 from metareward.storage.records import MetaJudgmentRecord, PairRecord, PhaseResult
@@ -67,7 +76,7 @@ def make_iteration_data(
     reuse: bool = False,
     shard: Shard = ONE_PROCESS,
     oversize: Oversize = lambda pair: None,
-    history: JudgeHistory | None = None,
+    history: WeightsHistory | None = None,
 ) -> IterationData:
     """Make iteration t's pairs with the policy as it is now (M_t).
 
@@ -77,7 +86,8 @@ def make_iteration_data(
     With `reuse`, stages whose files a previous (interrupted) attempt finished are read back instead of redone;
     per-request seeds make a redone stage identical to the one an uninterrupted run would have written.
     With several processes, each makes its `shard` of every phase and all of them end with the same records.
-    A labelling that reads the previous iteration's judge (CREAM) needs the run's judge `history`.
+    A labelling that reads the previous iteration's judge, or a ranking that reads earlier actors (CREAM), needs
+    the run's weights `history`.
     """
     variants = Variants.of(settings, history)
     prompts = pool.sample(iteration, settings.prompts_per_iteration, settings.seed)
@@ -94,7 +104,9 @@ def make_iteration_data(
 
     # judge/ranking: mean scores as they are (pointwise), or scores from comparisons the ranking asks for (pairwise).
     candidates, unfinished = pair_candidates(responded.records, judged.records, settings.unfinished)
-    ranked = settings.ranking.rank(candidates, comparer(context))
+    likelihoods = likelihood_reader(context, responded.records, history)
+    ranked = settings.ranking.rank(candidates, comparer(context), likelihoods)
+    evidence = _ranking_evidence(settings, evidence, candidates, ranked, likelihoods)
     actor = _actor_pairs(context, ranked.candidates, evidence, oversize)
     judge, judge_stats = _judge_pairs(context, responded, judged, oversize)
 
@@ -123,6 +135,18 @@ def make_iteration_data(
     return IterationData(iteration, pairs, stats)
 
 
+def _ranking_evidence(
+    settings: EngineSettings, evidence: Evidence, candidates: Candidates, ranked: Ranked, likelihoods: Likelihoods
+) -> Evidence:
+    """With a ranking made without the judge, what CREAM's consistency labels compare: the ranking's scores now
+    and one iteration ago (instead of the current and the previous judge's)."""
+    if settings.ranking.reads_judge or not settings.pair_labels.reads_previous_judge:
+        return evidence
+    scores = {(pid, r.index): r.score for pid, rs in ranked.candidates.items() for r in rs if r.score is not None}
+    previous = settings.ranking.previous(candidates, likelihoods)
+    return evidence.adding(previous_ranking_stats(scores, previous), ranking=(scores, previous))
+
+
 def _actor_pairs(
     context: IterationContext,
     candidates: Mapping[str, Sequence[ScoredResponse]],
@@ -140,6 +164,8 @@ def _actor_pairs(
     )
     fit = fitting_pairs(capped_chosen(selected, settings.chosen_cap_for(context.iteration)), oversize)
     found = label_evidence(evidence.judgments, settings.judge_prompt.score_values, evidence.previous_judgments)
+    if evidence.ranking is not None:
+        found = replace(found, scores=evidence.ranking[0], previous_scores=evidence.ranking[1])
     return Selection(tuple(labelled(fit.items, settings.pair_labels, found)), fit.drops)
 
 

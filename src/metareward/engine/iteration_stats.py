@@ -138,6 +138,22 @@ def previous_judge_stats(previous: PhaseResult | None, judgments: Sequence[Judgm
     return stats
 
 
+def previous_ranking_stats(
+    scores: Mapping[tuple[str, int], float], previous: Mapping[tuple[str, int], float] | None
+) -> dict[str, float]:
+    """Whether the ranking (made without the judge) had a version one iteration ago, and how far the two rankings
+    of this iteration's responses agree (CREAM's consistency)."""
+    stats = {"previous_ranking/available": float(previous is not None)}
+    if previous is None:
+        return stats
+    per_prompt = prompt_consistencies(scores, previous)
+    stats["previous_ranking/prompts_ranked"] = float(sum(c is not None for c in per_prompt.values()))
+    agreement = dataset_consistency(per_prompt.values())
+    if agreement is not None:
+        stats["previous_ranking/consistency"] = agreement
+    return stats
+
+
 def meta_stats(
     verdicts: PhaseResult,
     judge: Selection[PairRecord],

@@ -4,10 +4,12 @@ Each ranking is one class, selected by conf/judge/ranking/<name>.yaml:
 - `PointwiseRanking` (the default, the papers): each response keeps its score S_k, the mean of its valid judgments.
 - `PairwiseRanking`: the judge also compares the responses two at a time, every ordered pair (i, j) once, and each
   response's score becomes its Bradley-Terry strength or Copeland count over those verdicts (`core.pairwise`).
+- `ImplicitRewardRanking` (CREAM's own): no judge; each response's score is the actor's DPO implicit reward
+  log pi_t - log pi_t-1 (`core.implicit_reward`), read from the actor's log-likelihoods now and one iteration ago.
 
-Either way the scores go to `engine.pairs.actor_pairs` unchanged in kind, so length control (the rho tiers, which
+Whichever ranks, the scores go to `engine.pairs.actor_pairs` unchanged in kind, so length control (the rho tiers, which
 are relative to S_max - S_min) and best-vs-worst pick from them as they do from mean scores. Pointwise judgments are
-made in both modes: the meta-judge trains the judge on them and stats.json reports them.
+made whatever ranks: the meta-judge trains the judge on them and stats.json reports them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from dataclasses import dataclass, field, replace
 
 from metareward.core.actor_pairs import ScoredResponse
 from metareward.core.comparison_prompt import COMPARISON_TEMPLATE, comparison_template_problems
+from metareward.core.implicit_reward import Likelihood, implicit_rewards
 from metareward.core.judge_pairs import ordered_pairs, positional_weights
 from metareward.core.pairwise import PAIRWISE_RANKINGS, rank_scores
 from metareward.storage.records import ComparisonRecord, PhaseResult
 
 Candidates = Mapping[str, Sequence[ScoredResponse]]  # prompt id -> the responses that may become a side of a pair
+ResponseKey = tuple[str, int]  # (prompt id, response index)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,14 @@ class ComparisonTask:
 
 # Makes the comparisons (the engine's judge, with its seeds, limits and stage file) from the tasks and the template.
 Comparer = Callable[[Sequence[ComparisonTask], str], PhaseResult]
+# The log-likelihood of each response under the actor as it was `back` iterations ago (0: now; its own stage file),
+# or None when that version was not kept (before the run's first model).
+Likelihoods = Callable[[Sequence[ResponseKey], int], Mapping[ResponseKey, Likelihood] | None]
+
+
+def no_likelihoods(keys: Sequence[ResponseKey], back: int) -> None:
+    """For a ranking that reads no likelihoods: none are kept."""
+    raise ValueError("this ranking was given no likelihoods to read")
 
 
 @dataclass(frozen=True)
@@ -47,17 +59,30 @@ class Ranked:
 
 class ActorRanking:
     """Base class of a ranking: the iteration's candidates in, the same candidates with their ranking scores out.
-    `compare` makes pairwise comparisons on request; a ranking that needs none never calls it. A new ranking is one
-    subclass plus one YAML file in conf/judge/ranking/ naming it with `_target_`."""
+    `compare` makes pairwise comparisons and `likelihoods` reads the actor's log-likelihoods, on request; a ranking
+    that needs neither never calls them. A new ranking is one subclass plus one YAML file in conf/judge/ranking/
+    naming it with `_target_`.
 
-    def rank(self, candidates: Candidates, compare: Comparer) -> Ranked:
+    `reads_judge` is False for a ranking made without the LLM judge: CREAM's consistency labels then compare its
+    rankings of two iterations (`previous`) instead of two judges'. `keeps_actor_history` asks the engine to keep
+    the actor's weights of every iteration (`engine.weights_history`) for `likelihoods` to read."""
+
+    reads_judge = True
+    keeps_actor_history = False
+
+    def rank(self, candidates: Candidates, compare: Comparer, likelihoods: Likelihoods = no_likelihoods) -> Ranked:
         raise NotImplementedError
+
+    def previous(self, candidates: Candidates, likelihoods: Likelihoods) -> dict[ResponseKey, float] | None:
+        """The scores the same ranking gave the candidates one iteration ago (None: it had none), for a ranking
+        that does not read the judge."""
+        return None
 
 
 class PointwiseRanking(ActorRanking):
     """Each response ranked by its mean pointwise judge score (Yuan et al. 2024; Wu et al. 2024): today's loop."""
 
-    def rank(self, candidates: Candidates, compare: Comparer) -> Ranked:
+    def rank(self, candidates: Candidates, compare: Comparer, likelihoods: Likelihoods = no_likelihoods) -> Ranked:
         return Ranked({prompt_id: list(responses) for prompt_id, responses in candidates.items()})
 
 
@@ -89,7 +114,7 @@ class PairwiseRanking(ActorRanking):
             raise RankingError(found)
         self.method, self.l2, self.template = method, float(l2), template
 
-    def rank(self, candidates: Candidates, compare: Comparer) -> Ranked:
+    def rank(self, candidates: Candidates, compare: Comparer, likelihoods: Likelihoods = no_likelihoods) -> Ranked:
         eligible = {prompt_id: [r for r in rs if r.score is not None] for prompt_id, rs in candidates.items()}
         tasks = [
             ComparisonTask(prompt_id, responses[i], responses[j])
@@ -108,6 +133,37 @@ class PairwiseRanking(ActorRanking):
         }
         stats.update({f"compare/dropped/{reason}": float(n) for reason, n in compared.drops.items()})
         return Ranked(ranked, stats)
+
+
+class ImplicitRewardRanking(ActorRanking):
+    """CREAM's ranking (Wang et al. 2024, arXiv 2410.12735; the authors' rewarding.py): each response scored by the
+    DPO implicit reward of the actor that wrote it, r_t(y) = log pi_t(y | x) - log pi_t-1(y | x), pi_t-1 being the
+    model pi_t was trained from (the previous iteration's actor; in iteration 1 the model before the warm start).
+    Where there is no such model (iteration 1 without a warm start) the score is the length-normalised
+    log-likelihood log pi_t(y | x) / |y| (`core.implicit_reward`). The judge is not asked; every finished response
+    is ranked, judged or not. Costs two scoring passes over the iteration's answers (three with CREAM's
+    consistency labels, whose previous ranking reads pi_t-2)."""
+
+    reads_judge = False
+    keeps_actor_history = True
+
+    def rank(self, candidates: Candidates, compare: Comparer, likelihoods: Likelihoods = no_likelihoods) -> Ranked:
+        keys = _keys(candidates)
+        now, before = likelihoods(keys, 0), likelihoods(keys, 1)
+        scores = implicit_rewards(now or {}, before)
+        ranked = {prompt_id: rescored(prompt_id, responses, scores) for prompt_id, responses in candidates.items()}
+        return Ranked(ranked, {"ranking/against_previous_model": float(before is not None)})
+
+    def previous(self, candidates: Candidates, likelihoods: Likelihoods) -> dict[ResponseKey, float] | None:
+        """r_t-1 of the same responses: log pi_t-1 - log pi_t-2 (or pi_t-1's normalised likelihood where pi_t-1
+        was the first model); None when pi_t-1 was not kept."""
+        keys = _keys(candidates)
+        before = likelihoods(keys, 1)
+        return None if before is None else implicit_rewards(before, likelihoods(keys, 2))
+
+
+def _keys(candidates: Candidates) -> list[ResponseKey]:
+    return [(prompt_id, r.index) for prompt_id, responses in candidates.items() for r in responses]
 
 
 def rescored(

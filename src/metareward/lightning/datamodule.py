@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from metareward.core.seeding import derive_seed
 from metareward.engine.iteration import IterationData, make_iteration_data
-from metareward.engine.judge_history import JudgeHistory
 from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
+from metareward.engine.weights_history import WeightsHistory
 from metareward.lightning.handoff import RunContext, iteration_of
 from metareward.lightning.strategies import full_weights
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
@@ -151,7 +151,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
                 reuse=self.resume,
                 shard=shard,
                 oversize=self.collator.oversize,
-                history=JudgeHistory(self.context.adapters),
+                history=WeightsHistory(self.context.adapters),
             )
             pairs, stats = self._reference_pairs(made, shard)
         stats["data/world_size"] = float(shard.world_size)

@@ -12,10 +12,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from metareward.core.logprobs import pair_logprobs
 from metareward.lightning.strategies import fsdp_root
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
 from metareward.model.full_weights import FullWeights
+from metareward.model.logprobs import pair_logprobs
 from metareward.training.optim import OptimSettings, apply_schedule
 
 

@@ -144,6 +144,13 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return ids
 
 
+def encode_answer(tokenizer: PreTrainedTokenizerBase, text: str, finished: bool, turn_end: Sequence[int]) -> list[int]:
+    """Token ids of an answer as the model wrote it after its prompt: the text (a thinking model's reasoning in
+    front, where it wrote one) followed by the end-of-turn ids (`turn_end_ids`) when the answer ended by itself,
+    and by nothing when it hit its token limit, so a cut-off answer never reads as complete."""
+    return encode_text(tokenizer, text) + (list(turn_end) if finished else [])
+
+
 def _ids(value: Any) -> list[int]:
     if value is None:
         return []

@@ -109,7 +109,7 @@ def train(cfg: DictConfig) -> TrainResult:
     """Run every iteration of the configured experiment."""
     import lightning as L
 
-    from metareward.engine.judge_history import JudgeHistory
+    from metareward.engine.weights_history import WeightsHistory
     from metareward.lightning.callbacks import IterationSummary, ResumeCheckpoint
     from metareward.lightning.datamodule import SelfJudgedDataModule
     from metareward.lightning.dpo_module import DPOModule
@@ -150,8 +150,8 @@ def train(cfg: DictConfig) -> TrainResult:
     adapters = role_weights(model, settings.model.finetune, settings.adapters)
     context.attach_model(adapters, tokenizer)
     if warm.enabled:  # iteration 0: M0 is the warm-started model (trained, or loaded when this run saved it)
-        if settings.engine.pair_labels.reads_previous_judge and not is_launched_worker():
-            JudgeHistory(adapters).save_before_warm_start(run_dir)  # CREAM's iteration 1 compares with it
+        if settings.engine.kept_roles() and not is_launched_worker():  # CREAM's iteration 1 compares with them
+            WeightsHistory(adapters).save_before_warm_start(run_dir, settings.engine.kept_roles())
         folder = saved_weights_dir(_checkpoints_dir(callbacks, run_dir), 0)
         judge_prompt = settings.engine.judge_prompt
         stats = start_from_warm_m0(adapters, tokenizer, warm, folder, judge_prompt, write=not is_launched_worker())

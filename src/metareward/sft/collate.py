@@ -8,9 +8,9 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
+from metareward.model.logprobs import left_pad_rows
 from metareward.schema.rules import COUNT
 from metareward.sft.formatting import SFTExample
-from metareward.training.collate import left_pad_rows
 
 
 class SFTCollator:

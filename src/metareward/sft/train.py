@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from metareward.core.logprobs import completion_logprobs
 from metareward.model.adapters import RoleAdapters
+from metareward.model.logprobs import completion_logprobs
 from metareward.schema.rules import COUNT, NON_NEGATIVE, POSITIVE, Number, setting
 from metareward.sft.collate import SFTCollator
 from metareward.sft.formatting import SFTExample

@@ -92,6 +92,17 @@ class ComparisonRecord:
 
 
 @dataclass(frozen=True)
+class LikelihoodRecord:
+    """log pi(response | prompt) of the actor's `index`-th response, summed over its `tokens` tokens, under one of
+    the actor's versions (`judge/ranking=implicit_reward`: now, or as an earlier iteration began)."""
+
+    prompt_id: str
+    index: int
+    logp: float
+    tokens: int
+
+
+@dataclass(frozen=True)
 class PairRecord:
     """A preference pair for DPO. `prompt` is the user message, `system` the system prompt before it (an actor pair
     of a prompt asked with one); the chat template is applied at training time.

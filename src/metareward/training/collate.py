@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
+from metareward.model.chat import encode_answer, encode_prompt, render_prompt, turn_end_ids
+from metareward.model.logprobs import left_pad_rows
 from metareward.schema.rules import COUNT
 from metareward.storage.records import PairRecord
 
@@ -58,10 +58,10 @@ class PairCollator:
     def encode(self, pair: PairRecord) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, chosen ids, rejected ids) of one pair, end-of-turn tokens on the finished sides."""
         prompt = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, pair.prompt, pair.system))
-        chosen = encode_text(self.tokenizer, pair.chosen_reasoning + pair.chosen)
-        rejected = encode_text(self.tokenizer, pair.rejected_reasoning + pair.rejected)
-        chosen += self.turn_end if pair.chosen_finished else []
-        rejected += self.turn_end if pair.rejected_finished else []
+        chosen = encode_answer(self.tokenizer, pair.chosen_reasoning + pair.chosen, pair.chosen_finished, self.turn_end)
+        rejected = encode_answer(
+            self.tokenizer, pair.rejected_reasoning + pair.rejected, pair.rejected_finished, self.turn_end
+        )
         return prompt, chosen, rejected
 
     def oversize(self, pair: PairRecord) -> str | None:
@@ -99,17 +99,3 @@ class PairCollator:
             labels = [1.0 if pair.label is None else pair.label for pair in pairs]
             batch["pair_labels"] = torch.tensor(labels, dtype=torch.float32)
         return batch
-
-
-def left_pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, Tensor]:
-    """Rows of prompt + completion ids, left-padded to the longest, with attention and completion masks."""
-    length = max(len(prompt) + len(completion) for prompt, completion in zip(prompts, completions))
-    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-    completion_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
-        ids = prompt + completion
-        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, length - len(ids) :] = 1
-        completion_mask[row, length - len(completion) :] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metareward.core.logprobs import pair_logprobs
+from metareward.model.logprobs import pair_logprobs
 from metareward.storage.records import PairRecord
 from metareward.training.collate import PairCollator
 

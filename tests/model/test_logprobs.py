@@ -6,7 +6,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from metareward.core.logprobs import completion_logprobs, token_logprobs
+from metareward.model.logprobs import completion_logprobs, token_logprobs
 from metareward.model.tiny import build_tiny
 
 # (prompt length, completion length) per row: different on both sides so padding and the logit window both vary.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, get_peft_model
 
-from metareward.core.logprobs import completion_logprobs, paired_prompts, shared_prompt_logprobs
+from metareward.model.logprobs import completion_logprobs, paired_prompts, shared_prompt_logprobs
 from metareward.model.tiny import build_tiny
 
 # (prompt length, chosen length, rejected length) per pair.
@@ -49,7 +49,7 @@ def test_shared_prompt_path_matches_rows_alone_with_gradients():
 
 
 def test_pair_logprobs_shares_prompts_and_still_works_with_gradient_checkpointing():
-    from metareward.core.logprobs import pair_logprobs
+    from metareward.model.logprobs import pair_logprobs
 
     base, tokenizer = build_tiny(seed=0)
     model = get_peft_model(

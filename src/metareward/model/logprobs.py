@@ -160,3 +160,17 @@ def _check_shapes(input_ids: Tensor, attention_mask: Tensor, completion_mask: Te
             raise ValueError(
                 f"{name} has shape {tuple(tensor.shape)} but input_ids has {tuple(input_ids.shape)}; they must match."
             )
+
+
+def left_pad_rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, Tensor]:
+    """Rows of prompt + completion ids, left-padded to the longest, with attention and completion masks."""
+    length = max(len(prompt) + len(completion) for prompt, completion in zip(prompts, completions))
+    input_ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    completion_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        ids = prompt + completion
+        input_ids[row, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, length - len(ids) :] = 1
+        completion_mask[row, length - len(completion) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
