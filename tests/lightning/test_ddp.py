@@ -16,17 +16,12 @@ import pytest
 from helpers import smoke_train_command
 
 
-def run(prompt_file: Path, run_dir: Path, *extra: str) -> dict:
+def run(prompt_file: Path, run_dir: Path, *extra: str, win_rate: bool = False) -> dict:
+    """One iteration of the smoke run, without the evaluations (but the win rate's, when asked)."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    args = smoke_train_command(
-        prompt_file,
-        run_dir,
-        "callbacks.win_rate=null",
-        "callbacks.judge_quality=null",
-        "callbacks.dashboard=null",
-        "num_iterations=1",
-        *extra,
-    )
+    evaluations = ("callbacks.judge_quality=null", "callbacks.dashboard=null")
+    evaluations += () if win_rate else ("callbacks.win_rate=null",)
+    args = smoke_train_command(prompt_file, run_dir, *evaluations, "num_iterations=1", *extra)
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((run_dir / "summary.json").read_text())
@@ -100,3 +95,16 @@ def test_two_nodes_on_loopback_train_on_the_pairs_of_a_one_process_run(prompt_fi
         assert double["pairs_digest"] == single["pairs_digest"]
     rows = zip(pair_rows(tmp_path / "one", 1), pair_rows(tmp_path / "two", 1), strict=True)
     assert all(a["chosen"] == b["chosen"] and a["rejected"] == b["rejected"] for a, b in rows)
+
+
+@pytest.mark.slow
+def test_two_ranks_end_the_iteration_with_the_same_chosen_pass(prompt_file: Path, tmp_path: Path) -> None:
+    # dpo.choose_pass_by under DDP: every rank evaluates after each pass and decides on rank 0's figure.
+    choice = ("dpo.epochs_per_iteration=2", "dpo.choose_pass_by=win_rate", "dpo.lr=5e-2", "model.dtype=float32")
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    summary = run(prompt_file, tmp_path, *choice, *ddp, win_rate=True)
+    record = json.loads((tmp_path / "eval" / "iter_01" / "passes.json").read_text())
+    assert len(record["scores"]) == 2 and record["chosen_pass"] == record["scores"].index(max(record["scores"])) + 1
+    figures = summary["iterations"][0]["eval"]
+    assert figures["chosen_pass"] == record["chosen_pass"]
+    assert figures["win_rate"] == pytest.approx(max(record["scores"]), abs=1e-9)

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from metareward.core.losses import BETA, LABEL_SMOOTHING, NLL_WEIGHT, NLLRegularised, PreferenceLoss, with_nll_term
+from metareward.evaluation.settings import PASS_FIGURES
 from metareward.schema.components import Component, Node, checked_build, one_line
-from metareward.schema.rules import COUNT, FLAG, NON_NEGATIVE, POSITIVE, Number, setting
+from metareward.schema.rules import COUNT, FLAG, NON_NEGATIVE, POSITIVE, Choice, Number, setting
 from metareward.training.optim import MIN_LR, WARMUP_STEPS, OptimSettings
 
 
@@ -33,6 +34,8 @@ class DPOSettings:
     warmup_steps: int = setting("warmup_steps", WARMUP_STEPS)
     batch_size: int = setting("batch_size", COUNT)
     epochs_per_iteration: int = setting("epochs_per_iteration", COUNT)
+    # the figure of the win-rate evaluation that chooses the pass an iteration ends with (None: the last pass)
+    choose_pass_by: str | None = setting("choose_pass_by", Choice((None, *PASS_FIGURES)))
     reset_optimizer_each_iteration: bool = setting("reset_optimizer_each_iteration", FLAG)
     max_prompt_tokens: int = setting("max_prompt_tokens", COUNT)
     max_completion_tokens: int = setting("max_completion_tokens", COUNT)
@@ -50,6 +53,11 @@ class DPOSettings:
             found.append("dpo.optimizer needs `_partial_: true`: it is built later, with the adapter parameters")
         if not self.min_lr <= self.lr:
             found.append(f"dpo.min_lr={self.min_lr} must be in [0, dpo.lr]")
+        if self.choose_pass_by is not None and self.epochs_per_iteration < 2:
+            found.append(
+                f"dpo.choose_pass_by={self.choose_pass_by} chooses among an iteration's passes over its pairs, but "
+                f"dpo.epochs_per_iteration={self.epochs_per_iteration}: make it 2 or more, or set choose_pass_by null"
+            )
         if self.label_smoothing and self.loss.target and "label_smoothing" not in self.loss.params:
             found.append(
                 f"dpo.label_smoothing={self.label_smoothing} is not read by the loss {self.loss.target} (dpo/loss); "

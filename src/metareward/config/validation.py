@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from metareward.model import loading
 from metareward.storage.datafiles import file_problem
@@ -140,7 +140,28 @@ def evaluation_problems(cfg: DictConfig) -> list[str]:
         found += checked_evaluator(evaluation.get("evaluator"))[1]
         path = Path(str(evaluation.data_path)).expanduser()
         found += [p for p in [file_problem(path, "evaluation.data_path", EVAL_PROMPTS)] if p]
+    found += pass_choice_problems(cfg)
     if callbacks.get("judge_quality") is not None:
         labelled = Path(str(evaluation.judge_quality.data_path)).expanduser()
         found += [p for p in [file_problem(labelled, "evaluation.judge_quality.data_path", LABELLED_PAIRS)] if p]
+    return found
+
+
+def pass_choice_problems(cfg: DictConfig) -> list[str]:
+    """dpo.choose_pass_by reads a figure of the win-rate evaluation after every pass, and keeps a copy of the
+    trained weights that only a strategy holding them whole on every rank (one device, DDP) can put back."""
+    figure = OmegaConf.select(cfg, "dpo.choose_pass_by")
+    if figure is None:
+        return []
+    shown, found = f"dpo.choose_pass_by={figure}", []
+    if (cfg.get("callbacks") or {}).get("win_rate") is None:
+        found.append(f"{shown} reads the win-rate evaluation, which callbacks.win_rate=null switches off")
+    elif figure == "seed_judge_score" and not OmegaConf.select(cfg, "evaluation.seed_judge"):
+        found.append(f"{shown} is measured by the seed judge: set evaluation.seed_judge=true or choose another figure")
+    strategy = str(OmegaConf.select(cfg, "trainer.strategy._target_") or OmegaConf.select(cfg, "trainer.strategy"))
+    if any(name in strategy.lower() for name in ("fsdp", "deepspeed")):
+        found.append(
+            f"{shown} puts back a copy of the trained weights, written for one device and DDP, not for the "
+            f"sharded trainer.strategy ({strategy}); set choose_pass_by null or use trainer=ddp"
+        )
     return found

@@ -17,6 +17,8 @@ from metareward.schema.components import built_component
 from metareward.schema.rules import COUNT, NON_NEGATIVE, Group, Number, setting
 
 KEY = "evaluation.evaluator"
+# The win-rate evaluation's figures that dpo.choose_pass_by may choose an iteration's pass by (higher is better).
+PASS_FIGURES = ("seed_judge_score", "lc_win_rate", "win_rate")
 
 
 @dataclass(frozen=True)

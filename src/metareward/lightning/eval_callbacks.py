@@ -115,30 +115,7 @@ class WinRateCallback(RunCallback):
     def _evaluate(self, trainer: L.Trainer) -> None:
         started = time.perf_counter()
         iteration = iteration_of(trainer)
-        baseline = self._baseline()
-        backend = self.context.backend()  # the run's generation backend
-        answers = answer_prompts(
-            backend,
-            "actor",
-            self.prompts,
-            self.sampling,
-            self.batch_size,
-            self.max_prompt_tokens,
-            self.seed,
-            desc=f"iteration {iteration}: evaluation answers",
-        )
-        texts, baseline_texts = [a.text for a in answers], [b.text for b in baseline]
-        if self.evaluator is None:
-            self.evaluator = self.spec.attach(backend)
-        figures, rows = win_rate_report(self.prompts, texts, baseline_texts, self.evaluator, self.arena)
-        figures.update(answer_figures(texts, [a.finished for a in answers], self.arena))
-        figures.update(answer_figures(baseline_texts, [b.finished for b in baseline], self.arena, "baseline_"))
-        if self.seed_judge:
-            scores = self._seed_judge_scores(texts, f"iteration {iteration}: seed judge")
-            figures.update(with_interval("seed_judge_score", scores, self.arena))
-            figures.update(self._baseline_seed_judge(baseline_texts))
-            for row, score in zip(rows, scores):
-                row["seed_judge_score"] = float(score)
+        figures, rows, baseline = self.measure(f"iteration {iteration}")
         folder = eval_dir(self.context.run_dir, iteration)
         write_json(folder / "win_rate.json", {"figures": figures, "annotations": rows})
         figures["seconds_win_rate"] = time.perf_counter() - started
@@ -150,6 +127,35 @@ class WinRateCallback(RunCallback):
             percent(figures["lc_win_rate"]),
             baseline[0].source if baseline else "nothing",
         )
+
+    def measure(self, label: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[BaselineAnswer]]:
+        """The figures and annotated rows of the actor as it is now against the baseline (`label` names the pass in
+        progress bars), and the baseline: what every evaluation of the run computes, written by none."""
+        baseline = self._baseline()
+        backend = self.context.backend()  # the run's generation backend
+        answers = answer_prompts(
+            backend,
+            "actor",
+            self.prompts,
+            self.sampling,
+            self.batch_size,
+            self.max_prompt_tokens,
+            self.seed,
+            desc=f"{label}: evaluation answers",
+        )
+        texts, baseline_texts = [a.text for a in answers], [b.text for b in baseline]
+        if self.evaluator is None:
+            self.evaluator = self.spec.attach(backend)
+        figures, rows = win_rate_report(self.prompts, texts, baseline_texts, self.evaluator, self.arena)
+        figures.update(answer_figures(texts, [a.finished for a in answers], self.arena))
+        figures.update(answer_figures(baseline_texts, [b.finished for b in baseline], self.arena, "baseline_"))
+        if self.seed_judge:
+            scores = self._seed_judge_scores(texts, f"{label}: seed judge")
+            figures.update(with_interval("seed_judge_score", scores, self.arena))
+            figures.update(self._baseline_seed_judge(baseline_texts))
+            for row, score in zip(rows, scores):
+                row["seed_judge_score"] = float(score)
+        return figures, rows, baseline
 
     @property
     def reads_judge_scores(self) -> bool:

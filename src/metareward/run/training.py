@@ -134,7 +134,9 @@ def train(cfg: DictConfig) -> TrainResult:
     _check_kinds(cfg, callbacks, loggers)
     checkpoint = prepare_run_dir(cfg, run_dir, resume)
     summary = IterationSummary(context, settings.experiment, resume=resume)
-    callbacks = in_run_order([*callbacks, summary, ResumeCheckpoint(context)])
+    callbacks = in_run_order(
+        [*callbacks, *_pass_choice(settings, context, callbacks), summary, ResumeCheckpoint(context)]
+    )
     log.info("prompt pool: %d prompts from %s (dropped: %s)", len(pool.prompts), pool.source, pool.drops or "none")
     L.seed_everything(settings.seed, workers=True, verbose=False)
     dtype = settings.model.resolved_dtype()
@@ -209,6 +211,19 @@ def _callback(node: Any, context: Any) -> Any:
         target = None
     wants_context = isinstance(target, type) and issubclass(target, RunCallback)
     return _instantiate(node, context=context) if wants_context else _instantiate(node)
+
+
+def _pass_choice(settings: RunSettings, context: Any, callbacks: list[Any]) -> list[Any]:
+    """The callback that ends each iteration with its best pass (`dpo.choose_pass_by`), reading the run's win-rate
+    evaluation (the config check made sure there is one); none when the last pass is kept."""
+    from metareward.lightning.eval_callbacks import WinRateCallback
+    from metareward.lightning.pass_choice import PassChoice
+
+    figure = settings.dpo.choose_pass_by
+    if figure is None:
+        return []
+    evaluation = next(c for c in callbacks if isinstance(c, WinRateCallback))
+    return [PassChoice(context, evaluation, figure, settings.dpo.epochs_per_iteration)]
 
 
 def _check_kinds(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> None:
