@@ -15,7 +15,7 @@ from helpers import config_problems as problems
 from omegaconf import OmegaConf
 
 from metareward.config import build, validation
-from metareward.config.build import RunSettings, build_settings
+from metareward.config.build import RunSettings, build_settings, training_processes
 from metareward.generation import spec
 from metareward.model import loading
 from metareward.sft.warm_start import load_warm_start_data, warm_start_settings
@@ -36,12 +36,14 @@ def vllm_installed(monkeypatch):
 def vllm_refusal(experiment: str, trainer: str) -> list[str]:
     """What generation=vllm says of a trainer that runs several training processes (none for one process)."""
     cfg = compose(f"+experiment={experiment}", f"trainer={trainer}")
-    if cfg.generation.backend != "vllm" or str(cfg.trainer.devices) == "1":
+    generation = cfg.generation
+    processes = training_processes(cfg.trainer)
+    if generation.backend != "vllm" or processes == 1 or generation.while_training == "keep":
         return []
     refusal = (
-        f"generation=vllm serves one training process and trainer.devices={cfg.trainer.devices}: train on one device "
-        "(trainer=gpu; the server can take other GPUs with generation.devices and generation.tensor_parallel_size) "
-        "or use generation=hf"
+        f"generation.while_training={generation.while_training} stops or pauses the servers while DPO trains, but "
+        f"{processes or 'several'} training processes share them: use keep (and give the servers GPUs of their own with "
+        "generation.devices, or servers of their own with generation.urls)"
     )
     return [refusal]
 
@@ -134,7 +136,7 @@ def test_full_paper_runs_train_every_weight_in_float32_under_bf16_mixed_precisio
     s = paper_settings(experiment)
     assert s.model.finetune == "full" and s.model.resolved_dtype().name == "float32"
     assert s.dpo.optimizer.params["lr"] == 5e-6  # the paper's rate for the paper's method
-    assert s.generation.backend == "hf"  # in the training processes: vLLM serves one training process
+    assert s.generation.backend == "hf"  # vLLM reloads whole weights from one training process only
     cfg = compose(f"+experiment={experiment}", "trainer=fsdp")
     assert cfg.trainer.precision == "bf16-mixed"
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import compose
+from safetensors.torch import load_file
 
 from metareward.config.build import ConfigError, build_settings
 from metareward.generation.policy import Policy
@@ -60,10 +61,14 @@ def test_vllm_settings_follow_the_model_and_refuse_the_in_memory_model(tmp_path:
     dtype = resolve_dtype("auto").name  # model.dtype=auto, decided for this machine once, for the server too
     assert (spec.backend, spec.model_path, spec.server.dtype) == ("vllm", "builtin:smollm2-135m-instruct", dtype)
     assert spec.server.max_lora_rank == 16 and spec.server.python == str(python)
-    with pytest.raises(ConfigError, match="serves one training process"):
-        build_settings(
-            compose("+experiment=meta_reward", "generation=vllm", f"generation.python={python}", "trainer=ddp")
-        )
+    # Several training processes share the servers: kept running while DPO trains, serving adapters.
+    shared = ("+experiment=meta_reward", "generation=vllm", f"generation.python={python}", "trainer=ddp")
+    shared += ("trainer.devices=2",)
+    assert build_settings(compose(*shared)).generation.while_training == "keep"
+    with pytest.raises(ConfigError, match="2 training processes share them: use keep"):
+        build_settings(compose(*shared, "generation.while_training=stop"))
+    with pytest.raises(ConfigError, match="from one training process; with several, train LoRA adapters"):
+        build_settings(compose(*shared, "model.finetune=full"))
     with pytest.raises(ConfigError, match="exists only in memory"):
         build_settings(compose("+experiment=smoke", "generation=vllm", f"generation.python={python}"))
     assert [lora_rank_slot(r) for r in (1, 4, 16, 17)] == [1, 8, 16, 32]
@@ -177,6 +182,50 @@ def test_each_adapter_version_is_written_and_loaded_under_a_new_name(recording_s
     ]
     assert (tmp_path / "judge-v2" / "judge" / "adapter_model.safetensors").is_file()
     assert served.served_name("meta_judge") == "judge-v2" and served.served_name("actor") == "actor-v1"
+
+
+def test_with_several_processes_rank_0_publishes_and_the_others_take_its_names(
+    recording_server, tmp_path: Path
+) -> None:
+    # Two processes holding the same weights (as DDP ranks do): rank 0 writes and loads each version once and unloads
+    # nothing (another rank may still be generating with it); rank 1 posts nothing and serves rank 0's names.
+    url, calls = recording_server
+    ranks = []
+    for rank in (0, 1):
+        model, _ = build_tiny()
+        ranks.append(RoleAdapters(model, AdapterSpec(r=4, alpha=8)))
+    ranks[1].model.load_state_dict(ranks[0].model.state_dict())  # DDP starts every rank from rank 0's weights
+    publisher = ServedAdapters(ranks[0], tmp_path, shared=True, publishes=True)
+    follower = ServedAdapters(ranks[1], tmp_path, shared=True, publishes=False, wait_s=5.0)
+    assert publisher.sync([url]) == ["actor-v1", "judge-v1"]
+    assert follower.sync([url]) == [] and follower.names == publisher.names
+    for adapters in ranks:  # a DPO phase moves every rank's judge alike
+        with torch.no_grad():
+            next(p for n, p in adapters.model.named_parameters() if "lora_B.judge" in n).add_(0.1)
+    assert publisher.sync([url]) == ["judge-v2"]
+    follower.sync([url])
+    assert follower.served_name("judge") == "judge-v2" and follower.served_name("actor") == "actor-v1"
+    assert [path for path, _ in calls] == ["/v1/load_lora_adapter"] * 3  # three versions, loaded once, none unloaded
+    # M0 without a warm start: an adapter that adds nothing (LoRA B zero), so that no request goes without one.
+    assert publisher.model_for("seed", [url]) == "seed-actor-v1" == follower.model_for("seed", [url])
+    saved = load_file(str(tmp_path / "seed-actor-v1" / "actor" / "adapter_model.safetensors"))
+    assert all(not t.any() for n, t in saved.items() if "lora_B" in n) and any(t.any() for t in saved.values())
+    with torch.no_grad():  # weights rank 0 never served: rank 1 waits, then says why in one sentence
+        next(p for n, p in ranks[1].model.named_parameters() if "lora_B.actor" in n).add_(0.1)
+    follower.wait_s = 0.5
+    with pytest.raises(VLLMServerError, match="for the training process of rank 0 to serve adapter actor"):
+        follower.sync([url])
+
+
+def test_the_requests_of_one_prompt_go_to_one_server(tmp_path: Path) -> None:
+    model, tokenizer = build_tiny()
+    served = ServedAdapters(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tmp_path)
+    urls = ("http://a", "http://b", "http://c")
+    backend = VLLMBackend(served, tokenizer, urls, (0,), progress=False)
+    prompts = [[1, 2, i, j] for i in range(10) for j in range(10)]
+    chosen = [backend.server_for(p) for p in prompts]
+    assert chosen == [backend.server_for(list(p)) for p in prompts]  # the same prompt, the same server, every time
+    assert set(chosen) == set(urls) and max(chosen.count(u) for u in urls) < 50  # 100 prompts spread over all three
 
 
 def test_the_hf_backend_satisfies_the_seam_unchanged() -> None:

@@ -133,3 +133,26 @@ def test_a_server_that_cannot_start_ends_the_run_in_one_error_with_its_log(promp
     assert "error: the vLLM server exited with code" in ours and "Traceback" not in ours, done.stderr[-3000:]
     assert "--no-such-option" in done.stderr and "resume=true" in done.stderr
     assert not vllm_processes()
+
+
+def test_two_training_processes_share_one_server_and_make_the_one_process_runs_data(
+    prompts: Path, unbroken: Path, tmp_path: Path
+) -> None:
+    # trainer=ddp with two CPU processes and generation=vllm: rank 0 starts the one server and publishes the adapters,
+    # both ranks send their share of every phase to it, and the gathered stages equal the one-process run's (the
+    # vLLM run above: the HF backend samples other texts from the same seeds, so it is not the reference here).
+    run_dir = tmp_path / "two"
+    evaluations = ("callbacks.win_rate=null", "callbacks.judge_quality=null", "callbacks.dashboard=null")
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "generation.while_training=keep")
+    args = vllm_smoke_command(prompts, run_dir, *evaluations, *ddp)
+    done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert stage_texts(run_dir) == stage_texts(unbroken)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"][0]["stats"]["data/world_size"] == 2.0
+    log = (run_dir / "vllm_server.log").read_text(errors="replace")
+    assert log.count("Starting vLLM server on") == 1, log[-3000:]  # one server for both processes
+    # Each version was written and loaded once, by rank 0, and recorded for rank 1.
+    assert log.count("Loaded new LoRA adapter") == 2, log[-3000:]
+    assert json.loads((run_dir / "vllm_adapters" / "served.json").read_text()).keys() == {"actor", "judge"}
+    assert not vllm_processes()

@@ -121,7 +121,7 @@ def test_the_iteration_number_comes_from_one_function_for_epochs_0_to_2(three_it
 
 
 def test_the_run_order_puts_every_evaluation_before_the_summary(tmp_path: Path) -> None:
-    context = RunContext(tmp_path, lambda adapters, tokenizer: None, ADDITIVE_FIVE_POINT)
+    context = RunContext(tmp_path, lambda adapters, tokenizer, processes: None, ADDITIVE_FIVE_POINT)
     summary, resume = IterationSummary(context, "order"), ResumeCheckpoint(context)
     evaluation, dashboard = (
         judge_quality(context),

@@ -81,7 +81,7 @@ class RunSettings:
     def seed(self) -> int:
         return self.engine.seed
 
-    def problems(self, max_epochs: Any) -> list[str]:
+    def problems(self, max_epochs: Any, processes: int | None = 1) -> list[str]:
         """The rules that tie groups together: one Lightning epoch per iteration (conf/trainer/cpu.yaml), schedules
         that fit num_iterations, and DPO token limits that fit every answer a trained role can write."""
         found = self._schedule_problems()
@@ -94,6 +94,11 @@ class RunSettings:
             found.append(
                 "model.finetune=full with generation=vllm reloads the trained weights into servers the run starts "
                 "itself, not into the ones generation.urls names; drop generation.urls"
+            )
+        elif self.model.finetune == "full" and self.generation.backend == "vllm" and processes != 1:
+            found.append(
+                "model.finetune=full with generation=vllm reloads the whole trained weights into the server from one "
+                "training process; with several, train LoRA adapters (model.finetune=lora) or use generation=hf"
             )
         return found + self._completion_limit_problems() + self._previous_judge_problems()
 
@@ -178,10 +183,10 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
         problems += lightning_refusals(cfg.trainer)
     if values["generation"] is not UNUSABLE:
         trainer = cfg.trainer
-        problems += values["generation"].problems(trainer.get("devices", 1), trainer.get("accelerator", "cpu"))
+        problems += values["generation"].problems(training_processes(trainer), trainer.get("accelerator", "cpu"))
     if settings is UNUSABLE:
         return None, problems
-    problems += settings.problems(cfg.trainer.get("max_epochs"))
+    problems += settings.problems(cfg.trainer.get("max_epochs"), training_processes(cfg.trainer))
     accumulate, found = gradient_accumulation(settings.dpo, cfg.trainer)
     problems += found
     warm = settings.warm_start  # the warm start draws its batches with the run's seed
@@ -192,6 +197,12 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
         generation = replace(generation, server=server)
     settings = replace(settings, warm_start=warm, generation=generation, accumulate_grad_batches=accumulate)
     return replace(settings, dpo=values["dpo"]), problems
+
+
+def training_processes(trainer: Any) -> int | None:
+    """How many training processes the trainer starts: devices per node x nodes (None when it cannot be told)."""
+    devices, nodes = device_count(trainer), trainer.get("num_nodes", 1)
+    return devices * nodes if devices is not None and isinstance(nodes, int) else None
 
 
 def gradient_accumulation(dpo: DPOSettings, trainer: Any) -> tuple[int | None, list[str]]:

@@ -36,9 +36,9 @@ class GenerationSpec:
     while_training: str = setting("while_training", Choice(WHILE_TRAINING), "keep")
     server: ServerSettings = setting("", Group(ServerSettings), default_factory=ServerSettings)
 
-    def problems(self, trainer_devices: object = 1, accelerator: object = "cpu") -> list[str]:
-        """Every unusable value; `trainer_devices` is trainer.devices (vLLM serves one training process for now),
-        `accelerator` trainer.accelerator."""
+    def problems(self, processes: int | None = 1, accelerator: object = "cpu") -> list[str]:
+        """Every unusable value; `processes` is the number of training processes (devices x nodes; None when it
+        cannot be told), `accelerator` trainer.accelerator."""
         if self.backend == "hf":
             return []
         found = []
@@ -49,11 +49,11 @@ class GenerationSpec:
                 f"generation=vllm serves a model from disk and model.path={self.model_path} exists only in memory; "
                 "use generation=hf with it"
             )
-        if str(trainer_devices) != "1":
+        if processes != 1 and self.while_training != "keep":
             found.append(
-                f"generation=vllm serves one training process and trainer.devices={trainer_devices}: train on one "
-                "device (trainer=gpu; the server can take other GPUs with generation.devices and "
-                "generation.tensor_parallel_size) or use generation=hf"
+                f"generation.while_training={self.while_training} stops or pauses the servers while DPO trains, but "
+                f"{processes or 'several'} training processes share them: use keep (and give the servers GPUs of "
+                "their own with generation.devices, or servers of their own with generation.urls)"
             )
         if self.while_training == "sleep" and str(accelerator) == "cpu":
             found.append(

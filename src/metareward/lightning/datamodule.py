@@ -25,6 +25,7 @@ from metareward.engine.prompt_pool import PromptPool
 from metareward.engine.settings import EngineSettings
 from metareward.engine.sharding import Shard
 from metareward.engine.weights_history import WeightsHistory
+from metareward.generation.backends import Processes
 from metareward.lightning.handoff import RunContext, iteration_of
 from metareward.lightning.strategies import full_weights
 from metareward.model.adapters import PAIR_KIND_ROLE, RoleAdapters
@@ -140,6 +141,8 @@ class SelfJudgedDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         iteration = iteration_of(self.trainer)
         shard = Shard(self.trainer.global_rank, self.trainer.world_size)
+        strategy = self.trainer.strategy
+        self.context.join(Processes(shard.rank, shard.world_size, lambda value: strategy.broadcast(value, src=0)))
         policy = self.context.backend()
         with full_weights(self.trainer):  # the model is called outside the strategy's forward: see strategies.py
             made = make_iteration_data(

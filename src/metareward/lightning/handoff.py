@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import lightning as L
 
 from metareward.engine.iteration import IterationData
+from metareward.generation.backends import ONE_PROCESS, Processes
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
     from metareward.generation.spec import GenerationSpec
     from metareward.model.adapters import RoleAdapters
 
-# (adapters, tokenizer) -> the run's generation backend; called once, on first use.
-BackendBuilder = Callable[["RoleAdapters", "PreTrainedTokenizerBase"], "GenerationBackend"]
+# (adapters, tokenizer, processes=...) -> the run's generation backend; called once, on first use.
+BackendBuilder = Callable[..., "GenerationBackend"]
 
 
 def iteration_of(trainer: L.Trainer) -> int:
@@ -120,6 +121,7 @@ class RunContext:
         self._model: tuple[RoleAdapters, PreTrainedTokenizerBase] | None = None
         self._backend: GenerationBackend | None = None
         self._data: IterationData | None = None
+        self._processes = ONE_PROCESS
 
     @classmethod
     def for_run(cls, run_dir: str | Path, generation: GenerationSpec, engine: EngineSettings) -> RunContext:
@@ -153,10 +155,14 @@ class RunContext:
             raise RuntimeError("the run's model is not attached: call RunContext.attach_model before training")
         return self._model
 
+    def join(self, processes: Processes) -> None:
+        """The training processes this one is among (before the first `backend()`: they share its servers)."""
+        self._processes = processes
+
     def backend(self) -> GenerationBackend:
         """The run's generation backend, built on first use and shared by the data engine and the evaluations."""
         if self._backend is None:
-            self._backend = self._build_backend(self.adapters, self.tokenizer)
+            self._backend = self._build_backend(self.adapters, self.tokenizer, processes=self._processes)
         return self._backend
 
     def close_backend(self) -> None:
