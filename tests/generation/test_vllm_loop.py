@@ -136,18 +136,28 @@ def test_a_server_that_cannot_start_ends_the_run_in_one_error_with_its_log(promp
 
 
 def test_two_training_processes_share_one_server_and_make_the_one_process_runs_data(
-    prompts: Path, unbroken: Path, tmp_path: Path
+    prompts: Path, tmp_path: Path
 ) -> None:
     # trainer=ddp with two CPU processes and generation=vllm: rank 0 starts the one server and publishes the adapters,
-    # both ranks send their share of every phase to it, and the gathered stages equal the one-process run's (the
-    # vLLM run above: the HF backend samples other texts from the same seeds, so it is not the reference here).
+    # both ranks send their share of every phase to it, and the gathered stages equal a one-process vLLM run's. In
+    # float32: in bfloat16 the server's rounding depends on which requests share a batch, which the two processes
+    # change, and one sampled token in about 30 judgments flipped. (The HF backend is no reference here: vLLM samples
+    # other texts than our sampler from the same seeds.)
+    same = (
+        "callbacks.win_rate=null",
+        "callbacks.judge_quality=null",
+        "callbacks.dashboard=null",
+        "model.dtype=float32",
+    )
+    runs = {"one": (), "two": ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")}
+    for name, trainer in runs.items():
+        args = vllm_smoke_command(prompts, tmp_path / name, *same, *trainer, "generation.while_training=keep")
+        done = subprocess.run(
+            args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1500
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
     run_dir = tmp_path / "two"
-    evaluations = ("callbacks.win_rate=null", "callbacks.judge_quality=null", "callbacks.dashboard=null")
-    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "generation.while_training=keep")
-    args = vllm_smoke_command(prompts, run_dir, *evaluations, *ddp)
-    done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert stage_texts(run_dir) == stage_texts(unbroken)
+    assert stage_texts(run_dir) == stage_texts(tmp_path / "one")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"][0]["stats"]["data/world_size"] == 2.0
     log = (run_dir / "vllm_server.log").read_text(errors="replace")
