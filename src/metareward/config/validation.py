@@ -158,10 +158,10 @@ def pass_choice_problems(cfg: DictConfig) -> list[str]:
         found.append(f"{shown} reads the win-rate evaluation, which callbacks.win_rate=null switches off")
     elif figure == "seed_judge_score" and not OmegaConf.select(cfg, "evaluation.seed_judge"):
         found.append(f"{shown} is measured by the seed judge: set evaluation.seed_judge=true or choose another figure")
-    strategy = str(OmegaConf.select(cfg, "trainer.strategy._target_") or OmegaConf.select(cfg, "trainer.strategy"))
-    if any(name in strategy.lower() for name in ("fsdp", "deepspeed")):
+    sharding = sharded_strategy(OmegaConf.select(cfg, "trainer.strategy"))
+    if sharding is not None:
         found.append(
             f"{shown} puts back a copy of the trained weights, written for one device and DDP, not for the "
-            f"sharded trainer.strategy ({strategy}); set choose_pass_by null or use trainer=ddp"
+            f"sharded trainer.strategy ({sharding}); set choose_pass_by null or use trainer=ddp"
         )
     return found

@@ -122,18 +122,14 @@ def previous_judge_stats(previous: PhaseResult | None, judgments: Sequence[Judgm
     stats = {"previous_judge/available": float(previous is not None)}
     if previous is None:
         return stats
-    per_prompt = prompt_consistencies(mean_scores(judgments), mean_scores(previous.records))
-    agreement = dataset_consistency(per_prompt.values())
     stats.update(
         {
             "previous_judge/judgments": float(len(previous.records)),
             "previous_judge/parse_failures": float(previous.parse_failures),
             "previous_judge/mean_score": mean([j.score for j in previous.records if j.score is not None]),
-            "previous_judge/prompts_ranked": float(sum(c is not None for c in per_prompt.values())),
         }
     )
-    if agreement is not None:
-        stats["previous_judge/consistency"] = agreement
+    stats.update(agreement_stats("previous_judge", mean_scores(judgments), mean_scores(previous.records)))
     stats.update(dropped("previous_judge/dropped", previous.drops))
     return stats
 
@@ -144,13 +140,21 @@ def previous_ranking_stats(
     """Whether the ranking (made without the judge) had a version one iteration ago, and how far the two rankings
     of this iteration's responses agree (CREAM's consistency)."""
     stats = {"previous_ranking/available": float(previous is not None)}
-    if previous is None:
-        return stats
+    if previous is not None:
+        stats.update(agreement_stats("previous_ranking", scores, previous))
+    return stats
+
+
+def agreement_stats(
+    prefix: str, scores: Mapping[tuple[str, int], float], previous: Mapping[tuple[str, int], float]
+) -> dict[str, float]:
+    """How many prompts two rankings of the same responses both rank (`<prefix>/prompts_ranked`), and their mean
+    agreement C (`<prefix>/consistency`, left out when no prompt's C is defined)."""
     per_prompt = prompt_consistencies(scores, previous)
-    stats["previous_ranking/prompts_ranked"] = float(sum(c is not None for c in per_prompt.values()))
+    stats = {f"{prefix}/prompts_ranked": float(sum(c is not None for c in per_prompt.values()))}
     agreement = dataset_consistency(per_prompt.values())
     if agreement is not None:
-        stats["previous_ranking/consistency"] = agreement
+        stats[f"{prefix}/consistency"] = agreement
     return stats
 
 

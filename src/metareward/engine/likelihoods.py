@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from metareward.core.implicit_reward import Likelihood
+from metareward.core.pair_labels import ResponseKey
 from metareward.engine.context import IterationContext
-from metareward.engine.ranking import Likelihoods, ResponseKey
+from metareward.engine.ranking import Likelihoods
 from metareward.engine.weights_history import WeightsHistory
 from metareward.model.chat import encode_answer, encode_prompt, render_prompt, turn_end_ids
 from metareward.storage.records import LikelihoodRecord, PhaseResult, ResponseRecord

@@ -21,11 +21,11 @@ from metareward.core.actor_pairs import ScoredResponse
 from metareward.core.comparison_prompt import COMPARISON_TEMPLATE, comparison_template_problems
 from metareward.core.implicit_reward import Likelihood, implicit_rewards
 from metareward.core.judge_pairs import ordered_pairs, positional_weights
+from metareward.core.pair_labels import ResponseKey
 from metareward.core.pairwise import PAIRWISE_RANKINGS, rank_scores
 from metareward.storage.records import ComparisonRecord, PhaseResult
 
 Candidates = Mapping[str, Sequence[ScoredResponse]]  # prompt id -> the responses that may become a side of a pair
-ResponseKey = tuple[str, int]  # (prompt id, response index)
 
 
 @dataclass(frozen=True)

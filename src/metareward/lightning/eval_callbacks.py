@@ -48,11 +48,16 @@ from metareward.storage.artifacts import read_json_lines, write_json
 log = logging.getLogger(__name__)
 
 
+def finite_figure(value: Any) -> float | None:
+    """A figure as a number, None where the evaluation could not measure it (a win rate without prompts, say)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def publish_figures(trainer: L.Trainer, context: RunContext, source: str, figures: Mapping[str, Any]) -> None:
     """Publish `source`'s figures for this iteration on the board and log the numeric ones as eval/<figure>."""
     iteration = iteration_of(trainer)
     context.board.publish(iteration, source, figures)
-    numeric = {f"eval/{k}": float(v) for k, v in figures.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    numeric = {f"eval/{k}": value for k, v in figures.items() if (value := finite_figure(v)) is not None}
     for logger in trainer.loggers:
         logger.log_metrics({**numeric, "iteration": iteration}, step=trainer.global_step)
 

@@ -14,13 +14,12 @@ adapter checkpoint, the evaluations and the resume checkpoint of the iteration r
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import lightning as L
 import torch
 
-from metareward.lightning.eval_callbacks import WinRateCallback, eval_dir, publish_figures
+from metareward.lightning.eval_callbacks import WinRateCallback, eval_dir, finite_figure, publish_figures
 from metareward.lightning.handoff import RunCallback, RunContext, Stage, iteration_of
 from metareward.lightning.strategies import full_weights
 from metareward.storage.artifacts import write_json
@@ -52,11 +51,11 @@ class PassChoice(RunCallback):
         done, iteration = (batch_idx + 1) // per_pass, iteration_of(trainer)
         with full_weights(trainer):
             figures, _, _ = self.evaluation.measure(f"iteration {iteration}, pass {done}")
-        score = trainer.strategy.broadcast(measured(figures.get(self.figure)), src=0)
-        if score is not None and (self._best is None or score > max(s for s in self._scores if s is not None)):
-            self._best = trained_weights(pl_module)
+        score = trainer.strategy.broadcast(finite_figure(figures.get(self.figure)), src=0)
         self._scores.append(score)
         chosen = self._chosen()
+        if score is not None and chosen == done:  # a new best
+            self._best = trained_weights(pl_module)
         shown = "not measured" if score is None else f"{score:.4f}"
         log.info(
             "iteration %d, pass %d of %d: %s %s (best: pass %d)",
@@ -89,11 +88,6 @@ class PassChoice(RunCallback):
         figures = {"chosen_pass": float(chosen)}
         figures.update({f"pass_{k}_{self.figure}": v for k, v in enumerate(self._scores, start=1) if v is not None})
         publish_figures(trainer, self.context, "pass_choice", figures)
-
-
-def measured(value: Any) -> float | None:
-    """A figure as a number, None where the evaluation could not measure it (a win rate without prompts, say)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def trained_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
