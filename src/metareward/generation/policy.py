@@ -19,7 +19,14 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.choice_probs import choice_probabilities, cue_read
-from metareward.generation.sampler import CueRead, Generation, GenerationRequest, RoleSettings, generate
+from metareward.generation.sampler import (
+    CueRead,
+    Generation,
+    GenerationRequest,
+    RoleSettings,
+    generate,
+    inference_session,
+)
 from metareward.model.logprobs import completion_logprobs, left_pad_rows
 from metareward.model.roles import SEED_FACES
 
@@ -179,22 +186,18 @@ class Policy:
         order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + len(rows[i][1])))
         found = [0.0] * len(rows)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with self.lend(role) as model, torch.inference_mode():
-            was_training, device = model.training, next(model.parameters()).device
-            model.eval()
-            try:
-                with tqdm(total=len(rows), desc=desc, unit="answer", disable=not self.progress) as bar:
-                    for start in range(0, len(order), batch_size):
-                        chosen = order[start : start + batch_size]
-                        batch = left_pad_rows(
-                            [list(rows[i][0]) for i in chosen], [list(rows[i][1]) for i in chosen], pad_id
-                        )
-                        summed, _ = completion_logprobs(model, *(batch[k].to(device) for k in BATCH_KEYS))
-                        for i, value in zip(chosen, summed.double().cpu().tolist()):
-                            found[i] = float(value)
-                        bar.update(len(chosen))
-            finally:
-                model.train(was_training)
+        with self.lend(role) as model, inference_session(model):
+            device = next(model.parameters()).device
+            with tqdm(total=len(rows), desc=desc, unit="answer", disable=not self.progress) as bar:
+                for start in range(0, len(order), batch_size):
+                    chosen = order[start : start + batch_size]
+                    batch = left_pad_rows(
+                        [list(rows[i][0]) for i in chosen], [list(rows[i][1]) for i in chosen], pad_id
+                    )
+                    summed, _ = completion_logprobs(model, *(batch[k].to(device) for k in BATCH_KEYS))
+                    for i, value in zip(chosen, summed.double().cpu().tolist()):
+                        found[i] = float(value)
+                    bar.update(len(chosen))
         return found
 
     def release(self) -> None:
