@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import plain_logprob
 from peft import LoraConfig, get_peft_model
 
 from metareward.model.logprobs import completion_logprobs, token_logprobs
@@ -33,13 +34,11 @@ def _left_padded_batch(vocab_size: int, pad_id: int, seed: int = 0):
 
 
 def _naive(model, rows) -> torch.Tensor:
-    """Each row alone, unpadded, with every logit and a plain log_softmax."""
-    sums = []
-    for ids, completion in rows:
-        logits = model(input_ids=ids[None]).logits[0]
-        logps = torch.log_softmax(logits[:-1].double(), dim=-1).gather(-1, ids[1:, None]).squeeze(-1)
-        sums.append(logps[-completion:].sum())
-    return torch.stack(sums)
+    """Each row alone, unpadded, with every logit and a plain log_softmax (`helpers.plain_logprob`)."""
+    return torch.tensor(
+        [plain_logprob(model, ids[:-completion].tolist(), ids[-completion:].tolist()) for ids, completion in rows],
+        dtype=torch.float64,
+    )
 
 
 def _lora(model):
