@@ -145,3 +145,19 @@ def plain_logprob(model, prompt: list[int], completion: list[int]) -> float:
         logits = model(input_ids=ids).logits[0].double()
     steps = torch.log_softmax(logits[:-1], dim=-1).gather(1, ids[0, 1:, None])[:, 0]
     return float(steps[len(prompt) - 1 :].sum())
+
+
+def move_role(adapters, role: str, seed: int, scale: float = 1.0) -> None:
+    """Change the LoRA B matrices of the adapter `role` uses (random, `scale` wide), as a DPO phase would move it
+    (with split adapters the other role's stays as it was)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    marker = f"lora_B.{adapters.adapter_for_role[role]}."
+    moved = 0
+    with torch.no_grad():
+        for name, parameter in adapters.model.named_parameters():
+            if marker in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+                moved += 1
+    assert moved, f"no parameter named {marker}"

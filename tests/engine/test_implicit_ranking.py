@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import compose, config_problems, plain_logprob
+from helpers import compose, config_problems, move_role, plain_logprob
 from scipy.stats import kendalltau
 
 from metareward.config.build import build_settings
@@ -39,16 +39,6 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def move_actor(adapters: RoleAdapters, seed: int) -> None:
-    """Change the actor's adapter as a DPO phase would."""
-    generator = torch.Generator().manual_seed(seed)
-    marker = f"lora_B.{adapters.adapter_for_role['actor']}."
-    with torch.no_grad():
-        for name, parameter in adapters.model.named_parameters():
-            if marker in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-
-
 def likelihoods(adapters: RoleAdapters, tokenizer, folder: Path) -> dict[tuple[str, int], tuple[float, int]]:
     """Each answer of the iteration in `folder` scored by a plain forward pass with the actor as it is now."""
     prompts = {p["id"]: p for p in lines(folder / "prompts.jsonl")}
@@ -73,7 +63,7 @@ def test_the_answers_are_ranked_by_the_actors_implicit_reward(prompt_file: Path,
     pool = load_prompt_pool(str(prompt_file))
     model, tokenizer = build_tiny()
     adapters = RoleAdapters(model, AdapterSpec(r=4, alpha=8))
-    move_actor(adapters, seed=1)
+    move_role(adapters, "actor", seed=1, scale=0.5)
     policy, history, run = (
         Policy(adapters, tokenizer, settings.max_prompt_tokens, False),
         WeightsHistory(adapters),
@@ -97,7 +87,7 @@ def test_the_answers_are_ranked_by_the_actors_implicit_reward(prompt_file: Path,
 
     # Iteration 2: DPO moved the actor; the reward is log pi_2 - log pi_1, pi_1 the actor saved as iteration 1 began.
     before = adapters.role_tensors("actor")
-    move_actor(adapters, seed=2)
+    move_role(adapters, "actor", seed=2, scale=0.5)
     moved = adapters.role_tensors("actor")
     second = make_iteration_data(policy, settings, pool, 2, run, history=history)
     two = iteration_dir(run, 2)

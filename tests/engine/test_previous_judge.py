@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose
+from helpers import compose, move_role
 from scipy.stats import kendalltau
 
 from metareward.config.build import build_settings
@@ -34,19 +34,6 @@ def tiny_policy(settings) -> tuple[Policy, RoleAdapters]:
     return Policy(adapters, tokenizer, settings.max_prompt_tokens, False), adapters
 
 
-def move_judge(adapters: RoleAdapters) -> None:
-    """Change the adapter the judge uses as a DPO phase would (with split adapters the actor's stays as it was)."""
-    generator = torch.Generator().manual_seed(1)
-    marker = f"lora_B.{adapters.adapter_for_role['judge']}."
-    moved = 0
-    with torch.no_grad():
-        for name, parameter in adapters.model.named_parameters():
-            if marker in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator))
-                moved += 1
-    assert moved, f"no parameter named {marker}"
-
-
 def test_iteration_two_rejudges_with_iteration_ones_judge(prompt_file: Path, tmp_path: Path) -> None:
     # No judge training: the test moves the judge itself between the iterations (one shared adapter, for the config
     # check: with split adapters and an untrained judge the two judges would be one model, which is refused).
@@ -60,7 +47,7 @@ def test_iteration_two_rejudges_with_iteration_ones_judge(prompt_file: Path, tmp
     assert first.stats["previous_judge/available"] == 0.0 and all(p.label is None for p in first.pairs)
     assert (iteration_dir(tmp_path / "run", 1) / weights_file("judge")).is_file()
 
-    move_judge(adapters)
+    move_role(adapters, "judge", seed=1)
     moved = adapters.role_tensors("judge")
     second = make_iteration_data(policy, settings, pool, 2, tmp_path / "run", history=history)
     out = iteration_dir(tmp_path / "run", 2)
@@ -114,7 +101,7 @@ def test_after_a_warm_start_iteration_one_compares_with_the_judge_before_it(prom
     policy, adapters = tiny_policy(settings)
     history = WeightsHistory(adapters)
     history.save_before_warm_start(tmp_path / "run", ["judge"])
-    move_judge(adapters)  # what the warm start does to it
+    move_role(adapters, "judge", seed=1)  # what the warm start does to it
     history.save_before_warm_start(tmp_path / "run", ["judge"])  # a resumed run keeps the first save
     warm = adapters.role_tensors("judge")
     first = make_iteration_data(policy, settings, pool, 1, tmp_path / "run", history=history)
