@@ -136,7 +136,7 @@ def test_full_paper_runs_train_every_weight_in_float32_under_bf16_mixed_precisio
     s = paper_settings(experiment)
     assert s.model.finetune == "full" and s.model.resolved_dtype().name == "float32"
     assert s.dpo.optimizer.params["lr"] == 5e-6  # the paper's rate for the paper's method
-    assert s.generation.backend == "hf"  # vLLM reloads whole weights from one training process only
+    assert s.generation.backend == "hf"  # vLLM takes whole weights from each process, which fsdp splits
     cfg = compose(f"+experiment={experiment}", "trainer=fsdp")
     assert cfg.trainer.precision == "bf16-mixed"
 

@@ -95,6 +95,18 @@ def test_quantization_does_not_combine_with_sharding(cuda) -> None:
     assert problems("+experiment=smoke", "trainer=ddp", "model.quantization=4bit") == []
 
 
+def test_full_fine_tuning_on_vllm_needs_whole_weights_in_every_process(cuda, tmp_path) -> None:
+    python = tmp_path / "python"
+    python.write_text("")
+    run = ("+experiment=meta_reward", "model.finetune=full", "generation=vllm", f"generation.python={python}")
+    expected = (
+        "model.finetune=full with generation=vllm saves each process's whole copy of the trained weights for the "
+        "server, which trainer=fsdp splits over the GPUs; use trainer=ddp or generation=hf"
+    )
+    assert problems(*run, "trainer=fsdp") == [expected]
+    assert problems(*run, "trainer=ddp", "trainer.devices=2") == []
+
+
 def test_merged_saving_is_refused_under_sharding(cuda) -> None:
     found = problems("+experiment=smoke", "trainer=fsdp", "callbacks.adapter_checkpoint.save_merged=true")
     assert len(found) == 1 and "save_merged" in found[0]

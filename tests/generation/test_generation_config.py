@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import socket
+import subprocess
 import threading
 import time
 import warnings
@@ -28,14 +30,18 @@ from metareward.generation.sampler import GenerationRequest, RoleSettings, Sampl
 from metareward.generation.spec import lora_rank_slot
 from metareward.generation.vllm_backend import (
     ServedAdapters,
+    ServedWeights,
     VLLMBackend,
     choice_logprobs,
     completion_body,
     completion_tokens,
     renormalised,
+    weights_digest,
 )
 from metareward.generation.vllm_server import ServerSettings, VLLMServerError, server_command, server_environment
+from metareward.generation.weights_lease import WeightsLease
 from metareward.model.adapters import AdapterSpec, RoleAdapters
+from metareward.model.full_weights import FullWeights
 from metareward.model.precision import resolve_dtype
 from metareward.model.tiny import build_tiny
 
@@ -67,8 +73,7 @@ def test_vllm_settings_follow_the_model_and_refuse_the_in_memory_model(tmp_path:
     assert build_settings(compose(*shared)).generation.while_training == "keep"
     with pytest.raises(ConfigError, match="2 training processes share them: use keep"):
         build_settings(compose(*shared, "generation.while_training=stop"))
-    with pytest.raises(ConfigError, match="from one training process; with several, train LoRA adapters"):
-        build_settings(compose(*shared, "model.finetune=full"))
+    assert build_settings(compose(*shared, "model.finetune=full")).model.finetune == "full"  # weights leased: below
     with pytest.raises(ConfigError, match="exists only in memory"):
         build_settings(compose("+experiment=smoke", "generation=vllm", f"generation.python={python}"))
     assert [lora_rank_slot(r) for r in (1, 4, 16, 17)] == [1, 8, 16, 32]
@@ -217,6 +222,68 @@ def test_with_several_processes_rank_0_publishes_and_the_others_take_its_names(
         follower.sync([url])
 
 
+def test_with_full_fine_tuning_the_servers_weights_are_reloaded_only_when_no_other_process_holds_them(
+    recording_server, tmp_path: Path
+) -> None:
+    # Full fine-tuning, two processes, one server holding one set of weights. Each process holds the weights its
+    # requests use until they are answered; rank 0 saves each new set, rank 1 uses its copy.
+    url, calls = recording_server
+    ranks = []
+    for _ in (0, 1):
+        model, _ = build_tiny()
+        ranks.append(FullWeights(model))
+    ranks[1].model.load_state_dict(ranks[0].model.state_dict())  # DDP starts every rank from rank 0's weights
+    seed = str(tmp_path / "seed")
+    leases = [WeightsLease(tmp_path, rank, wait_s=5.0, poll_s=0.05) for rank in (0, 1)]
+    leases[0].reset(held=seed)
+    served = [
+        ServedWeights(w, tmp_path, seed, weights_digest(w.seed_model), base="m", lease=lease, publishes=lease.rank == 0)
+        for w, lease in zip(ranks, leases)
+    ]
+
+    def reloads() -> list[str]:
+        return [body["kwargs"]["weights_path"] for path, body in calls if path == "/collective_rpc"]
+
+    assert served[1].model_for("actor", [url]) == "m" and reloads() == []  # M0's weights: the server's own
+    served[1].let_go()
+    for weights in ranks:  # a DPO phase moves every rank's weights alike
+        with torch.no_grad():
+            next(weights.model.parameters()).add_(0.1)
+    served[0].model_for("actor", [url])  # rank 0 saves the trained weights and reloads them: nobody else holds M0's
+    trained = str(tmp_path / "policy-v1")
+    assert reloads() == [trained] and (tmp_path / "policy-v1" / "model.safetensors").is_file()
+    served[1].model_for("judge", [url])  # rank 1 takes rank 0's copy, already on the server
+    assert reloads() == [trained] and served[1].saved == trained
+    served[0].let_go()
+    # Rank 0 asks for M0 (the baseline answers, say) while rank 1's requests still use the trained weights: it
+    # waits, and the weights change only once rank 1 lets go of them.
+    asked = threading.Thread(target=served[0].model_for, args=("seed", [url]))
+    asked.start()
+    time.sleep(0.5)
+    assert asked.is_alive() and reloads() == [trained]
+    served[1].let_go()
+    asked.join(timeout=10)
+    assert not asked.is_alive() and reloads() == [trained, seed]
+    assert calls[-1] == ("/reset_prefix_cache", {})  # prefixes cached under the old weights are dropped
+    # A holder whose process has ended does not block the others.
+    with leases[0].locked() as state:
+        state["holders"] = {"7": {"host": socket.gethostname(), "pid": _ended_pid()}}
+    served[1].model_for("actor", [url])
+    assert reloads() == [trained, seed, trained]
+    served[1].let_go()
+    with torch.no_grad():  # weights rank 0 never saved: rank 1 waits, then says why in one sentence
+        next(ranks[1].model.parameters()).add_(0.1)
+    leases[1].wait_s = 0.3
+    with pytest.raises(VLLMServerError, match="for the training process of rank 0 to save the weights"):
+        served[1].model_for("actor", [url])
+
+
+def _ended_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 def test_the_requests_of_one_prompt_go_to_one_server(tmp_path: Path) -> None:
     model, tokenizer = build_tiny()
     served = ServedAdapters(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tmp_path)
@@ -243,12 +310,14 @@ def test_a_sleeping_engine_is_woken_by_the_next_request_and_its_adapters_loaded_
     model, tokenizer = build_tiny()
     served = ServedAdapters(RoleAdapters(model, AdapterSpec(r=4, alpha=8)), tmp_path)
     backend = VLLMBackend(served, tokenizer, (url,), (0,), progress=False, while_training="sleep")
-    assert backend.served_name("actor") == "actor-v1"
+    with backend.serving("actor") as name:
+        assert name == "actor-v1"
     backend.release()
     backend.release()  # once asleep, a second release asks nothing
     assert calls[-1] == ("/sleep?level=1", {}) and sum(path.startswith("/sleep") for path, _ in calls) == 1
     del calls[:]
-    assert backend.served_name("judge") == "judge-v2"  # woken first, then every adapter under a new name
+    with backend.serving("judge") as name:
+        assert name == "judge-v2"  # woken first, then every adapter under a new name
     assert [path for path, _ in calls] == ["/wake_up"] + ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"] * 2
     assert calls[1][1]["lora_name"] == "actor-v2" and calls[2][1] == {"lora_name": "actor-v1"}
     kept = VLLMBackend(served, tokenizer, (url,), (0,), progress=False)

@@ -1,6 +1,7 @@
 """Full fine-tuning on the vLLM backend: the server's weights are reloaded in place, so every trained role answers
 with the current weights and the seed role with M0's, exactly as the HF backend does; and one iteration of
-`train.py` with `model.finetune=full generation=vllm` runs through."""
+`train.py` with `model.finetune=full generation=vllm` runs through, with one training process and with two sharing
+the server's one set of weights."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO_ROOT, environment, smoke_train_command
+from helpers import REPO_ROOT, environment, smoke_train_command, stage_texts, write_prompts
 
 from metareward.generation.backends import build_backend
 from metareward.generation.policy import Policy
@@ -25,6 +26,7 @@ from metareward.model.roles import SEED_ROLE
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 EMBEDDED = "builtin:smollm2-135m-instruct"
 QUESTIONS = ["What is the capital of France?", "Write a haiku about rain.", "Name three fruits."]
+LOOP_QUESTIONS = ["Explain gravity to a child.", "What is 7 times 8?", "List four uses of a paperclip."]
 GREEDY = RoleSettings(SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=16), batch_size=4)
 
 pytestmark = [
@@ -68,10 +70,11 @@ def test_trained_roles_get_the_current_weights_and_the_seed_role_m0(tmp_path: Pa
         vllm.close()
 
 
-def test_one_iteration_of_full_fine_tuning_runs_on_vllm(prompt_file: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+def full_run(prompts: Path, run_dir: Path, *overrides: str) -> Path:
+    """One iteration of `model.finetune=full generation=vllm` with its evaluation (in float32: `auto` resolves so
+    for full fine-tuning)."""
     args = smoke_train_command(
-        prompt_file,
+        prompts,
         run_dir,
         "model=smollm2_135m",
         "model.finetune=full",
@@ -81,12 +84,48 @@ def test_one_iteration_of_full_fine_tuning_runs_on_vllm(prompt_file: Path, tmp_p
         "num_iterations=1",
         "evaluation.num_prompts=4",
         "evaluation.judge_quality.num_pairs=4",
+        *overrides,
     )
-    done = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=1200, check=False)
+    done = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=1500, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_prompts(tmp_path_factory.mktemp("prompts") / "prompts.jsonl", QUESTIONS + LOOP_QUESTIONS)
+
+
+@pytest.fixture(scope="module")
+def one_process(prompts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return full_run(prompts, tmp_path_factory.mktemp("one") / "run")
+
+
+def test_one_iteration_of_full_fine_tuning_runs_on_vllm(one_process: Path) -> None:
+    summary = json.loads((one_process / "summary.json").read_text())
     assert summary["status"] == "finished"
     [iteration] = summary["iterations"]
     assert iteration["actor_pairs"] > 0 and iteration["weights"]["distance_from_seed"] > 0
     assert "win_rate" in iteration["eval"]  # the trained actor against M0, both answered by the server
-    assert (run_dir / "checkpoints" / "iter_01" / "policy" / "model.safetensors").is_file()
+    assert (one_process / "checkpoints" / "iter_01" / "policy" / "model.safetensors").is_file()
+
+
+def test_two_training_processes_share_the_servers_weights_and_make_the_one_process_runs_data(
+    prompts: Path, one_process: Path, tmp_path: Path
+) -> None:
+    # trainer=ddp with two CPU processes: rank 0 starts the one server and saves each set of trained weights; each
+    # rank holds the weights its requests use, and they are reloaded only when no other rank holds them. Both ranks
+    # evaluate (M0's baseline answers, then the trained actor's), so both sets are asked for at once.
+    run_dir = full_run(prompts, tmp_path / "run", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    assert stage_texts(run_dir) == stage_texts(one_process)  # the data before DPO: M0's, equal in float32
+    baseline = "eval/baseline_answers.jsonl"
+    assert (run_dir / baseline).read_text() == (one_process / baseline).read_text()  # M0's answers after training
+    summary = json.loads((run_dir / "summary.json").read_text())
+    [iteration] = summary["iterations"]
+    assert iteration["stats"]["data/world_size"] == 2.0 and "win_rate" in iteration["eval"]
+    log = (run_dir / "vllm_server.log").read_text(errors="replace")
+    assert log.count("Starting vLLM server on") == 1, log[-3000:]  # one server for both processes
+    lease = json.loads((run_dir / "vllm_adapters" / "weights.json").read_text())
+    assert lease["holders"] == {} and list(lease["copies"].values()) == [
+        str(run_dir.resolve() / "vllm_adapters" / "policy-v1")
+    ]

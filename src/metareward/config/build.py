@@ -81,7 +81,7 @@ class RunSettings:
     def seed(self) -> int:
         return self.engine.seed
 
-    def problems(self, max_epochs: Any, processes: int | None = 1) -> list[str]:
+    def problems(self, max_epochs: Any) -> list[str]:
         """The rules that tie groups together: one Lightning epoch per iteration (conf/trainer/cpu.yaml), schedules
         that fit num_iterations, and DPO token limits that fit every answer a trained role can write."""
         found = self._schedule_problems()
@@ -94,11 +94,6 @@ class RunSettings:
             found.append(
                 "model.finetune=full with generation=vllm reloads the trained weights into servers the run starts "
                 "itself, not into the ones generation.urls names; drop generation.urls"
-            )
-        elif self.model.finetune == "full" and self.generation.backend == "vllm" and processes != 1:
-            found.append(
-                "model.finetune=full with generation=vllm reloads the whole trained weights into the server from one "
-                "training process; with several, train LoRA adapters (model.finetune=lora) or use generation=hf"
             )
         return found + self._completion_limit_problems() + self._previous_judge_problems()
 
@@ -186,7 +181,7 @@ def read_settings(cfg: DictConfig) -> tuple[RunSettings | None, list[str]]:
         problems += values["generation"].problems(training_processes(trainer), trainer.get("accelerator", "cpu"))
     if settings is UNUSABLE:
         return None, problems
-    problems += settings.problems(cfg.trainer.get("max_epochs"), training_processes(cfg.trainer))
+    problems += settings.problems(cfg.trainer.get("max_epochs"))
     accumulate, found = gradient_accumulation(settings.dpo, cfg.trainer)
     problems += found
     warm = settings.warm_start  # the warm start draws its batches with the run's seed

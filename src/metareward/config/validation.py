@@ -118,6 +118,11 @@ def _strategy_problems(cfg: DictConfig, sharding: str | None) -> list[str]:
             f"model.quantization={cfg.model.quantization} does not combine with trainer={sharding}: "
             "QLoRA runs on one GPU (trainer=gpu) or with trainer=ddp"
         )
+    if cfg.model.get("finetune") == "full" and OmegaConf.select(cfg, "generation.backend") == "vllm":
+        found.append(
+            f"model.finetune=full with generation=vllm saves each process's whole copy of the trained weights for "
+            f"the server, which trainer={sharding} splits over the GPUs; use trainer=ddp or generation=hf"
+        )
     checkpoint = (cfg.get("callbacks") or {}).get("adapter_checkpoint")
     if checkpoint is not None and checkpoint.get("save_merged"):
         found.append(

@@ -24,6 +24,7 @@ from metareward.generation.vllm_backend import (
     write_served_copy,
 )
 from metareward.generation.vllm_server import ServerSettings, VLLMServer, VLLMServerError
+from metareward.generation.weights_lease import WeightsLease
 from metareward.model.chat import stop_token_ids
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
 from metareward.model.loading import BUILTIN_PREFIX
@@ -72,7 +73,8 @@ def build_backend(
     """`Policy` for generation=hf; for generation=vllm a `VLLMBackend` on `spec.urls`, or on a server started here
     (stopped by `close()`, or when this process exits). Either refuses prompts over `max_prompt_tokens`. With several
     training `processes` (each builds its own backend) they share the servers: rank 0 starts the run's own server
-    and publishes the adapter versions, every rank sends its share of each phase."""
+    and publishes the adapter versions (or, with full fine-tuning, writes the weights' copies, which every rank
+    holds on the servers while its requests use them), every rank sends its share of each phase."""
     stops = stop_token_ids(tokenizer, getattr(adapters.model, "generation_config", None))
     in_process = Policy(adapters, tokenizer, max_prompt_tokens, progress, stops)  # type: ignore[arg-type]
     if spec.backend == "hf":
@@ -81,9 +83,13 @@ def build_backend(
     lora = getattr(adapters.model, "peft_config", None)  # None: full fine-tuning, served by reloading weights
     folder = (Path(spec.adapter_dir) if spec.adapter_dir else Path(run_dir) / "vllm_adapters").resolve()
     served_path = served_model_path(spec.model_path)
+    lease = WeightsLease(folder, processes.rank) if processes.world_size > 1 and not lora else None
     if not lora:  # the server starts from a copy of M0 it can reload in place (see write_served_copy)
         served_path = str(folder / "seed")
+    if not lora and processes.rank == 0:  # before the server starts, which the other ranks wait for
         write_served_copy(adapters.seed_model, folder / "seed", tokenizer)  # type: ignore[attr-defined]
+        if lease is not None:
+            lease.reset(held=served_path)
     servers: tuple[VLLMServer, ...] = ()
     if not urls:
         rank = max(int(config.r) for config in lora.values()) if lora else 0
@@ -94,7 +100,8 @@ def build_backend(
         adapters, folder, shared=processes.world_size > 1, publishes=processes.rank == 0
     )
     if not lora:
-        served = ServedWeights(adapters, folder, served_path, weights_digest(adapters.seed_model))  # type: ignore[attr-defined]
+        seed_digest = weights_digest(adapters.seed_model)  # type: ignore[attr-defined]
+        served = ServedWeights(adapters, folder, served_path, seed_digest, lease=lease, publishes=processes.rank == 0)
     return VLLMBackend(
         served,
         tokenizer,

@@ -37,8 +37,9 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -59,6 +60,7 @@ from metareward.generation.sampler import (
     check_prompt_lengths,
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
+from metareward.generation.weights_lease import WeightsLease
 from metareward.model.chat import encode_prompt, reasoning_format
 from metareward.model.roles import SEED_FACES
 from metareward.storage.artifacts import write_folder_atomic, write_json
@@ -84,6 +86,9 @@ class ServedModels(Protocol):
     """Which model name a role's requests use on the servers, brought up to date with the trained weights first."""
 
     def model_for(self, role: str, urls: Sequence[str]) -> str: ...
+
+    def let_go(self) -> None:
+        """The requests that `model_for`'s name was for are answered."""
 
     def forget(self, restarted: bool) -> None: ...
 
@@ -280,6 +285,9 @@ class ServedAdapters:
         self._load(key, adapter, {n: t for n, t in seed.items() if f".{adapter}." in n}, urls)
         return self.names[key]
 
+    def let_go(self) -> None:
+        """Nothing: a version stays loaded while any process may use it."""
+
     def forget(self, restarted: bool) -> None:
         """Load every adapter again at the next sync, under a new version's name: the engine lost them (`restarted`:
         nothing to unload) or may have (after sleep: the old names are unloaded as usual)."""
@@ -327,7 +335,11 @@ def write_served_copy(model: Any, folder: Path, tokenizer: PreTrainedTokenizerBa
 class ServedWeights:
     """Full fine-tuning: the servers' one model holds M0's weights (`seed_path`, a copy they started from) or a saved
     copy of the current ones, reloaded in place whenever the role asked for needs the other. Only the current copy
-    (`directory/policy-vN/`) and the one the servers hold are kept."""
+    (`directory/policy-vN/`) and the one the servers hold are kept.
+
+    With several training processes (`lease`) each holds the weights its requests use until they are answered, and
+    they are reloaded only when no other process holds them; rank 0 (`publishes`) writes the copies and the others
+    use them (see `weights_lease`)."""
 
     source: AdapterSource
     directory: Path
@@ -338,32 +350,63 @@ class ServedWeights:
     saved_digest: str = ""
     version: int = 0
     base: str | None = None
+    lease: WeightsLease | None = None
+    publishes: bool = True
 
     def model_for(self, role: str, urls: Sequence[str]) -> str:
         if self.base is None:
             self.base = base_model_name(urls[0])
         self.loaded = self.loaded or self.seed_path
         wanted = self.seed_path if role in SEED_FACES else self._current()
-        if wanted != self.loaded:
-            for url in urls:
-                post_json(url, "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": wanted}})
-                post_json(url, "/reset_prefix_cache", {})  # its cached prefixes were computed by the old weights
-            self.loaded = wanted
-        for folder in self.directory.glob("policy-v*"):  # copies neither held by the servers nor current
-            if str(folder) not in (self.loaded, self.saved):
-                shutil.rmtree(folder, ignore_errors=True)
+        if self.lease is not None:
+            self.lease.hold(wanted, lambda folder: self._reload(folder, urls))
+        elif wanted != self.loaded:
+            self._reload(wanted, urls)
+        if self.publishes:
+            self._prune()
         return self.base
 
+    def let_go(self) -> None:
+        if self.lease is not None:
+            self.lease.let_go()
+
+    def _reload(self, folder: str, urls: Sequence[str]) -> None:
+        for url in urls:
+            post_json(url, "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": folder}})
+            post_json(url, "/reset_prefix_cache", {})  # its cached prefixes were computed by the old weights
+        self.loaded = folder
+
+    def _prune(self) -> None:
+        """Delete the copies that are neither held by the servers nor current."""
+        if self.lease is None:
+            self._delete_but(self.loaded)
+            return
+        with self.lease.locked() as state:
+            self._delete_but(state.get("held", ""))
+            state["copies"] = {d: f for d, f in state.get("copies", {}).items() if Path(f).exists()}
+
+    def _delete_but(self, held: str) -> None:
+        for folder in self.directory.glob("policy-v*"):
+            if str(folder) not in (held, self.saved):
+                shutil.rmtree(folder, ignore_errors=True)
+
     def _current(self) -> str:
-        """The folder that holds the current weights: M0's while they are M0's, else a copy saved when they changed."""
+        """The folder that holds the current weights: M0's while they are M0's, else a copy saved when they changed
+        (by rank 0 with several processes; the others take its copy)."""
         digest = weights_digest(self.source.model)
         if digest == self.seed_digest:
             return self.seed_path
         if digest != self.saved_digest:
-            self.version += 1
-            folder = self.directory / f"policy-v{self.version}"
-            write_served_copy(self.source.model, folder)
-            self.saved, self.saved_digest = str(folder), digest
+            if self.publishes:
+                self.version += 1
+                folder = self.directory / f"policy-v{self.version}"
+                write_served_copy(self.source.model, folder)
+                if self.lease is not None:
+                    self.lease.record_copy(digest, str(folder))
+                self.saved = str(folder)
+            else:
+                self.saved = self.lease.copy_of(digest)  # type: ignore[union-attr]  # a follower has a lease
+            self.saved_digest = digest
         return self.saved
 
     def forget(self, restarted: bool) -> None:
@@ -431,11 +474,15 @@ class VLLMBackend:
         self.adapters.forget(restarted=self.while_training == "stop")
         self._released = False
 
-    def served_name(self, role: str) -> str:
-        """The model name requests of `role` use; the engine is taken back and the adapters (or weights) brought up
-        to date first."""
+    @contextmanager
+    def serving(self, role: str) -> Iterator[str]:
+        """The model name requests of `role` use, for as long as they are in flight; the engine is taken back and
+        the adapters (or weights) brought up to date first."""
         self._take_back()
-        return self.adapters.model_for(role, self.urls)
+        try:
+            yield self.adapters.model_for(role, self.urls)
+        finally:
+            self.adapters.let_go()
 
     def _map(self, work: Callable[[int, str], T], routes: Sequence[Sequence[int]], desc: str) -> list[T]:
         """work(i, url) for each request i, with up to `max_in_flight` requests in flight per server; results in
@@ -488,7 +535,6 @@ class VLLMBackend:
         check_prompt_lengths(prompts, max_prompt_tokens or self.max_prompt_tokens, desc)
         if not requests:
             return []
-        model = self.served_name(role)
         form = reasoning_format(self.tokenizer)
 
         def one(i: int, url: str) -> Generation:
@@ -502,7 +548,8 @@ class VLLMBackend:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             return Generation.decoded(requests[i].key, text, len(tokens), finished, read, form)
 
-        return self._map(one, prompts, desc)
+        with self.serving(role) as model:
+            return self._map(one, prompts, desc)
 
     def _read(self, url: str, model: str, context: Sequence[int], choice_ids: Sequence[int]) -> tuple[float, ...]:
         reply = post_json(url, "/v1/completions", choice_read_body(model, context, choice_ids))
@@ -526,8 +573,8 @@ class VLLMBackend:
         split = [split_off_choices(self.tokenizer, context, choices) for context in contexts]
         if max_prompt_tokens is not None:
             check_prompt_lengths([ids for ids, _ in split], max_prompt_tokens, desc)
-        model = self.served_name(role)
-        reads = self._map(lambda i, url: self._read(url, model, *split[i]), [ids for ids, _ in split], desc)
+        with self.serving(role) as model:
+            reads = self._map(lambda i, url: self._read(url, model, *split[i]), [ids for ids, _ in split], desc)
         return renormalised(np.asarray(reads, dtype=np.float64))
 
     def completion_logprobs(
