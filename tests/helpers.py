@@ -161,3 +161,16 @@ def move_role(adapters, role: str, seed: int, scale: float = 1.0) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
                 moved += 1
     assert moved, f"no parameter named {marker}"
+
+
+def vllm_processes() -> list[str]:
+    """Command lines of the vLLM servers and engine processes running on this machine."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended while listed
+            continue
+        if "vllm.entrypoints" in line or line.startswith("VLLM::"):
+            found.append(line)
+    return found

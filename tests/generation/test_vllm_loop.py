@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, environment_with_tests, smoke_train_command, stage_texts, write_prompts
+from helpers import (
+    REPO_ROOT,
+    environment_with_tests,
+    smoke_train_command,
+    stage_texts,
+    vllm_processes,
+    write_prompts,
+)
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
@@ -41,19 +48,6 @@ def vllm_smoke_command(prompts: Path, run_dir: Path, *overrides: str) -> list[st
         "logger=wandb",
         *overrides,
     )
-
-
-def vllm_processes() -> list[str]:
-    """Command lines of the vLLM servers and engine processes running on this machine."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # ended while listed
-            continue
-        if "vllm.entrypoints" in line or line.startswith("VLLM::"):
-            found.append(line)
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import sys
 SUBCOMMANDS = {"gpu": "metareward.bench.gpu_check", "wheelhouse": "metareward.bench.wheelhouse"}
 NAMES = ("dpo", "generate", "e2e")  # `all` runs these; `scale` needs a GPU, `precision` and `lora-rate` compare alone
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     from metareward.bench.common import set_threads
     from metareward.bench.scale import ScaleBenchError
+    from metareward.run.termination import TERMINATED_EXIT_CODE, Terminated, sigterm_interrupts
 
     args = parser().parse_args(argv)
     set_threads(args.threads)
@@ -142,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         result = run_all(argv, args.json)
         return 0 if all("error" not in r for r in result["results"].values()) else 1
     try:
-        run_one(args)
+        with sigterm_interrupts():  # SIGTERM takes Ctrl-C's path, so a vLLM server started here is stopped too
+            run_one(args)
     except ScaleBenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"stopped: {interrupt or 'interrupted'}", file=sys.stderr)
+        return TERMINATED_EXIT_CODE if isinstance(interrupt, Terminated) else INTERRUPTED_EXIT_CODE
     return 0
 
 
