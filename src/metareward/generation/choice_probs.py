@@ -32,7 +32,7 @@ from metareward.generation.sampler import (
     model_device,
     prefill,
 )
-from metareward.model.chat import encode_prompt, encode_text
+from metareward.model.chat import encode_prompt, encode_text, padding_id
 from metareward.schema.rules import COUNT, Number
 
 
@@ -134,7 +134,7 @@ def choice_distribution(
         token_ids.append(row_token_ids)
     if max_prompt_tokens is not None:
         check_prompt_lengths(rows, max_prompt_tokens, desc)
-    pad_id = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    pad_id = padding_id(tokenizer)
     log_probs = np.zeros((len(contexts), len(choices)), dtype=np.float64)
     with inference_session(model), tqdm(total=len(contexts), desc=desc, disable=not progress) as bar:
         for batch in length_sorted_batches([len(row) for row in rows], batch_size):

@@ -27,6 +27,7 @@ from metareward.generation.sampler import (
     generate,
     inference_session,
 )
+from metareward.model.chat import padding_id
 from metareward.model.logprobs import completion_logprobs, left_pad_rows
 from metareward.model.roles import SEED_FACES
 
@@ -185,7 +186,7 @@ class Policy:
         of similar length (the order of `rows` is kept in the result)."""
         order = sorted(range(len(rows)), key=lambda i: -(len(rows[i][0]) + len(rows[i][1])))
         found = [0.0] * len(rows)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad_id = padding_id(self.tokenizer)
         with self.lend(role) as model, inference_session(model):
             device = next(model.parameters()).device
             with tqdm(total=len(rows), desc=desc, unit="answer", disable=not self.progress) as bar:

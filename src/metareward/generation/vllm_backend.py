@@ -61,6 +61,7 @@ from metareward.generation.sampler import (
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
 from metareward.generation.weights_lease import WeightsLease
+from metareward.model.adapters import lora_parameters
 from metareward.model.chat import encode_prompt, reasoning_format
 from metareward.model.roles import SEED_FACES
 from metareward.storage.artifacts import write_folder_atomic, write_json
@@ -180,8 +181,7 @@ def adapter_digest(tensors: Mapping[str, torch.Tensor]) -> str:
 
 def adapter_tensors(source: AdapterSource, adapter: str) -> dict[str, torch.Tensor]:
     """The LoRA tensors of one adapter, named as in the PEFT model (`...q_proj.lora_A.<adapter>.weight`)."""
-    marker = f".{adapter}."
-    return {n: p.detach() for n, p in source.model.named_parameters() if "lora_" in n and marker in n}
+    return {n: p.detach() for n, p in lora_parameters(source.model, adapter).items()}
 
 
 @dataclass

@@ -118,14 +118,12 @@ class RoleAdapters:
 
     def adapter_parameters(self) -> list[torch.nn.Parameter]:
         """Every LoRA parameter of every adapter (inactive ones included: the optimizer must know them all)."""
-        return [parameter for name, parameter in self.model.named_parameters() if "lora_" in name]
+        return [parameter for name, parameter in self.model.named_parameters() if self.is_trained(name)]
 
     def role_tensors(self, role: str, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
         """A copy of the weights of `role`'s adapter, named as in the PEFT model (`...lora_A.judge.weight`), on
         `device` (None: where each weight is)."""
-        marker = f".{self.adapter_for_role[role]}."
-        named = self.model.named_parameters()
-        return {n: copied(p, device) for n, p in named if "lora_" in n and marker in n}
+        return {n: copied(p, device) for n, p in lora_parameters(self.model, self.adapter_for_role[role]).items()}
 
     @contextmanager
     def role_tensors_lent(self, role: str, tensors: Mapping[str, torch.Tensor]) -> Iterator[None]:
@@ -138,7 +136,7 @@ class RoleAdapters:
         """Make the adapters as they are now M0, the model the loop starts from (after a warm start): a copy of
         every adapter's weights in host memory, lent to the seed roles from then on."""
         named = self.model.named_parameters()
-        self.seed_tensors = {plain_name(n): copied(p, "cpu") for n, p in named if "lora_" in n}
+        self.seed_tensors = {plain_name(n): copied(p, "cpu") for n, p in named if self.is_trained(n)}
 
     @contextmanager
     def seed(self, face: str = "actor") -> Iterator[PeftModel]:
@@ -148,8 +146,7 @@ class RoleAdapters:
             with self.model.disable_adapter():
                 yield self.model
             return
-        marker = f".{self.adapter_for_role[face]}."
-        names = [n for n, _ in self.model.named_parameters() if "lora_" in n and marker in n]
+        names = lora_parameters(self.model, self.adapter_for_role[face])
         own = {n: self.seed_tensors[plain_name(n)] for n in names}  # named as now (FSDP may have wrapped the model)
         with self.role_tensors_lent(face, own), self.role(face) as model:
             yield model
@@ -207,6 +204,12 @@ class RoleAdapters:
             write_folder_atomic(Path(directory) / name, fill)
 
 
+def lora_parameters(model: torch.nn.Module, adapter: str) -> dict[str, torch.nn.Parameter]:
+    """The LoRA parameters of one adapter, named as in the PEFT model (`...q_proj.lora_A.<adapter>.weight`)."""
+    marker = f".{adapter}."
+    return {name: p for name, p in model.named_parameters() if "lora_" in name and marker in name}
+
+
 def plain_name(name: str) -> str:
     """A parameter name without FSDP's wrapper prefixes: the name the same parameter has in the PEFT model."""
     return name.replace(FSDP_PREFIX, "")
@@ -248,8 +251,7 @@ class SavedAdapterError(ArtifactError):
 def load_adapter(adapters: RoleAdapters, name: str, folder: Path) -> None:
     """Copy a saved adapter (`<folder>/adapter_model.safetensors`, PEFT names without the adapter name, as
     `RoleAdapters.save` writes them) into adapter `name`, refused if it was saved with other LoRA settings."""
-    own = {key: p for key, p in adapters.model.named_parameters() if f".{name}." in key and "lora_" in key}
-    targets = {key.replace(f".{name}.", "."): p for key, p in own.items()}
+    targets = {key.replace(f".{name}.", "."): p for key, p in lora_parameters(adapters.model, name).items()}
     files = [folder / "adapter_model.safetensors"]
     load_saved_tensors(files, targets, targets, f"the adapter {folder}", "the model.adapters settings")
 

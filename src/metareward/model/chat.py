@@ -121,6 +121,12 @@ def reasoning_format(tokenizer: PreTrainedTokenizerBase) -> ReasoningFormat | No
     return ReasoningFormat(opened_by_prompt=opened)
 
 
+def padding_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id rows are padded with: the tokenizer's pad id, else its end-of-sequence id (padding is masked out, so
+    any id the model knows will do)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """Token ids of a piece of text (an answer, a cue), with no special tokens added."""
     return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from metareward.model.chat import encode_prompt, encode_text, render_prompt, turn_end_ids
+from metareward.model.chat import encode_prompt, encode_text, padding_id, render_prompt, turn_end_ids
 from metareward.model.logprobs import left_pad_rows
 from metareward.schema.rules import COUNT
 from metareward.sft.formatting import SFTExample
@@ -33,7 +33,7 @@ class SFTCollator:
         self.max_prompt_tokens = max_prompt_tokens
         self.max_completion_tokens = max_completion_tokens
         self.turn_end: list[int] = list(turn_end_ids(tokenizer))
-        self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = padding_id(tokenizer)
 
     def encode(self, example: SFTExample) -> tuple[list[int], list[int]]:
         prompt = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, example.prompt))

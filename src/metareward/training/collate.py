@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from metareward.model.chat import encode_answer, encode_prompt, render_prompt, turn_end_ids
+from metareward.model.chat import encode_answer, encode_prompt, padding_id, render_prompt, turn_end_ids
 from metareward.model.logprobs import left_pad_rows
 from metareward.schema.rules import COUNT
 from metareward.storage.records import PairRecord
@@ -53,7 +53,7 @@ class PairCollator:
         self.max_prompt_tokens = max_prompt_tokens
         self.max_completion_tokens = max_completion_tokens
         self.turn_end: list[int] = list(turn_end_ids(tokenizer))
-        self.pad_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = padding_id(tokenizer)
 
     def encode(self, pair: PairRecord) -> tuple[list[int], list[int], list[int]]:
         """(prompt ids, chosen ids, rejected ids) of one pair, end-of-turn tokens on the finished sides."""
