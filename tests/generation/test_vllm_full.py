@@ -114,8 +114,8 @@ def test_two_training_processes_share_the_servers_weights_and_make_the_one_proce
     prompts: Path, one_process: Path, tmp_path: Path
 ) -> None:
     # trainer=ddp with two CPU processes: rank 0 starts the one server and saves each set of trained weights; each
-    # rank holds the weights its requests use, and they are reloaded only when no other rank holds them. Both ranks
-    # evaluate (M0's baseline answers, then the trained actor's), so both sets are asked for at once.
+    # rank holds the weights its requests use, and they are reloaded only when no other rank holds them. The
+    # evaluation asks for both sets (M0's baseline answers, then the trained actor's), each rank its share.
     run_dir = full_run(prompts, tmp_path / "run", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
     assert stage_texts(run_dir) == stage_texts(one_process)  # the data before DPO: M0's, equal in float32
     baseline = "eval/baseline_answers.jsonl"

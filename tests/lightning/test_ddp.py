@@ -38,8 +38,14 @@ def test_two_ranks_train_on_the_pairs_of_a_one_process_run(prompt_file: Path, tm
     # float32: bfloat16 rounding depends on what shares a batch, and a rank batches other requests together, so a
     # sampled token may differ from the one-process run's (docs/scaling.md, "How the data engine shards and gathers")
     what = (f"model.finetune={finetune}", "model.dtype=float32")
-    one = run(prompt_file, tmp_path / "one", *what)
-    two = run(prompt_file, tmp_path / "two", *what, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    one = run(prompt_file, tmp_path / "one", *what, win_rate=True)
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    two = run(prompt_file, tmp_path / "two", *what, *ddp, win_rate=True)
+    # The evaluation is shared out too: each rank answers its share of the held-out prompts. M0's baseline answers
+    # (before any training) equal the one-process run's.
+    baseline = "eval/baseline_answers.jsonl"
+    assert (tmp_path / "two" / baseline).read_text() == (tmp_path / "one" / baseline).read_text()
+    assert two["iterations"][0]["eval"]["eval_prompts"] == one["iterations"][0]["eval"]["eval_prompts"] > 1
     for single, double in zip(one["iterations"], two["iterations"]):
         assert double["stats"]["data/world_size"] == 2 and single["stats"]["data/world_size"] == 1
         # Every rank checked its digest against the others before training; it equals the one-process digest.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from metareward.engine.sharding import Shard
 from metareward.evaluation.http import has_choices, post_json
 from metareward.generation.choice_probs import choice_distribution
 from metareward.generation.policy import GenerationBackend
@@ -91,6 +92,31 @@ class PreferenceEvaluator:
 
     def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
         raise NotImplementedError
+
+
+@dataclass
+class SharedEvaluator(PreferenceEvaluator):
+    """`inner`'s comparisons shared out over the training processes: each rank asks its share and every rank gets
+    every preference, so an evaluator model (or a paid API) is asked once per comparison, not once per rank. Its
+    `unreadable` count is every rank's."""
+
+    inner: PreferenceEvaluator
+    shard: Shard
+    unreadable: int = 0
+
+    def __post_init__(self) -> None:
+        self.name = self.inner.name
+
+    def prefer_many(self, comparisons: Sequence[Comparison]) -> list[float]:
+        before = self.inner.unreadable
+        found = self.shard.each(self.inner.prefer_many, comparisons)
+        self.unreadable += sum(self.shard.exchange(self.inner.unreadable - before))
+        return found
+
+
+def shared_evaluator(evaluator: PreferenceEvaluator, shard: Shard) -> PreferenceEvaluator:
+    """`evaluator` with its comparisons shared out over `shard`'s ranks; itself for one process."""
+    return evaluator if shard.world_size == 1 else SharedEvaluator(evaluator, shard)
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """One server's weights shared by several training processes under full fine-tuning.
 
 With LoRA every version of every adapter can be loaded at once; with full fine-tuning the server holds one set of
-weights (M0's, or a saved copy of the trained ones) and reloads them in place. Ranks call the backend at their own
-pace, and the evaluation callbacks are not split into phases with a collective between them: rank 0 may ask for
-M0's weights (the baseline answers) while rank 1 is still answering with the trained ones. So a process *holds* the
-weights its requests use for as long as they are in flight, and the weights are reloaded only when no other process
-holds them: a readers-writer lock over the servers' one model, kept in a JSON file under an exclusive `flock` in a
-folder every process reads (on several nodes, a shared file system that supports `flock`).
+weights (M0's, or a saved copy of the trained ones) and reloads them in place. The run's phases end with an exchange
+of results between the ranks, so the ranks usually ask for the same weights at the same time; but a rank that asks
+for other weights while another rank's requests are in flight (a callback that calls the backend on one rank, a
+phase that asks two roles before its exchange) would have them answered by the wrong model, silently. So a process
+*holds* the weights its requests use for as long as they are in flight, and the weights are reloaded only when no
+other process holds them: a readers-writer lock over the servers' one model, kept in a JSON file under an exclusive
+`flock` in a folder every process reads (on several nodes, a shared file system that supports `flock`).
 
 Rank 0 writes the copy of each new set of trained weights and records it by weights digest (`copies`); the others
 wait for the copy of the weights they hold (every process holds the same weights at the same point of the

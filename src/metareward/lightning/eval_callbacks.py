@@ -27,7 +27,7 @@ from metareward.evaluation.data import (
     load_labelled_pairs,
     save_baseline,
 )
-from metareward.evaluation.evaluators import PreferenceEvaluator
+from metareward.evaluation.evaluators import PreferenceEvaluator, shared_evaluator
 from metareward.evaluation.metrics import score_distribution
 from metareward.evaluation.runner import (
     ArenaSettings,
@@ -137,7 +137,7 @@ class WinRateCallback(RunCallback):
         """The figures and annotated rows of the actor as it is now against the baseline (`label` names the pass in
         progress bars), and the baseline: what every evaluation of the run computes, written by none."""
         baseline = self._baseline()
-        backend = self.context.backend()  # the run's generation backend
+        backend = self.context.evaluation_backend()  # the run's, each call shared out over the training processes
         answers = answer_prompts(
             backend,
             "actor",
@@ -149,8 +149,8 @@ class WinRateCallback(RunCallback):
             desc=f"{label}: evaluation answers",
         )
         texts, baseline_texts = [a.text for a in answers], [b.text for b in baseline]
-        if self.evaluator is None:
-            self.evaluator = self.spec.attach(backend)
+        if self.evaluator is None:  # attached to the run's own backend: its comparisons are shared out as a whole
+            self.evaluator = shared_evaluator(self.spec.attach(self.context.backend()), self.context.shard)
         figures, rows = win_rate_report(self.prompts, texts, baseline_texts, self.evaluator, self.arena)
         figures.update(answer_figures(texts, [a.finished for a in answers], self.arena))
         figures.update(answer_figures(baseline_texts, [b.finished for b in baseline], self.arena, "baseline_"))
@@ -169,7 +169,7 @@ class WinRateCallback(RunCallback):
 
     def _seed_judge_scores(self, answers: list[str], desc: str) -> list[float]:
         items = [(p.instruction, a) for p, a in zip(self.prompts, answers)]
-        backend = self.context.backend()
+        backend = self.context.evaluation_backend()
         prompt = self.context.judge_prompt
         scores = read_judge_scores(
             backend, items, prompt, self.batch_size, self.max_prompt_tokens, SEED_JUDGE_ROLE, desc
@@ -191,7 +191,7 @@ class WinRateCallback(RunCallback):
         if cached is not None:
             return cached
         generations = answer_prompts(
-            self.context.backend(),
+            self.context.evaluation_backend(),
             SEED_ROLE,
             self.prompts,
             self.sampling,
@@ -235,7 +235,7 @@ class JudgeQualityCallback(RunCallback):
         started = time.perf_counter()
         iteration = iteration_of(trainer)
         items = [(p.instruction, p.good) for p in self.pairs] + [(p.instruction, p.poor) for p in self.pairs]
-        backend = self.context.backend()
+        backend = self.context.evaluation_backend()
         scores = read_judge_scores(backend, items, self.context.judge_prompt, self.batch_size, self.max_prompt_tokens)
         n = len(self.pairs)
         figures, rows = judge_quality_report(self.pairs, scores[:n], scores[n:], self.tie_tolerance)

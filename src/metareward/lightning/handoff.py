@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import lightning as L
 
 from metareward.engine.iteration import IterationData
+from metareward.engine.sharding import Shard, shared_out
 from metareward.generation.backends import ONE_PROCESS, Processes
 
 if TYPE_CHECKING:
@@ -164,6 +165,16 @@ class RunContext:
         if self._backend is None:
             self._backend = self._build_backend(self.adapters, self.tokenizer, processes=self._processes)
         return self._backend
+
+    @property
+    def shard(self) -> Shard:
+        """This process's place among the training processes (`join`)."""
+        return Shard(self._processes.rank, self._processes.world_size)
+
+    def evaluation_backend(self) -> GenerationBackend:
+        """The run's backend with each call shared out over the training processes: every rank evaluates alike, so
+        each makes its share of the answers and reads and gets them all (one process: the backend itself)."""
+        return shared_out(self.backend(), self.shard)
 
     def close_backend(self) -> None:
         """Stop the backend (a vLLM server started for the run); a later `backend()` builds a new one."""
