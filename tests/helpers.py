@@ -174,3 +174,21 @@ def vllm_processes() -> list[str]:
         if "vllm.entrypoints" in line or line.startswith("VLLM::"):
             found.append(line)
     return found
+
+
+# trainer=fsdp on two CPU processes: Lightning's FSDPStrategy with the CPU allowances of tests/lightning/cpu_fsdp.py,
+# which a run finds with `fsdp_on_cpu_environment()`.
+FSDP_ON_CPU = (
+    "trainer=fsdp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.precision=32-true",
+    "trainer.strategy._target_=cpu_fsdp.CPUFSDPStrategy",
+)
+
+
+def fsdp_on_cpu_environment() -> dict[str, str]:
+    """environment_with_tests() that also finds cpu_fsdp.py, one OpenMP thread per process (two processes share
+    the cores)."""
+    paths = [str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "lightning")]
+    return {**environment(), "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1"}

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    FSDP_ON_CPU,
     REPO_ROOT,
     environment_with_tests,
+    fsdp_on_cpu_environment,
     smoke_train_command,
     stage_texts,
     vllm_processes,
@@ -129,29 +131,46 @@ def test_a_server_that_cannot_start_ends_the_run_in_one_error_with_its_log(promp
     assert not vllm_processes()
 
 
+# Several training processes against one-process vLLM runs: float32 (in bfloat16 the server's rounding depends on
+# which requests share a batch, which the processes change, and one sampled token in about 30 judgments flipped),
+# the servers kept while DPO trains (as several processes need), no evaluation.
+SHARED_SERVER = (
+    "callbacks.win_rate=null",
+    "callbacks.judge_quality=null",
+    "callbacks.dashboard=null",
+    "model.dtype=float32",
+    "generation.while_training=keep",
+)
+
+
+@pytest.fixture(scope="module")
+def one_process(prompts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("one") / "run"
+    args = vllm_smoke_command(prompts, run_dir, *SHARED_SERVER)
+    done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("trainer", "env"),
+    [
+        (("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"), environment_with_tests),
+        (FSDP_ON_CPU, fsdp_on_cpu_environment),  # the adapters gathered from the shards, named as PEFT names them
+    ],
+    ids=["ddp", "fsdp"],
+)
 def test_two_training_processes_share_one_server_and_make_the_one_process_runs_data(
-    prompts: Path, tmp_path: Path
+    prompts: Path, one_process: Path, tmp_path: Path, trainer: tuple[str, ...], env
 ) -> None:
-    # trainer=ddp with two CPU processes and generation=vllm: rank 0 starts the one server and publishes the adapters,
-    # both ranks send their share of every phase to it, and the gathered stages equal a one-process vLLM run's. In
-    # float32: in bfloat16 the server's rounding depends on which requests share a batch, which the two processes
-    # change, and one sampled token in about 30 judgments flipped. (The HF backend is no reference here: vLLM samples
-    # other texts than our sampler from the same seeds.)
-    same = (
-        "callbacks.win_rate=null",
-        "callbacks.judge_quality=null",
-        "callbacks.dashboard=null",
-        "model.dtype=float32",
-    )
-    runs = {"one": (), "two": ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")}
-    for name, trainer in runs.items():
-        args = vllm_smoke_command(prompts, tmp_path / name, *same, *trainer, "generation.while_training=keep")
-        done = subprocess.run(
-            args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1500
-        )
-        assert done.returncode == 0, done.stderr[-4000:]
-    run_dir = tmp_path / "two"
-    assert stage_texts(run_dir) == stage_texts(tmp_path / "one")
+    # Rank 0 starts the one server and publishes the adapters, both ranks send their share of every phase to it, and
+    # the gathered stages equal the one-process vLLM run's. (The HF backend is no reference here: vLLM samples other
+    # texts than our sampler from the same seeds.)
+    run_dir = tmp_path / "run"
+    args = vllm_smoke_command(prompts, run_dir, *SHARED_SERVER, *trainer)
+    done = subprocess.run(args, check=False, env=env(), capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert stage_texts(run_dir) == stage_texts(one_process)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"][0]["stats"]["data/world_size"] == 2.0
     log = (run_dir / "vllm_server.log").read_text(errors="replace")

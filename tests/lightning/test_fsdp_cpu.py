@@ -5,32 +5,17 @@ tests/gpu runs the unchanged config."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import smoke_train_command
+from helpers import FSDP_ON_CPU, fsdp_on_cpu_environment, smoke_train_command
 from safetensors.torch import load_file
-
-FSDP_ON_CPU = (
-    "trainer=fsdp",
-    "trainer.accelerator=cpu",
-    "trainer.devices=2",
-    "trainer.precision=32-true",
-    "trainer.strategy._target_=cpu_fsdp.CPUFSDPStrategy",
-)
 
 
 def run(prompt_file: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = fsdp_on_cpu_environment()
     args = smoke_train_command(prompt_file, run_dir, "callbacks.dashboard=null", *FSDP_ON_CPU, *extra)
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

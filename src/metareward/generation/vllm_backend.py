@@ -61,7 +61,7 @@ from metareward.generation.sampler import (
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
 from metareward.generation.weights_lease import WeightsLease
-from metareward.model.adapters import lora_parameters
+from metareward.model.adapters import lora_parameters, plain_name
 from metareward.model.chat import encode_prompt, reasoning_format
 from metareward.model.roles import SEED_FACES
 from metareward.storage.artifacts import write_folder_atomic, write_json
@@ -175,13 +175,15 @@ def adapter_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for name in sorted(tensors):
         digest.update(name.encode())
-        digest.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
+        # A copy: numpy() over a parameter's own storage would make it unresizable, and FSDP frees the gathered
+        # weights by resizing their storage when summon_full_params ends.
+        digest.update(tensors[name].detach().to("cpu", torch.float32, copy=True).numpy().tobytes())
     return digest.hexdigest()
 
 
 def adapter_tensors(source: AdapterSource, adapter: str) -> dict[str, torch.Tensor]:
     """The LoRA tensors of one adapter, named as in the PEFT model (`...q_proj.lora_A.<adapter>.weight`)."""
-    return {n: p.detach() for n, p in lora_parameters(source.model, adapter).items()}
+    return {plain_name(n): p.detach() for n, p in lora_parameters(source.model, adapter).items()}  # FSDP wraps them
 
 
 @dataclass
