@@ -189,17 +189,20 @@ def test_each_adapter_version_is_written_and_loaded_under_a_new_name(recording_s
     assert served.served_name("meta_judge") == "judge-v2" and served.served_name("actor") == "actor-v1"
 
 
+def two_ranks(weights):
+    """The tiny model's `weights(model)` (RoleAdapters, FullWeights) for two DDP ranks, which start alike."""
+    ranks = [weights(build_tiny()[0]) for _ in (0, 1)]
+    ranks[1].model.load_state_dict(ranks[0].model.state_dict())  # DDP starts every rank from rank 0's weights
+    return ranks
+
+
 def test_with_several_processes_rank_0_publishes_and_the_others_take_its_names(
     recording_server, tmp_path: Path
 ) -> None:
     # Two processes holding the same weights (as DDP ranks do): rank 0 writes and loads each version once and unloads
     # nothing (another rank may still be generating with it); rank 1 posts nothing and serves rank 0's names.
     url, calls = recording_server
-    ranks = []
-    for rank in (0, 1):
-        model, _ = build_tiny()
-        ranks.append(RoleAdapters(model, AdapterSpec(r=4, alpha=8)))
-    ranks[1].model.load_state_dict(ranks[0].model.state_dict())  # DDP starts every rank from rank 0's weights
+    ranks = two_ranks(lambda model: RoleAdapters(model, AdapterSpec(r=4, alpha=8)))
     publisher = ServedAdapters(ranks[0], tmp_path, shared=True, publishes=True)
     follower = ServedAdapters(ranks[1], tmp_path, shared=True, publishes=False, wait_s=5.0)
     assert publisher.sync([url]) == ["actor-v1", "judge-v1"]
@@ -228,11 +231,7 @@ def test_with_full_fine_tuning_the_servers_weights_are_reloaded_only_when_no_oth
     # Full fine-tuning, two processes, one server holding one set of weights. Each process holds the weights its
     # requests use until they are answered; rank 0 saves each new set, rank 1 uses its copy.
     url, calls = recording_server
-    ranks = []
-    for _ in (0, 1):
-        model, _ = build_tiny()
-        ranks.append(FullWeights(model))
-    ranks[1].model.load_state_dict(ranks[0].model.state_dict())  # DDP starts every rank from rank 0's weights
+    ranks = two_ranks(FullWeights)
     seed = str(tmp_path / "seed")
     leases = [WeightsLease(tmp_path, rank, wait_s=5.0, poll_s=0.05) for rank in (0, 1)]
     leases[0].reset(held=seed)
