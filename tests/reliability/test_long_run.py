@@ -46,8 +46,19 @@ class Usage:
 def usage(pid: int, run_dir: Path) -> Usage:
     status = Path(f"/proc/{pid}/status").read_text()
     rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    files = sum(path.stat().st_size for path in run_dir.rglob("*") if path.is_file())
+    files = folder_bytes(run_dir)
     return Usage(rss_kib / 1024, len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")), files)
+
+
+def folder_bytes(folder: Path, tries: int = 20) -> int:
+    """The size of every file below `folder`. The run goes on writing while it is measured: a file listed may be
+    gone when it is read (a `.<name>.partial` folder renamed into place), and then the folder is measured again."""
+    for _ in range(tries):
+        try:
+            return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        except FileNotFoundError:
+            time.sleep(0.05)
+    raise AssertionError(f"{folder} kept changing while it was measured")
 
 
 def test_twenty_iterations_stay_flat(prompt_file: Path, tmp_path: Path) -> None:
