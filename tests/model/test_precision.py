@@ -38,16 +38,19 @@ def test_weights_that_train_stay_float32_and_a_set_dtype_is_kept(native) -> None
     assert resolve_dtype("float32").reason == "set in model.dtype"
 
 
-def test_the_loaded_weights_and_the_server_follow_the_choice(native) -> None:
+def test_the_loaded_weights_and_the_server_follow_the_choice(native, tmp_path) -> None:
     native("this CPU (test, avx512_bf16)")
     model, _ = load_model_and_tokenizer(ModelSpec("builtin:tiny"))
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    settings = build_settings(compose("generation=vllm"))
+    python = tmp_path / "python"  # the config check wants vLLM's Python to exist; nothing runs it here
+    python.write_text("")
+    vllm = ("generation=vllm", f"generation.python={python}")
+    settings = build_settings(compose(*vllm))
     assert settings.model.dtype == "auto" and settings.generation.server.dtype == "bfloat16"
-    settings = build_settings(compose("generation=vllm", "model.finetune=full"))
+    settings = build_settings(compose(*vllm, "model.finetune=full"))
     assert settings.generation.server.dtype == "float32"
     native(None)
-    assert build_settings(compose("generation=vllm")).generation.server.dtype == "float32"
+    assert build_settings(compose(*vllm)).generation.server.dtype == "float32"
 
 
 def test_the_cpu_features_are_read(monkeypatch) -> None:
