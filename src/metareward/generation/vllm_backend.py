@@ -34,7 +34,6 @@ import copy
 import hashlib
 import json
 import shutil
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -60,7 +59,7 @@ from metareward.generation.sampler import (
     check_prompt_lengths,
 )
 from metareward.generation.vllm_server import VLLMServer, VLLMServerError
-from metareward.generation.weights_lease import WeightsLease
+from metareward.generation.weights_lease import PUBLISH_WAIT_S, WeightsLease, published_by_rank_0
 from metareward.model.adapters import lora_parameters, plain_name
 from metareward.model.chat import encode_prompt, reasoning_format
 from metareward.model.roles import SEED_FACES
@@ -68,8 +67,6 @@ from metareward.storage.artifacts import write_folder_atomic, write_json
 
 T = TypeVar("T")
 PUBLISHED_FILE = "served.json"  # adapter -> weights digest -> the name rank 0 loaded them under
-PUBLISH_WAIT_S = 900.0
-PUBLISH_POLL_S = 0.2
 
 
 class AdapterSource(Protocol):
@@ -246,21 +243,16 @@ class ServedAdapters:
 
     def _published(self, key: str, digest: str) -> str:
         """The name the publishing process loaded these weights of `key` under, once it has."""
-        path, waited = self.directory / PUBLISHED_FILE, 0.0
-        while True:
+        path = self.directory / PUBLISHED_FILE
+
+        def find() -> str | None:
             try:
-                name = json.loads(path.read_text()).get(key, {}).get(digest)
+                return json.loads(path.read_text()).get(key, {}).get(digest)
             except (OSError, ValueError):  # not written yet
-                name = None
-            if name is not None:
-                return name
-            if waited >= self.wait_s:
-                raise VLLMServerError(
-                    f"waited {self.wait_s:.0f} s for the training process of rank 0 to serve adapter {key} with the "
-                    f"weights this process holds ({path} has no such version); were the processes' weights the same?"
-                )
-            time.sleep(PUBLISH_POLL_S)
-            waited += PUBLISH_POLL_S
+                return None
+
+        what = f"serve adapter {key} with the weights this process holds ({path} has no such version)"
+        return published_by_rank_0(find, what, self.wait_s)
 
     def served_name(self, role: str) -> str:
         return self.names[self.source.adapter_for_role[role]]

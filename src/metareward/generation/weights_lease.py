@@ -16,6 +16,7 @@ iteration). A holder whose process has ended on this host is dropped, so a crash
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import logging
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from metareward.generation.vllm_server import VLLMServerError
 from metareward.storage.artifacts import write_json
@@ -36,6 +37,24 @@ log = logging.getLogger(__name__)
 LEASE_FILE = "weights.json"  # held: the folder the servers hold; holders: rank -> who; copies: digest -> folder
 LOCK_FILE = "weights.lock"
 WAITING_NOTE_S = 60.0  # how often a process waiting for the others says so in the log
+PUBLISH_WAIT_S = 900.0  # the longest a process waits for rank 0 to publish the weights it holds
+PUBLISH_POLL_S = 0.2
+T = TypeVar("T")
+
+
+def published_by_rank_0(find: Callable[[], T | None], what: str, wait_s: float, poll_s: float = PUBLISH_POLL_S) -> T:
+    """What `find()` returns once rank 0 has published it (an adapter version's name, a copy of the weights); after
+    `wait_s`, one sentence: rank 0 never published `what` (the weights this process holds, and where it looked)."""
+    waited = 0.0
+    while (found := find()) is None:
+        if waited >= wait_s:
+            raise VLLMServerError(
+                f"waited {wait_s:.0f} s for the training process of rank 0 to {what}; were the processes' weights the "
+                "same?"
+            )
+        time.sleep(poll_s)
+        waited += poll_s
+    return found
 
 
 @dataclass
@@ -44,8 +63,8 @@ class WeightsLease:
 
     directory: Path
     rank: int
-    wait_s: float = 900.0  # the longest wait for rank 0's copy of a set of weights
-    poll_s: float = 0.2
+    wait_s: float = PUBLISH_WAIT_S  # the longest wait for rank 0's copy of a set of weights
+    poll_s: float = PUBLISH_POLL_S
 
     def reset(self, held: str) -> None:
         """A new server holds `held` (M0's folder) and nobody holds anything: rank 0, before the server starts."""
@@ -56,15 +75,17 @@ class WeightsLease:
 
     @contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
-        """The shared record, read and written back under the lock (nothing else runs under it but file work and
-        the reload itself)."""
+        """The shared record, read and written back (when changed) under the lock (nothing else runs under it but
+        file work and the reload itself)."""
         path = self.directory / LEASE_FILE
         with open(self.directory / LOCK_FILE, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 state = json.loads(path.read_text()) if path.is_file() else {}
+                before = copy.deepcopy(state)
                 yield state
-                write_json(path, state)
+                if state != before:  # a look (a wait, a copy asked for) writes nothing
+                    write_json(path, state)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -104,20 +125,14 @@ class WeightsLease:
 
     def copy_of(self, digest: str) -> str:
         """The folder rank 0 saved the weights with `digest` in, once it has."""
-        waited = 0.0
-        while True:
+
+        def find() -> str | None:
             with self.locked() as state:
-                folder = state.get("copies", {}).get(digest)
-            if folder is not None:
-                return str(folder)
-            if waited >= self.wait_s:
-                raise VLLMServerError(
-                    f"waited {self.wait_s:.0f} s for the training process of rank 0 to save the weights this process "
-                    f"holds for the vLLM server ({self.directory / LEASE_FILE} has no copy of them); were the "
-                    "processes' weights the same?"
-                )
-            time.sleep(self.poll_s)
-            waited += self.poll_s
+                return state.get("copies", {}).get(digest)
+
+        path = self.directory / LEASE_FILE
+        what = f"save the weights this process holds for the vLLM server ({path} has no copy of them)"
+        return published_by_rank_0(find, what, self.wait_s, self.poll_s)
 
 
 def _alive(holder: dict[str, Any]) -> bool:
