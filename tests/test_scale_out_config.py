@@ -163,12 +163,12 @@ def test_model_configs_compose_without_problems(name: str, cuda) -> None:
 def test_auto_attention_is_flash_only_with_flash_attn_cuda_and_16_bits(monkeypatch) -> None:
     spec = loading.ModelSpec("some/model", dtype="bfloat16", attn_implementation="auto")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert spec.attention() == "sdpa"
+    assert spec.attention() == "sdpa_packed"  # on CPU (model/attention.py)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(loading, "is_installed", lambda package: package == "flash_attn")
     assert spec.attention() == "flash_attention_2"
     assert loading.ModelSpec("some/model", dtype="float32", attn_implementation="auto").attention() == "sdpa"
-    assert loading.ModelSpec("some/model").attention() is None  # null: transformers' default
+    assert loading.ModelSpec("some/model", attn_implementation=None).attention() is None  # transformers' default
     assert loading.ModelSpec("some/model", attn_implementation="eager").attention() == "eager"
 
 

@@ -2,7 +2,7 @@
 
 `path` is one of: `builtin:smollm2-135m-instruct` (the embedded default, converted once from its GGUF),
 `builtin:tiny` (a tiny random model for smoke tests), a local checkpoint directory, or a hub id.
-`attn_implementation` is passed to transformers as it is (null: transformers' default), except `auto`.
+`attn_implementation` is passed to transformers as it is (null: transformers' default), except `auto` (the default).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from metareward.model.attention import PACKED_SDPA
 from metareward.model.chat import THINKING_MODES, pin_thinking
 from metareward.model.compat import enable_activation_checkpointing
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
@@ -42,7 +43,8 @@ class ModelSpec:
     # auto: bfloat16 where the hardware computes it natively and the weights do not train, else float32
     dtype: str = setting("dtype", Choice((AUTO, *sorted(DTYPES))), default=AUTO)
     trust_remote_code: bool = setting("trust_remote_code", FLAG, default=False)
-    attn_implementation: str | None = setting("attn_implementation", Value(), default=None)
+    # auto: flash_attention_2 on CUDA with flash-attn and 16 bits, sdpa elsewhere on CUDA, sdpa_packed on CPU
+    attn_implementation: str | None = setting("attn_implementation", Value(), default=AUTO_ATTENTION)
     # 4bit (NF4, QLoRA) or 8bit, with bitsandbytes on CUDA
     quantization: str | None = setting("quantization", Choice(QUANTIZATIONS), default=None)
     gradient_checkpointing: bool = setting("gradient_checkpointing", FLAG, default=False)
@@ -58,10 +60,13 @@ class ModelSpec:
 
     def attention(self) -> str | None:
         """The attention implementation to load with: `auto` is flash_attention_2 where flash-attn is installed, CUDA
-        is visible and the dtype is 16-bit (flash-attn computes in fp16/bf16 only), else sdpa."""
+        is visible and the dtype is 16-bit (flash-attn computes in fp16/bf16 only), sdpa elsewhere on CUDA, and on CPU
+        sdpa_packed (sdpa with every decoding step on the key/value heads, model/attention.py)."""
         if self.attn_implementation != AUTO_ATTENTION:
             return self.attn_implementation
-        flash = is_installed("flash_attn") and torch.cuda.is_available()
+        if not torch.cuda.is_available():
+            return PACKED_SDPA
+        flash = is_installed("flash_attn")
         return "flash_attention_2" if flash and self.resolved_dtype().name != "float32" else "sdpa"
 
     def problems(self) -> list[str]:
@@ -153,15 +158,17 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrain
 
 
 def _load(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    attention = spec.attention()
     if spec.path == BUILTIN_PREFIX + "tiny":
         model, tokenizer = build_tiny()
+        if attention:
+            model.set_attn_implementation(attention)
         return model.to(spec.resolved_dtype().torch), tokenizer
     location = (
         str(ensure_embedded_checkpoint())
         if spec.path == BUILTIN_PREFIX + EMBEDDED_NAME
         else str(Path(spec.path).expanduser())
     )
-    attention = spec.attention()
     extra: dict = {"attn_implementation": attention} if attention else {}
     if spec.quantization:
         extra["quantization_config"] = _bitsandbytes_config(spec)
