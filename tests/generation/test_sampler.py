@@ -111,6 +111,39 @@ def test_nucleus_keeps_the_smallest_prefix_reaching_top_p():
     assert counts[0] / 4000 == pytest.approx(0.5 / 0.8, abs=0.03)
 
 
+def sort_everything(logits: torch.Tensor, settings: SamplingSettings, generators) -> torch.Tensor:
+    """The nucleus draw as its docstring defines it, over a stable sort of the whole vocabulary."""
+    probs = torch.softmax(logits.float() / settings.temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+    sorted_probs = sorted_probs.masked_fill(sorted_probs.cumsum(dim=-1) - sorted_probs >= settings.top_p, 0.0)
+    cdf = sorted_probs.cumsum(dim=-1)
+    uniforms = torch.stack([torch.rand((), generator=g) for g in generators])
+    last = (sorted_probs > 0).sum(dim=-1, keepdim=True) - 1
+    return order.gather(-1, torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True).minimum(last))[
+        :, 0
+    ]
+
+
+def test_the_draw_from_the_top_candidates_is_the_full_sorts_draw():
+    # Rows of bf16 logits (many exact ties) from peaked to flat, plus rows built for each path: five tokens tied on
+    # top (tie order by token id, from the candidates), a uniform row and 300 tokens tied on top (the whole
+    # vocabulary sorted: the nucleus runs past the candidates, or the cut falls inside a tie).
+    generator = torch.Generator().manual_seed(0)
+    spreads = torch.tensor([1.0, 3.0, 8.0, 20.0]).repeat_interleave(8).unsqueeze(-1)
+    logits = (torch.randn(32, 49152, generator=generator) * spreads).bfloat16()
+    five, uniform, wide = torch.full((3, 49152), -20.0).bfloat16()
+    five[[3, 90, 4000, 7, 31000]] = 5.0
+    uniform[:] = 0.0
+    wide[1000:1300] = 5.0
+    logits = torch.cat([logits, torch.stack([five, uniform, wide])])
+    for top_p in (0.3, 0.9, 0.95, 1.0):
+        settings = SamplingSettings(temperature=0.8, top_p=top_p, max_new_tokens=1)
+        for seed in range(3):
+            ours = sample_next_tokens(logits, settings, [torch.Generator().manual_seed(seed + i) for i in range(35)])
+            want = sort_everything(logits, settings, [torch.Generator().manual_seed(seed + i) for i in range(35)])
+            assert torch.equal(ours, want)
+
+
 class StopAtPosition(nn.Module):
     """Wraps a model (as PEFT does) and forces eos once a row's position reaches `stop`; records batch sizes."""
 
