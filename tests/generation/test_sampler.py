@@ -8,7 +8,10 @@ from metareward.generation.sampler import (
     Generation,
     GenerationRequest,
     SamplingSettings,
+    common_prefix_length,
     generate,
+    prefill,
+    prefix_groups,
     sample_next_tokens,
 )
 from metareward.model.chat import encode_text, render_prompt
@@ -109,6 +112,43 @@ def test_nucleus_keeps_the_smallest_prefix_reaching_top_p():
     counts = torch.bincount(draws, minlength=3).tolist()
     assert counts[2] == 0
     assert counts[0] / 4000 == pytest.approx(0.5 / 0.8, abs=0.03)
+
+
+def test_rows_that_share_a_prefix_are_encoded_in_parts_and_decode_as_alone(tiny):
+    # Three questions quoted by three answers each (the meta-judge's comparisons of one response, say) and two
+    # prompts of their own: the header and rubric are encoded once, each question once, then each answer.
+    model, tokenizer = tiny
+    questions = (
+        "Explain the reasoning step by step, please, then the answer.",
+        "Which winner? Tell me now and say why, in full.",
+        "Hi",
+    )
+    texts = [f"{q} Judgment: {a}" for q in questions[:2] for a in ("Score: 4", "Winner: Judgment A", "B")]
+    texts = [
+        f"Use the rubric: relevant, helpful, brief. {text}"
+        for text in [*texts, questions[2], "Write a short answer to the question."]
+    ]
+    requests = [GenerationRequest(f"q{i}", render_prompt(tokenizer, t), i) for i, t in enumerate(texts)]
+    rows = [encode_text(tokenizer, r.prompt) for r in requests]
+    shared = common_prefix_length(rows)
+    group_of, lengths = prefix_groups([row[shared:] for row in rows], 16)
+    assert [group_of[:3], group_of[3:6]] == [[group_of[0]] * 3, [group_of[3]] * 3] and group_of[0] != group_of[3]
+    rest = [row[shared:] for row in rows]
+    for group, length in enumerate(lengths):
+        members = [row for row, g in zip(rest, group_of) if g == group]
+        assert length == (common_prefix_length(members) if len(members) > 1 else 0)
+    assert sorted(lengths)[:2] == [0, 0] and min(lengths[group_of[0]], lengths[group_of[3]]) >= 16
+    ours = generate(model, tokenizer, requests, GREEDY, batch_size=len(requests), progress=False)
+    for request, result in zip(requests, ours):
+        alone = generate(model, tokenizer, [request], GREEDY, progress=False)[0]
+        assert result.text == alone.text
+    calls = []
+    hook = model.register_forward_pre_hook(lambda _, args, kw: calls.append(len(kw["input_ids"])), with_kwargs=True)
+    logits = prefill(model, rows, tokenizer.pad_token_id)[0]
+    hook.remove()
+    assert calls == [1, len(lengths), len(rows)]  # the header, the groups' prefixes, every row's own tokens
+    for row, row_logits in zip(rows, logits):
+        torch.testing.assert_close(row_logits, model(input_ids=torch.tensor([row])).logits[0, -1], atol=1e-4, rtol=1e-4)
 
 
 def sort_everything(logits: torch.Tensor, settings: SamplingSettings, generators) -> torch.Tensor:

@@ -212,30 +212,95 @@ def prefill(
 ) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
     """Encode `rows`; returns (last-position logits [rows, V], cache, attention_mask, position ids of the last token).
 
-    When the rows start with the same L >= `min_shared` tokens (the chat header and the judge rubric, say), that
-    prefix is encoded once and its cache copied to every row; the rest of each row is left-padded after it, so
-    the padding sits between the shared prefix and the row's own tokens (masked out; positions skip it).
+    A row is encoded in up to three parts, each part once for all the rows that hold it, its cache then copied to
+    them: the prefix every row starts with (the chat header and the judge rubric), the prefix a group of rows shares
+    (the instruction and response that the meta-judge's comparisons of one response all quote), and the row's own
+    tokens. Prefixes shorter than `min_shared` tokens are not split off. Within a part the rows are left-padded, so
+    padding can sit between the parts (masked out; positions skip it).
     """
     device = model_device(model)
     shared = common_prefix_length(rows) if len(rows) > 1 else 0
-    cache = None
-    if shared >= min_shared:
-        prefix = torch.tensor([rows[0][:shared]], device=device)
-        cache = returned_cache(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
-        cache.batch_select_indices(torch.zeros(len(rows), dtype=torch.long, device=device))
+    shared = shared if shared >= min_shared else 0
+    rest = [row[shared:] for row in rows]
+    group_of, group_lengths = prefix_groups(rest, min_shared)
+    mask = torch.ones((1, shared), dtype=torch.long, device=device)
+    cache, offsets = None, torch.zeros((1, 1), dtype=torch.long, device=device)
+    if shared:
+        cache = returned_cache(model(input_ids=torch.tensor([rows[0][:shared]], device=device), use_cache=True))
+    if _splitting_pays(rest, group_of, group_lengths):
+        firsts = [group_of.index(group) for group in range(len(group_lengths))]
+        parts = [rest[i][:length] for i, length in zip(firsts, group_lengths)]
+        cache, mask, offsets = _encode_part(model, parts, cache, mask, pad_id)
+        rest = [row[group_lengths[group] :] for row, group in zip(rest, group_of)]
     else:
-        shared = 0
-    input_ids, suffix_mask, position_ids = left_pad([row[shared:] for row in rows], pad_id, device)
-    attention_mask = torch.cat([suffix_mask.new_ones((len(rows), shared)), suffix_mask], dim=-1)
+        group_of = [0] * len(rows)
+    owners = torch.tensor(group_of, device=device)
+    if cache is not None:
+        cache.batch_select_indices(owners)
+    mask, offsets = mask[owners], offsets[owners]
+    input_ids, suffix_mask, position_ids = left_pad(rest, pad_id, device)
+    attention_mask = torch.cat([mask, suffix_mask], dim=-1)
+    position_ids = position_ids + offsets + shared
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        position_ids=position_ids + shared,
+        position_ids=position_ids,
         use_cache=use_cache or cache is not None,
         logits_to_keep=1,
         **with_cache(cache),
     )
-    return out.logits[:, -1, :], returned_cache(out), attention_mask, position_ids[:, -1:] + shared
+    return out.logits[:, -1, :], returned_cache(out), attention_mask, position_ids[:, -1:]
+
+
+def _encode_part(
+    model: nn.Module, parts: list[list[int]], cache: object, mask: torch.Tensor, pad_id: int
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """Encode one part per row, left-padded, after the common prefix (`cache`, one row, copied to each; `mask`, its
+    real tokens); returns the cache, the mask so far and each row's count of real tokens in its part."""
+    device = mask.device
+    if cache is not None:
+        cache.batch_select_indices(torch.zeros(len(parts), dtype=torch.long, device=device))
+    input_ids, part_mask, position_ids = left_pad(parts, pad_id, device)
+    mask = torch.cat([mask.expand(len(parts), -1), part_mask], dim=-1)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=position_ids + (mask.shape[-1] - part_mask.shape[-1]),
+        use_cache=True,
+        logits_to_keep=1,
+        **with_cache(cache),
+    )
+    return returned_cache(out), mask, torch.tensor([[len(part)] for part in parts], device=device)
+
+
+def _splitting_pays(rows: Sequence[list[int]], group_of: list[int], lengths: list[int]) -> bool:
+    """Whether encoding the group prefixes apart costs fewer padded token positions than not: every group (a row that
+    shares nothing too) is padded to the longest prefix, and every row to the longest remainder."""
+    if not any(lengths):
+        return False
+    remainders = [len(row) - lengths[group] for row, group in zip(rows, group_of)]
+    split = len(lengths) * max(lengths) + len(rows) * max(remainders)
+    return split < len(rows) * max(len(row) for row in rows)
+
+
+def prefix_groups(rows: Sequence[list[int]], min_shared: int) -> tuple[list[int], list[int]]:
+    """Rows grouped by a shared prefix of at least `min_shared` tokens: (each row's group, each group's prefix
+    length; 0 for a row that shares none). Rows sorted by their tokens sit next to those they share most with."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i])
+    group_of, lengths, members = [0] * len(rows), [], []
+    for i in order:
+        if members:
+            joined = common_prefix_length([rows[members[-1]], rows[i]])
+            joined = joined if len(members) == 1 else min(joined, lengths[-1])
+            if joined >= min_shared:
+                lengths[-1] = joined
+                members.append(i)
+                group_of[i] = len(lengths) - 1
+                continue
+        lengths.append(0)
+        members = [i]
+        group_of[i] = len(lengths) - 1
+    return group_of, lengths
 
 
 def _prefill_distinct(
