@@ -226,7 +226,8 @@ def prefill(
     mask = torch.ones((1, shared), dtype=torch.long, device=device)
     cache, offsets = None, torch.zeros((1, 1), dtype=torch.long, device=device)
     if shared:
-        cache = returned_cache(model(input_ids=torch.tensor([rows[0][:shared]], device=device), use_cache=True))
+        prefix = torch.tensor([rows[0][:shared]], device=device)
+        cache = returned_cache(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
     if _splitting_pays(rest, group_of, group_lengths):
         firsts = [group_of.index(group) for group in range(len(group_lengths))]
         parts = [rest[i][:length] for i, length in zip(firsts, group_lengths)]
