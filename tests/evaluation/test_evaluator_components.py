@@ -149,7 +149,7 @@ def test_an_unknown_evaluator_is_refused_by_hydra_with_the_options() -> None:
 
 def test_shipped_evaluators_build_as_configured(tmp_path: Path) -> None:
     seed = build_evaluator(compose("+experiment=smoke").evaluation.evaluator)
-    assert seed == BackendEvaluator(batch_size=8, max_prompt_tokens=2048) and seed.backend is None
+    assert seed == BackendEvaluator(batch_size=32, max_prompt_tokens=2048) and seed.backend is None
     backend = object()
     assert seed.attach(backend).backend is backend  # type: ignore[arg-type]
     openai = build_evaluator(compose(*OPENAI, "evaluation.evaluator.model=m").evaluation.evaluator)

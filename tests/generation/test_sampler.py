@@ -1,9 +1,12 @@
 """Our KV-cached sampler: agreement with transformers' greedy generate, per-request reproducibility, eos handling."""
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
+from metareward.generation import sampler
 from metareward.generation.sampler import (
     Generation,
     GenerationRequest,
@@ -14,6 +17,7 @@ from metareward.generation.sampler import (
     prefix_groups,
     sample_next_tokens,
 )
+from metareward.model.attention import PACKED_SDPA, SHARED_PROMPT
 from metareward.model.chat import encode_text, render_prompt
 from metareward.model.embedded import embedded_checkpoint_dir, is_converted
 from metareward.model.tiny import build_tiny
@@ -216,6 +220,47 @@ def test_finished_rows_leave_the_batch_and_the_loop_ends(tiny):
     assert not unfinished.finished and unfinished.num_tokens == GREEDY.max_new_tokens
 
 
+def test_finished_rows_leave_a_large_batch_a_quarter_at_a_time_and_decode_as_alone(tiny):
+    model, tokenizer = tiny
+    messages = [f"{'Tell me more, please. ' * (i % 6)}Question {i}?" for i in range(12)]
+    requests = [GenerationRequest(f"q{i}", render_prompt(tokenizer, m), i) for i, m in enumerate(messages)]
+    lengths = [len(encode_text(tokenizer, r.prompt)) for r in requests]
+    stop = max(lengths) + 3  # the rows end one length group at a time, the shortest prompts last
+    wrapped = StopAtPosition(model, tokenizer.eos_token_id, stop)
+    settings = SamplingSettings(temperature=1.0, top_p=0.9, max_new_tokens=200)
+    results = generate(wrapped, tokenizer, requests, settings, batch_size=12, progress=False)
+    sizes = wrapped.batch_sizes[1:]  # after the prefill
+    drops = [(before, before - after) for before, after in itertools.pairwise(sizes) if after < before]
+    ending_steps = len({r.num_tokens for r in results})  # steps at which a row ended (at eos or at the stop)
+    assert sizes[0] == 12 and 0 < len(drops) < ending_steps - 1  # fewer copies than steps that end rows
+    assert all(dropped >= before // 4 for before, dropped in drops)
+    alone = [generate(wrapped, tokenizer, [r], settings, progress=False)[0] for r in requests]
+    assert [r.text for r in alone] == [r.text for r in results]
+
+
+def test_judge_like_batches_decode_over_shared_prompts_as_each_request_alone(monkeypatch):
+    monkeypatch.setattr(
+        sampler, "SHARING_SAVES", 0
+    )  # the tiny prompts save fewer key positions than the embedded model's
+    model, tokenizer = build_tiny()
+    sharpen(model).set_attn_implementation(PACKED_SDPA)
+    rubric = "Use the rubric: relevant, helpful, brief, and then explain the score in detail please. "
+    questions = ("Why is the sky blue today, tell me?", "Name three colours now.")
+    texts = [f"{rubric}{q} Answer: {a}" for q in questions for a in ("Blue light scatters.", "Red, green and blue.")]
+    requests = [
+        GenerationRequest(f"q{i}.{j}", render_prompt(tokenizer, text), 10 * i + j)
+        for i, text in enumerate(texts)
+        for j in range(3)  # three judgments of each prompt, as the judge asks
+    ]
+    shared_steps = []
+    model.register_forward_pre_hook(lambda _, args, kw: shared_steps.append(SHARED_PROMPT in kw), with_kwargs=True)
+    settings = SamplingSettings(temperature=1.0, top_p=0.9, max_new_tokens=20)
+    together = generate(model, tokenizer, requests, settings, batch_size=len(requests), progress=False)
+    assert sum(shared_steps) == len(shared_steps) - 3  # every decoding step; not the prefill's three passes
+    alone = [generate(model, tokenizer, [request], settings, progress=False)[0] for request in requests]
+    assert [result.text for result in together] == [result.text for result in alone]
+
+
 def test_long_prompts_are_refused_never_cut(tiny):
     model, tokenizer = tiny
     requests = requests_for(tokenizer)
@@ -272,3 +317,15 @@ def test_greedy_matches_transformers_on_smollm2():
         expected = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
         assert result.text == tokenizer.decode(expected, skip_special_tokens=True)
         assert isinstance(result, Generation) and result.num_tokens == len(expected)
+
+
+def test_prompts_are_shared_where_that_saves_many_key_positions():
+    def stretch(start, end, holders):
+        return sampler.Stretch(start, end, torch.zeros(1, dtype=torch.long), list(range(holders)))
+
+    judge = [stretch(0, 181, 1), stretch(181, 380, 16)]  # the rubric, then 16 prompts read by 3 judgments each
+    assert sampler._sharing_pays(48, 380, judge)
+    actor = [stretch(0, 20, 1), stretch(20, 60, 8)]  # 8 short prompts, 4 answers each: too few positions saved
+    assert not sampler._sharing_pays(32, 60, actor)
+    distinct = [stretch(0, 181, 1), stretch(181, 400, 48)]  # every row its own prompt after the rubric
+    assert not sampler._sharing_pays(48, 400, distinct)

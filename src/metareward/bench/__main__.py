@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--responses", type=int, default=4, help="generate: K responses per prompt")
     p.add_argument("--judgments", type=int, default=3, help="generate: N judgments per response")
     p.add_argument("--max-new-tokens", type=int, nargs=3, default=[96, 64, 48], metavar=("ACTOR", "JUDGE", "META"))
-    p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 48, 48], metavar=("ACTOR", "JUDGE", "META"))
+    p.add_argument("--gen-batch-sizes", type=int, nargs=3, default=[32, 96, 48], metavar=("ACTOR", "JUDGE", "META"))
     p.add_argument("--anchor-per-role", type=int, default=3, help="generate: anchor requests timed per role")
     p.add_argument("--backend", choices=("hf", "vllm", "both"), default="hf", help="generate: the generation backend")
     p.add_argument(

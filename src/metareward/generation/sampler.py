@@ -13,15 +13,19 @@ chat header and the instruction (callers drop such items and count them; see `en
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from metareward.generation.kv_cache import PromptPart, RoomyCache, SharedPrompt
+from metareward.model.attention import PACKED_SDPA, SHARED_PROMPT
 from metareward.model.chat import encode_prompt, reasoning_format, stop_token_ids
 from metareward.model.compat import returned_cache, with_cache
 from metareward.model.reasoning import ReasoningFormat, split_reasoning
@@ -207,63 +211,93 @@ def common_prefix_length(rows: Sequence[list[int]]) -> int:
     return length
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """Columns [start, end) of a prefilled cache that rows share: `owner[r]`, which of the stretch's own rows row r
+    reads (-1: none, its part is empty), `holders[k]`, a row of the cache that holds stretch row k."""
+
+    start: int
+    end: int
+    owner: torch.Tensor
+    holders: list[int]
+
+
+class Prefill(NamedTuple):
+    logits: torch.Tensor  # last-position logits [rows, V]
+    cache: Any
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor  # of each row's last token
+    stretches: list[Stretch]  # the common prefix, the group prefixes, the rows' own tokens (those that exist)
+
+
 def prefill(
-    model: nn.Module, rows: Sequence[list[int]], pad_id: int, use_cache: bool = True, min_shared: int = 16
-) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
-    """Encode `rows`; returns (last-position logits [rows, V], cache, attention_mask, position ids of the last token).
+    model: nn.Module,
+    rows: Sequence[list[int]],
+    pad_id: int,
+    use_cache: bool = True,
+    min_shared: int = 16,
+    room: int = 0,
+) -> Prefill:
+    """Encode `rows`; returns the last-position logits, the cache, its attention mask, the position ids of the last
+    tokens and where the shared parts lie in the cache.
 
     A row is encoded in up to three parts, each part once for all the rows that hold it, its cache then copied to
     them: the prefix every row starts with (the chat header and the judge rubric), the prefix a group of rows shares
     (the instruction and response that the meta-judge's comparisons of one response all quote), and the row's own
     tokens. Prefixes shorter than `min_shared` tokens are not split off. Within a part the rows are left-padded, so
-    padding can sit between the parts (masked out; positions skip it).
+    padding can sit between the parts (masked out; positions skip it). The cache keeps `room` free positions per
+    row for the tokens decoding will add (kv_cache.py).
     """
     device = model_device(model)
     shared = common_prefix_length(rows) if len(rows) > 1 else 0
     shared = shared if shared >= min_shared else 0
     rest = [row[shared:] for row in rows]
     group_of, group_lengths = prefix_groups(rest, min_shared)
+    stretches = [Stretch(0, shared, torch.zeros(len(rows), dtype=torch.long, device=device), [0])] if shared else []
     mask = torch.ones((1, shared), dtype=torch.long, device=device)
-    cache, offsets = None, torch.zeros((1, 1), dtype=torch.long, device=device)
+    cache, offsets = RoomyCache(room), torch.zeros((1, 1), dtype=torch.long, device=device)
     if shared:
         prefix = torch.tensor([rows[0][:shared]], device=device)
-        cache = returned_cache(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
+        model(input_ids=prefix, use_cache=True, logits_to_keep=1, **with_cache(cache))
     if _splitting_pays(rest, group_of, group_lengths):
         firsts = [group_of.index(group) for group in range(len(group_lengths))]
         parts = [rest[i][:length] for i, length in zip(firsts, group_lengths)]
         cache, mask, offsets = _encode_part(model, parts, cache, mask, pad_id)
         rest = [row[group_lengths[group] :] for row, group in zip(rest, group_of)]
+        owner = torch.tensor([g if group_lengths[g] else -1 for g in group_of], device=device)
+        stretches.append(Stretch(shared, mask.shape[-1], owner, firsts))
     else:
         group_of = [0] * len(rows)
     owners = torch.tensor(group_of, device=device)
-    if cache is not None:
-        cache.batch_select_indices(owners)
+    cache.batch_select_indices(owners)
     mask, offsets = mask[owners], offsets[owners]
     input_ids, suffix_mask, position_ids = left_pad(rest, pad_id, device)
     attention_mask = torch.cat([mask, suffix_mask], dim=-1)
     position_ids = position_ids + offsets + shared
+    keep = use_cache or cache.get_seq_length() > 0
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        use_cache=use_cache or cache is not None,
+        use_cache=keep,
         logits_to_keep=1,
-        **with_cache(cache),
+        **with_cache(cache if keep else None),
     )
-    return out.logits[:, -1, :], returned_cache(out), attention_mask, position_ids[:, -1:]
+    everyone = list(range(len(rows)))
+    stretches.append(Stretch(mask.shape[-1], attention_mask.shape[-1], torch.tensor(everyone, device=device), everyone))
+    return Prefill(out.logits[:, -1, :], returned_cache(out), attention_mask, position_ids[:, -1:], stretches)
 
 
 def _encode_part(
-    model: nn.Module, parts: list[list[int]], cache: object, mask: torch.Tensor, pad_id: int
-) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """Encode one part per row, left-padded, after the common prefix (`cache`, one row, copied to each; `mask`, its
-    real tokens); returns the cache, the mask so far and each row's count of real tokens in its part."""
+    model: nn.Module, parts: list[list[int]], cache: RoomyCache, mask: torch.Tensor, pad_id: int
+) -> tuple[RoomyCache, torch.Tensor, torch.Tensor]:
+    """Encode one part per row, left-padded, after the common prefix (`cache`, one row or empty, copied to each;
+    `mask`, its real tokens); returns the cache, the mask so far and each row's count of real tokens in its part."""
     device = mask.device
-    if cache is not None:
-        cache.batch_select_indices(torch.zeros(len(parts), dtype=torch.long, device=device))
+    cache.batch_select_indices(torch.zeros(len(parts), dtype=torch.long, device=device))
     input_ids, part_mask, position_ids = left_pad(parts, pad_id, device)
     mask = torch.cat([mask.expand(len(parts), -1), part_mask], dim=-1)
-    out = model(
+    model(
         input_ids=input_ids,
         attention_mask=mask,
         position_ids=position_ids + (mask.shape[-1] - part_mask.shape[-1]),
@@ -271,7 +305,7 @@ def _encode_part(
         logits_to_keep=1,
         **with_cache(cache),
     )
-    return returned_cache(out), mask, torch.tensor([[len(part)] for part in parts], device=device)
+    return cache, mask, torch.tensor([[len(part)] for part in parts], device=device)
 
 
 def _splitting_pays(rows: Sequence[list[int]], group_of: list[int], lengths: list[int]) -> bool:
@@ -305,21 +339,55 @@ def prefix_groups(rows: Sequence[list[int]], min_shared: int) -> tuple[list[int]
 
 
 def _prefill_distinct(
-    model: nn.Module, prompts: Sequence[list[int]], pad_id: int
-) -> tuple[torch.Tensor, object, torch.Tensor, torch.Tensor]:
-    """`prefill` over the DISTINCT prompts of a batch, then cache and logits copied out to every row.
+    model: nn.Module, prompts: Sequence[list[int]], pad_id: int, room: int
+) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor, SharedPrompt | None]:
+    """`prefill` over the DISTINCT prompts of a batch, handed to every row: (logits, cache, attention mask, position
+    ids, shared prompt).
 
     Requests that share a prompt (the N judgments of one response, say) differ only in their seeds, so their
-    prompt is encoded once.
+    prompt is encoded once. Where the model's attention reads a shared prompt (model/attention.py) and sharing
+    saves enough, the prompts stay in their shared parts (`SharedPrompt`) and each row's cache starts empty;
+    otherwise the cache is copied out to every row.
     """
     index: dict[tuple[int, ...], int] = {}
     owner = [index.setdefault(tuple(prompt), len(index)) for prompt in prompts]
-    logits, cache, attention_mask, position_ids = prefill(model, [list(key) for key in index], pad_id)
+    logits, cache, attention_mask, position_ids, stretches = prefill(
+        model, [list(key) for key in index], pad_id, room=room
+    )
+    rows = torch.tensor(owner, device=logits.device)
+    logits, position_ids = logits[rows], position_ids[rows]
+    if _reads_shared_prompts(model) and _sharing_pays(len(prompts), attention_mask.shape[-1], stretches):
+        shared = SharedPrompt([_part(cache, attention_mask, stretch, rows, logits.dtype) for stretch in stretches])
+        return logits, RoomyCache(room), attention_mask.new_zeros((len(prompts), 0)), position_ids, shared
     if len(index) < len(prompts):
-        rows = torch.tensor(owner, device=logits.device)
         cache.batch_select_indices(rows)
-        logits, attention_mask, position_ids = logits[rows], attention_mask[rows], position_ids[rows]
-    return logits, cache, attention_mask, position_ids
+    return logits, cache, attention_mask[rows], position_ids, None
+
+
+SHARING_SAVES = 4096  # key positions per layer and step
+
+
+def _reads_shared_prompts(model: nn.Module) -> bool:
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == PACKED_SDPA
+
+
+def _sharing_pays(rows: int, columns: int, stretches: list[Stretch]) -> bool:
+    """Whether holding the prompts in shared parts reads at most half the key positions that a copy per row does,
+    and at least SHARING_SAVES fewer: each part costs a few more operations per layer and step, which the actor's
+    short prompts (four answers to one prompt of 60 tokens) do not win back."""
+    shared = sum(len(stretch.holders) * (stretch.end - stretch.start) for stretch in stretches)
+    return 2 * shared <= rows * columns and rows * columns - shared >= SHARING_SAVES
+
+
+def _part(cache: Any, mask: torch.Tensor, stretch: Stretch, rows: torch.Tensor, dtype: torch.dtype) -> PromptPart:
+    """The stretch's keys and values, one copy per stretch row, and which of them each batch row reads."""
+    holders = torch.tensor(stretch.holders, device=mask.device)
+    span = slice(stretch.start, stretch.end)
+    keys = [layer.keys[holders][:, :, span] for layer in cache.layers]
+    values = [layer.values[holders][:, :, span] for layer in cache.layers]
+    blocked = mask[holders][:, span] == 0
+    additive = torch.zeros(blocked.shape, dtype=dtype, device=mask.device).masked_fill(blocked, -math.inf)
+    return PromptPart(keys, values, additive[:, None, None, :], stretch.owner[rows])
 
 
 @dataclass(frozen=True)
@@ -354,26 +422,28 @@ def _decode_batch(
     pad_id: int,
     cue: CueRead | None = None,
 ) -> list[_Row]:
-    """Decode every prompt; rows leave the batch (and its KV cache) when done.
+    """Decode every prompt; rows leave the batch (and its KV cache) when done, a few at a time: a finished row
+    stays in the batch, fed padding and never read, until a quarter of the batch has finished (`_compacting`).
 
     A row samples until an end id or `max_new_tokens`. With a `cue`, an ended row then stays for len(cue) more
     steps, fed its last token (unless an end id) and the cue tokens instead of samples, and leaves after reading the choice
     log-probs at the cue's end: the read costs a few decoding steps instead of encoding prompt + text again.
     Only sampling rows draw from their generator, so the sampled text does not depend on `cue`.
     """
-    logits, cache, attention_mask, position_ids = _prefill_distinct(model, prompts, pad_id)
+    room = settings.max_new_tokens + (len(cue.cue_ids) + 1 if cue else 0)  # every token a row can still add
+    logits, cache, attention_mask, position_ids, shared = _prefill_distinct(model, prompts, pad_id, room)
     rows = [_Row([]) for _ in prompts]
-    active = list(range(len(prompts)))  # which prompt each remaining batch row belongs to
+    active: list[int | None] = list(range(len(prompts)))  # which prompt each batch row holds (None: finished)
     while True:
         feed: list[int] = [pad_id] * len(active)
         leaving: set[int] = set()
-        reading = [k for k, i in enumerate(active) if rows[i].cue_left == []]
+        reading = [k for k, i in enumerate(active) if i is not None and rows[i].cue_left == []]
         if reading:
             picked = torch.log_softmax(logits[reading].float(), dim=-1)[:, list(cue.choice_ids)]  # type: ignore[union-attr]
             for k, values in zip(reading, picked.tolist()):
                 rows[active[k]].read = tuple(values)
             leaving.update(reading)
-        sampling = [k for k, i in enumerate(active) if rows[i].cue_left is None]
+        sampling = [k for k, i in enumerate(active) if i is not None and rows[i].cue_left is None]
         if sampling:
             tokens = sample_next_tokens(logits[sampling], settings, [generators[active[k]] for k in sampling])
             for k, token in zip(sampling, tokens.tolist()):
@@ -390,14 +460,16 @@ def _decode_batch(
                 else:
                     row.cue_left = ([] if row.finished else [token]) + list(cue.cue_ids)
         for k, i in enumerate(active):
-            if rows[i].cue_left and k not in leaving:
+            if i is not None and rows[i].cue_left and k not in leaving:
                 feed[k] = rows[i].cue_left.pop(0)
-        if len(leaving) == len(active):
+        active = [None if k in leaving else i for k, i in enumerate(active)]
+        keep = [k for k, i in enumerate(active) if i is not None]
+        if not keep:
             return rows
-        if leaving:
-            keep = [k for k in range(len(active)) if k not in leaving]
+        if _compacting(len(active), len(keep)):
             index = torch.tensor(keep, device=logits.device)
             cache.batch_select_indices(index)
+            shared = shared.selected(index) if shared is not None else None
             active, feed = [active[k] for k in keep], [feed[k] for k in keep]
             position_ids, attention_mask = position_ids[index], attention_mask[index]
         position_ids = position_ids + 1
@@ -408,8 +480,16 @@ def _decode_batch(
             position_ids=position_ids,
             use_cache=True,
             **with_cache(cache),
+            **({SHARED_PROMPT: shared} if shared is not None else {}),
             logits_to_keep=1,
         ).logits[:, -1, :]
+
+
+def _compacting(rows: int, live: int) -> bool:
+    """Whether to drop finished rows from the batch now: once they are a quarter of it. Dropping copies every live
+    row's KV cache; keeping a finished row costs its share of one step's attention (its logits are not read), so
+    rows are dropped in a few copies instead of one copy per step that ends a row."""
+    return rows - live >= max(1, rows // 4)
 
 
 def generate(
