@@ -13,7 +13,6 @@ chat header and the instruction (callers drop such items and count them; see `en
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from metareward.generation.kv_cache import PromptPart, RoomyCache, SharedPrompt
-from metareward.model.attention import PACKED_SDPA, SHARED_PROMPT
+from metareward.model.attention import PACKED_SDPA, SHARED_PROMPT, additive_mask
 from metareward.model.chat import encode_prompt, reasoning_format, stop_token_ids
 from metareward.model.compat import returned_cache, with_cache
 from metareward.model.reasoning import ReasoningFormat, split_reasoning
@@ -383,10 +382,9 @@ def _part(cache: Any, mask: torch.Tensor, stretch: Stretch, rows: torch.Tensor, 
     """The stretch's keys and values, one copy per stretch row, and which of them each batch row reads."""
     holders = torch.tensor(stretch.holders, device=mask.device)
     span = slice(stretch.start, stretch.end)
-    keys = [layer.keys[holders][:, :, span] for layer in cache.layers]
-    values = [layer.values[holders][:, :, span] for layer in cache.layers]
-    blocked = mask[holders][:, span] == 0
-    additive = torch.zeros(blocked.shape, dtype=dtype, device=mask.device).masked_fill(blocked, -math.inf)
+    keys = [layer.keys[:, :, span][holders] for layer in cache.layers]  # only the stretch's columns are copied
+    values = [layer.values[:, :, span][holders] for layer in cache.layers]
+    additive = additive_mask(mask[:, span][holders] != 0, dtype)
     return PromptPart(keys, values, additive[:, None, None, :], stretch.owner[rows])
 
 

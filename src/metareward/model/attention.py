@@ -68,7 +68,7 @@ def attend_after_shared_prompt(
     batch, kv_heads, dim = query.shape[0], key.shape[1], query.shape[-1]
     packed = query.reshape(batch, kv_heads, -1, dim)
     group = packed.shape[2]
-    output, lse = _attend(packed, key, value, _additive(attention_mask, query.dtype), scaling)
+    output, lse = _attend(packed, key, value, additive_mask(attention_mask, query.dtype), scaling)
     padded = torch.cat([packed, packed.new_zeros((1, kv_heads, group, dim))])  # slot `batch`: no row
     for part in shared.parts:
         rows, width = part.slots.shape
@@ -109,7 +109,7 @@ def _joined(
     return output, top + torch.log(total)
 
 
-def _additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """A boolean mask (True: attend) as 0 / -inf in `dtype`; an additive one unchanged."""
     if mask is None or mask.dtype != torch.bool:
         return mask
