@@ -21,6 +21,7 @@ from metareward.model.chat import THINKING_MODES, pin_thinking
 from metareward.model.compat import enable_activation_checkpointing
 from metareward.model.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint
 from metareward.model.precision import AUTO, DTYPES, ResolvedDtype, resolve_dtype
+from metareward.model.projection import feed_projection_contiguously
 from metareward.model.tiny import build_tiny
 from metareward.schema.rules import FLAG, Choice, Value, setting
 
@@ -151,6 +152,7 @@ def _looks_local(path: str) -> bool:
 def load_model_and_tokenizer(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model and tokenizer `spec` names, the tokenizer's thinking switch set as `model.thinking` asks."""
     model, tokenizer = _load(spec)
+    feed_projection_contiguously(model)
     unpinned = pin_thinking(tokenizer, spec.thinking)
     if unpinned:
         raise ModelLoadError(unpinned)
