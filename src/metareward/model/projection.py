@@ -1,8 +1,9 @@
 """The vocabulary projection gets its hidden states as one contiguous block.
 
 transformers computes logits for the last `logits_to_keep` positions by slicing the hidden states
-(`hidden[:, -k:]`), a strided view. torch's matmul does not fold such a view into one matrix product: it
-broadcasts the projection matrix to every row of the batch, copies it (`[rows, hidden, vocab]`, 57 MB a row for
+(`hidden[:, -k:]`), a strided view. torch's matmul does not fold such a view into one matrix product (for one
+position its `should_fold` check misses that a size-1 dimension's stride does not matter, pytorch/pytorch#186148;
+for several, folding would need a copy of the input), so it broadcasts the projection matrix to every row of the batch, copies it (`[rows, hidden, vocab]`, 57 MB a row for
 SmolLM2's 49,152 x 576 matrix in bfloat16) and runs a batched product, and a backward pass does it again. Every
 prefill of the sampler, every choice read and the DPO step's prompt pass paid that: on this project's 2-core CPU a
 48-row slice took 4 s against 0.01 s contiguous, the demo's first choice-read phase 18 s, and `make train` went
