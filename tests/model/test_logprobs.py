@@ -7,7 +7,7 @@ import torch
 from helpers import plain_logprob
 from peft import LoraConfig, get_peft_model
 
-from metareward.model.logprobs import completion_logprobs, token_logprobs
+from metareward.model.logprobs import TokenLogprobs, completion_logprobs, token_logprobs
 from metareward.model.tiny import build_tiny
 
 # (prompt length, completion length) per row: different on both sides so padding and the logit window both vary.
@@ -117,3 +117,34 @@ def test_token_logprobs_half_precision_matches_float32():
     result = token_logprobs(logits.bfloat16(), targets)
     assert result.dtype == torch.float32
     torch.testing.assert_close(result, expected)
+
+
+def _reference_token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """What `token_logprobs` replaces: autograd through a float32 log-softmax of every position."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
+def test_token_logprobs_gradient_is_exact_in_float64():
+    logits = torch.randn(5, 3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    targets = torch.randint(0, 7, (5, 3), generator=torch.Generator().manual_seed(3))
+    assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets), (logits,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_token_logprobs_matches_autograd_across_chunks(dtype):
+    """More positions than one float32 block holds: values and gradients as autograd through log_softmax gives."""
+    generator = torch.Generator().manual_seed(4)
+    rows = 2 * TokenLogprobs.CHUNK + 5
+    logits = (3 * torch.randn(rows, 50, generator=generator)).to(dtype)
+    targets = torch.randint(0, 50, (rows,), generator=generator)
+    weights = torch.randn(rows, generator=generator)
+    ours = logits.clone().requires_grad_()
+    reference = logits.clone().requires_grad_()
+    got = token_logprobs(ours, targets)
+    expected = _reference_token_logprobs(reference, targets)
+    (got * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert got.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+    assert ours.grad.dtype == dtype
+    torch.testing.assert_close(ours.grad, reference.grad)
