@@ -57,7 +57,7 @@ def engine_settings() -> EngineSettings:
 
 
 def first_step_logratios(
-    precision: str, weights: torch.dtype, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+    precision: str, weights: torch.dtype, run_dir: Path, monkeypatch: pytest.MonkeyPatch, compute: str = "weights"
 ) -> dict[str, torch.Tensor]:
     """One iteration on fixed pairs (the data engine is stubbed out): the policy-minus-reference log-ratios of
     the chosen and rejected rows of the first batch of each kind, i.e. before that kind's adapter first moves."""
@@ -66,7 +66,7 @@ def first_step_logratios(
     )
     tokenizer = build_tiny_tokenizer()
     base = build_tiny_model(tokenizer, seed=0, hidden_size=128).to(weights)  # PEFT keeps the adapters in float32
-    adapters = RoleAdapters(base, AdapterSpec(r=4, alpha=8))
+    adapters = RoleAdapters(base, AdapterSpec(r=4, alpha=8, compute_dtype=compute))
     loss = DPOLoss(beta=1.0)  # beta 1: the implicit rewards are the log-ratios themselves
     optim = OptimSettings(partial(torch.optim.AdamW, lr=1e-2), ConstantSchedule(0), reset_each_iteration=True)
     module = DPOModule(adapters, loss, optim)
@@ -99,13 +99,15 @@ def first_step_logratios(
 
 
 @pytest.mark.parametrize(
-    ("precision", "weights"),
+    ("precision", "weights", "compute"),
     [
-        ("32-true", torch.float32),
-        ("bf16-mixed", torch.float32),
-        ("32-true", torch.bfloat16),  # model.dtype=auto on a CPU or GPU with native bfloat16
+        ("32-true", torch.float32, "weights"),
+        ("bf16-mixed", torch.float32, "weights"),
+        ("32-true", torch.bfloat16, "weights"),  # model.dtype=auto on a CPU or GPU with native bfloat16
+        ("32-true", torch.bfloat16, "float32"),  # the adapters in float32, as PEFT computes them by itself
+        ("bf16-mixed", torch.bfloat16, "weights"),
     ],
 )
-def test_implicit_rewards_are_zero_before_the_first_update(precision, weights, tmp_path, monkeypatch) -> None:
-    for kind, logratios in first_step_logratios(precision, weights, tmp_path, monkeypatch).items():
+def test_implicit_rewards_are_zero_before_the_first_update(precision, weights, compute, tmp_path, monkeypatch) -> None:
+    for kind, logratios in first_step_logratios(precision, weights, tmp_path, monkeypatch, compute).items():
         assert logratios.abs().max() < 1e-4, f"{kind}: {logratios.tolist()}"

@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -55,9 +56,13 @@ def dpo_output(model, collator: PairCollator, loss: DPOLoss, chunk: list[PairRec
     return loss(chosen, rejected, ref_chosen, ref_rejected, *counts.chunk(2))
 
 
-def our_step(model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord]) -> Any:
-    """One DPO step on `chunk` (reference log-probs already set); the loss module's output, detached by the caller."""
-    out = dpo_output(model, collator, loss, chunk)
+def our_step(
+    model, collator: PairCollator, loss: DPOLoss, optimizer, params, chunk: list[PairRecord], context=nullcontext
+) -> Any:
+    """One DPO step on `chunk` (reference log-probs already set), its forward pass in `context()` as the trainer's
+    step runs it; the loss module's output, detached by the caller."""
+    with context():
+        out = dpo_output(model, collator, loss, chunk)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -78,12 +83,13 @@ def run_ours(
     optimizer = torch.optim.AdamW(params, lr=LR)
     loss = DPOLoss(BETA)
     peft.train()
-    scored = reference_logprobs(peft, collator, warmup, batch_size=batch_size, progress=False)
-    our_step(peft, collator, loss, optimizer, params, scored)
+    context = adapters.compute_context  # as the trainer's step and reference pass run (trainer=cpu: 32-true)
+    scored = reference_logprobs(peft, collator, warmup, batch_size=batch_size, progress=False, context=context)
+    our_step(peft, collator, loss, optimizer, params, scored, context)
     start = time.perf_counter()
-    scored = reference_logprobs(peft, collator, timed, batch_size=batch_size, progress=False)
+    scored = reference_logprobs(peft, collator, timed, batch_size=batch_size, progress=False, context=context)
     for chunk in batches(scored, batch_size):
-        our_step(peft, collator, loss, optimizer, params, chunk)
+        our_step(peft, collator, loss, optimizer, params, chunk, context)
     return time.perf_counter() - start, forward_flops_per_token(peft) + training_flops_per_token(peft)
 
 

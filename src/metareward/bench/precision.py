@@ -96,10 +96,11 @@ def dpo_curve(model_path: str, dtype: str, pairs, batch_size: int, steps: int) -
     optimizer = torch.optim.AdamW(params, lr=LR)
     objective = DPOLoss(BETA)
     model.train()
-    scored = reference_logprobs(model, collator, pairs, batch_size=batch_size, progress=False)
+    context = adapters.compute_context  # as the trainer's step and reference pass run
+    scored = reference_logprobs(model, collator, pairs, batch_size=batch_size, progress=False, context=context)
     losses, accuracies = [], []
     for chunk in (batches(scored, batch_size) * steps)[:steps]:
-        out = our_step(model, collator, objective, optimizer, params, chunk)
+        out = our_step(model, collator, objective, optimizer, params, chunk, context)
         losses.append(float(out.loss.detach()))
         accuracies.append(float((out.chosen_rewards > out.rejected_rewards).float().mean()))
     return losses, accuracies

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,13 @@ from metareward.training.collate import PairCollator
 from metareward.training.reference import reference_logprobs
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def step_arithmetic(trainer: L.Trainer, adapters: RoleAdapters) -> Iterator[None]:
+    """What the DPO step's forward pass runs in: the trainer's precision, then the adapters' compute dtype."""
+    with trainer.precision_plugin.train_step_context(), adapters.compute_context():
+        yield
 
 
 def agreed_digest(pairs: Sequence[PairRecord], shard: Shard) -> str:
@@ -206,7 +214,7 @@ class SelfJudgedDataModule(L.LightningDataModule):
                     batch_size=self.reference_batch_size,
                     desc=f"iteration {iteration}: reference ({kind})",
                     progress=self.settings.progress,
-                    context=self.trainer.precision_plugin.train_step_context,  # the DPO step's precision
+                    context=lambda: step_arithmetic(self.trainer, adapters),  # what the DPO step computes in
                 )
             scored.update(zip(positions, done))
         everything = shard.gather_list(sorted(scored.items()), order=lambda item: item[0])

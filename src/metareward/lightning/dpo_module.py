@@ -55,7 +55,10 @@ class DPOModule(L.LightningModule):
             return None  # an iteration without pairs: nothing to learn, the loop goes on
         kind = batch["kind"]
         self.adapters.activate(PAIR_KIND_ROLE[kind])
-        logps, counts = pair_logprobs(self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        with self.adapters.compute_context():
+            logps, counts = pair_logprobs(
+                self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+            )
         policy_chosen, policy_rejected = logps.chunk(2)
         ref_chosen, ref_rejected = batch["ref_logps"].to(logps.dtype).chunk(2)
         chosen_lengths, rejected_lengths = counts.chunk(2)

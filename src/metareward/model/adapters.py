@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.helpers import disable_input_dtype_casting
 from transformers import PreTrainedModel
 
 from metareward.schema.rules import COUNT, Choice, Number, Texts, setting
@@ -27,7 +28,8 @@ ADAPTERS_BY_MODE = {
     "shared": {"actor": "policy", "judge": "policy", "meta_judge": "policy"},
 }
 PAIR_KIND_ROLE = {"actor": "actor", "judge": "judge"}
-FSDP_PREFIX = "_fsdp_wrapped_module."  # what FSDP's wrappers put into the names of the parameters they hold
+FSDP_PREFIX = "_fsdp_wrapped_module."
+COMPUTE_DTYPES = ("weights", "float32")  # what FSDP's wrappers put into the names of the parameters they hold
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class AdapterSpec:
     target_modules: tuple[str, ...] = setting(
         "target_modules", Texts("q_proj, v_proj"), default=("q_proj", "k_proj", "v_proj", "o_proj")
     )
+    # What the adapters compute in during DPO and its reference pass over bfloat16 base weights: `weights`
+    # (bfloat16, float32 master weights) or `float32` (as PEFT does by itself). See RoleAdapters.compute_context.
+    compute_dtype: str = setting("compute_dtype", Choice(COMPUTE_DTYPES), default="weights")
 
     def lora_config(self) -> LoraConfig:
         return LoraConfig(
@@ -115,6 +120,22 @@ class RoleAdapters:
             yield self.model
         finally:
             self._switch(previous)
+
+    def compute_context(self) -> AbstractContextManager[object]:
+        """What the DPO step's forward pass and its reference pass run in (the same for both, so that DPO's implicit
+        rewards are 0 before the first update).
+
+        With bfloat16 base weights PEFT keeps the adapters in float32 and casts each adapter's input to float32:
+        four casts, two float32 products and a float32 sum per adapted projection, which took more of a DPO step
+        than the base's own products on a CPU with AMX. With `compute_dtype=weights` the pass runs under autocast
+        to bfloat16 with PEFT's input cast off: the adapters compute in bfloat16 from their float32 weights, and
+        their gradients and the optimizer state stay float32, as under Lightning's `bf16-mixed`. float16 weights
+        are left alone (their gradients would need a loss scaler), as is `compute_dtype=float32`.
+        """
+        base = self.model.get_base_model()
+        if self.spec.compute_dtype != "weights" or base.dtype != torch.bfloat16:
+            return nullcontext()
+        return _bfloat16_adapters(self.model, next(base.parameters()).device.type)
 
     def adapter_parameters(self) -> list[torch.nn.Parameter]:
         """Every LoRA parameter of every adapter (inactive ones included: the optimizer must know them all)."""
@@ -202,6 +223,12 @@ class RoleAdapters:
                 save_file(own, str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
 
             write_folder_atomic(Path(directory) / name, fill)
+
+
+@contextmanager
+def _bfloat16_adapters(model: PeftModel, device_type: str) -> Iterator[None]:
+    with torch.autocast(device_type, dtype=torch.bfloat16), disable_input_dtype_casting(model):
+        yield
 
 
 def lora_parameters(model: torch.nn.Module, adapter: str) -> dict[str, torch.nn.Parameter]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,10 @@ class FullWeights:
     @contextmanager
     def role(self, role: str) -> Iterator[PreTrainedModel]:
         yield self.model
+
+    def compute_context(self) -> AbstractContextManager[object]:
+        """Weights that train compute as they are kept (see RoleAdapters.compute_context)."""
+        return nullcontext()
 
     def freeze_seed(self) -> None:
         """Make the weights as they are now M0, the model the loop starts from (after a warm start)."""

@@ -3,8 +3,8 @@
 bfloat16 where the hardware multiplies it natively: a CUDA GPU that supports it, or a CPU with AMX-BF16 or
 AVX512-BF16 (about 7x its float32 matrix-product rate on the development machine); float32 elsewhere, where
 bfloat16 would be emulated and slower. Under LoRA the frozen base weights take this dtype while PEFT keeps the
-adapters, their gradients and the optimizer state in float32, so generation, reference log-probs, choice reads,
-evaluation and the DPO step all run the same arithmetic and the trainer's `32-true` adds no casts of its own.
+adapters, their gradients and the optimizer state in float32; the trainer's `32-true` adds no casts of its own, and
+the DPO step and its reference pass compute the adapters in bfloat16 (`RoleAdapters.compute_context`).
 Full fine-tuning resolves `auto` to float32: weights that train need float32 master copies, since an update of
 lr 1e-6 to a weight near 0.02 is below bfloat16's resolution and would be lost.
 """
