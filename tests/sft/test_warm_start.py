@@ -166,3 +166,20 @@ def test_warm_start_on_embedded_default(embedded_checkpoint: Path) -> None:
         assert 0 < stats["adapters"][name]["first_loss"] < 10
     changed = _changed(before, adapters)
     assert changed and all("lora_" in n for n in changed)
+
+
+def test_the_warm_start_computes_the_adapters_as_the_dpo_step_does() -> None:
+    from peft.tuners.lora import LoraLayer
+
+    from metareward.model.tiny import build_tiny
+
+    torch.manual_seed(0)
+    model, tokenizer = build_tiny()
+    adapters = RoleAdapters(model.to(torch.bfloat16), AdapterSpec(mode="split", r=4, alpha=8))
+    lora = next(m for m in adapters.model.modules() if isinstance(m, LoraLayer))
+    seen: list[torch.dtype] = []
+    lora.lora_A["actor"].register_forward_hook(lambda _, inputs, out: seen.append(inputs[0].dtype))
+    stats = train_adapter(adapters, "actor", EXAMPLES, SFTCollator(tokenizer), SFTOptim(epochs=5, lr=3e-3))
+    assert seen and set(seen) == {torch.bfloat16}  # compute_dtype=weights: bfloat16 from float32 masters
+    assert all(p.dtype == torch.float32 for p in adapters.adapter_parameters())
+    assert stats["last_loss"] < stats["first_loss"] - 0.05

@@ -123,7 +123,7 @@ class RoleAdapters:
 
     def compute_context(self) -> AbstractContextManager[object]:
         """What the DPO step's forward pass and its reference pass run in (the same for both, so that DPO's implicit
-        rewards are 0 before the first update).
+        rewards are 0 before the first update), and the warm start's SFT steps.
 
         With bfloat16 base weights PEFT keeps the adapters in float32 and casts each adapter's input to float32:
         casts, two float32 products and a float32 sum for each adapted projection. With `compute_dtype=weights`

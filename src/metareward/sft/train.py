@@ -75,7 +75,8 @@ def train_adapter(
                     if optim.max_steps is not None and len(losses) >= optim.max_steps:
                         break
                     batch = {key: value.to(device) for key, value in collator(chunk).items()}
-                    loss = masked_nll(model, batch)
+                    with adapters.compute_context():  # the DPO step's arithmetic (model.adapters.compute_dtype)
+                        loss = masked_nll(model, batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if optim.max_grad_norm is not None:  # null: no clipping
