@@ -19,6 +19,7 @@ EXPECTED = {
         "ratio_vs_float32_anchor",
         "peak_gflops",
         "share_of_peak",
+        "share_of_peak_computed",
     ),
     "generate": (
         "ours_requests_per_s",

@@ -1,14 +1,16 @@
 """DPO training throughput: our reference pass + DPO steps against TRL's DPOTrainer on the same pairs.
 
 Both sides: the same base model, one LoRA adapter (r, alpha, q/k/v/o from conf/model/smollm2_135m.yaml), the same
-pairs, batch size, beta, learning rate and gradient clipping, on CPU, at the same precision: the base weights in
-`--dtype` (auto: what model.dtype=auto picks here) with float32 adapters, TRL told `bf16=True` when that is
-bfloat16. TRL also runs with float32 weights, so the ratio against the float32 anchor is printed beside the one
+pairs in the same batches (each of one kind, actor or judge, as the trainer plans its steps; TRL told to keep the
+dataset's order), batch size, beta, learning rate and gradient clipping, on CPU, at the same precision: the base
+weights in `--dtype` (auto: what model.dtype=auto picks here) with float32 adapters, TRL told `bf16=True` when that
+is bfloat16. TRL also runs with float32 weights, so the ratio against the float32 anchor is printed beside the one
 against the anchor of our precision. Our time INCLUDES computing the reference log-probs of every timed pair (TRL
 computes them inside each step with the adapter disabled). One warm-up step per side is excluded from timing.
 Throughput: pairs/s and tokens/s (prompt + completion tokens of chosen and rejected rows); ratio = our pairs/s over
 TRL's; share of peak = model FLOPs (bench/peak.py: the reference pass plus a training pass per token) over seconds,
-over this machine's measured matrix-product rate in our dtype.
+over this machine's measured matrix-product rate in our dtype. The FLOPs are those of the pairs' tokens; ours runs
+each shared prompt once for its two rows, so `share_of_peak_computed` counts only the tokens it runs.
 """
 
 from __future__ import annotations
@@ -42,9 +44,20 @@ def batches(pairs: Sequence[PairRecord], size: int) -> list[list[PairRecord]]:
     return [list(pairs[i : i + size]) for i in range(0, len(pairs), size)]
 
 
+def kind_batches_order(pairs: Sequence[PairRecord]) -> list[PairRecord]:
+    """`pairs` with each kind's pairs together (actor, then judge), so consecutive batches hold one kind each, as
+    the trainer's steps do (each kind trains its own adapter): mixed batches pad instruction rows to judge prompts."""
+    return sorted(pairs, key=lambda pair: pair.kind)
+
+
 def pair_tokens(collator: PairCollator, pairs: Sequence[PairRecord]) -> int:
     """Real (unpadded) tokens in the chosen and rejected rows of `pairs`."""
     return sum(int(collator([pair])["attention_mask"].sum()) for pair in pairs)
+
+
+def shared_prompt_tokens(collator: PairCollator, pairs: Sequence[PairRecord]) -> int:
+    """Real tokens our passes run: each prompt once, then both completions (`pair_logprobs` shares the prompt)."""
+    return sum(sum(len(part) for part in collator.encode(pair)) for pair in pairs)
 
 
 def dpo_output(model, collator: PairCollator, loss: DPOLoss, chunk: list[PairRecord]) -> Any:
@@ -132,6 +145,7 @@ def run_trl(spec: ModelSpec, warmup: list[PairRecord], timed: list[PairRecord], 
             disable_tqdm=True,
             dataloader_num_workers=0,
             seed=0,
+            train_sampling_strategy="sequential",  # the batches `batches` makes for our side
         )
         lora = LORA.lora_config()
         trainer = DPOTrainer(
@@ -158,11 +172,12 @@ def main(
     os.environ.setdefault("WANDB_DISABLED", "true")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     pairs = synthetic_pairs(num_pairs + batch_size, (1, 2) if quick else (5, 9), judge_pairs=not quick)
-    warmup, timed = pairs[:batch_size], pairs[batch_size:]
+    warmup, timed = pairs[:batch_size], kind_batches_order(pairs[batch_size:])
     spec, float32 = ModelSpec(model_path, dtype=dtype), ModelSpec(model_path, dtype="float32")
     precision = spec.resolved_dtype()
     _, tokenizer = load_model_and_tokenizer(spec)
-    tokens = pair_tokens(PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION), timed)
+    collator = PairCollator(tokenizer, MAX_PROMPT, MAX_COMPLETION)
+    tokens, computed = pair_tokens(collator, timed), shared_prompt_tokens(collator, timed)
     say(
         f"dpo: {len(timed)} timed pairs ({tokens} tokens), batch {batch_size}, LoRA r={LORA.r}, {rounds} round(s), "
         f"weights in {precision.name} ({precision.reason})"
@@ -182,7 +197,11 @@ def main(
     trl_float32_s = min(trl_float32) if trl_float32 else trl_s
     peak = matmul_peak_gflops(precision.torch)
     share = share_of_peak(flops_per_token * tokens, ours_s, peak)
-    say(f"  ours reached {share:.1%} of this machine's {precision.name} matrix-product peak ({peak:.0f} GFLOP/s)")
+    computed_share = share_of_peak(flops_per_token * computed, ours_s, peak)
+    say(
+        f"  ours reached {share:.1%} of this machine's {precision.name} matrix-product peak ({peak:.0f} GFLOP/s); "
+        f"{computed_share:.1%} counting only the {computed} tokens it runs (each prompt once)"
+    )
     return emit(
         {
             "benchmark": "dpo",
@@ -204,6 +223,8 @@ def main(
             "model_gflops_per_token": flops_per_token / 1e9,
             "peak_gflops": peak,
             "share_of_peak": share,
+            "tokens_computed": computed,
+            "share_of_peak_computed": computed_share,
             "rounds": rounds,
             "peak_rss_mb": peak_rss_mb(),
             "machine": machine(),
