@@ -46,7 +46,9 @@ def batches(pairs: Sequence[PairRecord], size: int) -> list[list[PairRecord]]:
 
 def kind_batches_order(pairs: Sequence[PairRecord]) -> list[PairRecord]:
     """`pairs` with each kind's pairs together (actor, then judge), so consecutive batches hold one kind each, as
-    the trainer's steps do (each kind trains its own adapter): mixed batches pad instruction rows to judge prompts."""
+    the trainer's steps do (each kind trains its own adapter): mixed batches pad instruction rows to judge prompts.
+    Where a kind's count is not a multiple of the batch size (the defaults' 4 and 4 are), one batch holds the end of
+    one kind and the start of the next: TRL's batches are all of one size."""
     return sorted(pairs, key=lambda pair: pair.kind)
 
 
