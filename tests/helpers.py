@@ -176,6 +176,13 @@ def vllm_processes() -> list[str]:
     return found
 
 
+# A vLLM server's arithmetic depends on which requests share a batch: in float32, the log-probs of six requests sent
+# together differed from each one's alone by up to 1.9e-5, so a sampled token may flip when the requests of two runs
+# arrive at other moments (several training processes, a resumed run). Tests that compare such runs' texts have the
+# server compute one request at a time without a prefix cache; then the same request got the same numbers (0 apart).
+VLLM_ONE_REQUEST_AT_A_TIME = "generation.extra_args=[--max-num-seqs,1,--no-enable-prefix-caching]"
+
+
 # trainer=fsdp on two CPU processes: Lightning's FSDPStrategy with the CPU allowances of tests/lightning/cpu_fsdp.py,
 # which a run finds with `fsdp_on_cpu_environment()`.
 FSDP_ON_CPU = (

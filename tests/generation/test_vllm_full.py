@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO_ROOT, environment, smoke_train_command, stage_texts, write_prompts
+from helpers import (
+    REPO_ROOT,
+    VLLM_ONE_REQUEST_AT_A_TIME,
+    environment,
+    smoke_train_command,
+    stage_texts,
+    write_prompts,
+)
 
 from metareward.generation.backends import build_backend
 from metareward.generation.policy import Policy
@@ -72,7 +79,7 @@ def test_trained_roles_get_the_current_weights_and_the_seed_role_m0(tmp_path: Pa
 
 def full_run(prompts: Path, run_dir: Path, *overrides: str) -> Path:
     """One iteration of `model.finetune=full generation=vllm` with its evaluation (in float32: `auto` resolves so
-    for full fine-tuning)."""
+    for full fine-tuning), the server computing one request at a time so that two runs' texts compare."""
     args = smoke_train_command(
         prompts,
         run_dir,
@@ -84,6 +91,7 @@ def full_run(prompts: Path, run_dir: Path, *overrides: str) -> Path:
         "num_iterations=1",
         "evaluation.num_prompts=4",
         "evaluation.judge_quality.num_pairs=4",
+        VLLM_ONE_REQUEST_AT_A_TIME,
         *overrides,
     )
     done = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=1500, check=False)

@@ -18,6 +18,7 @@ import pytest
 from helpers import (
     FSDP_ON_CPU,
     REPO_ROOT,
+    VLLM_ONE_REQUEST_AT_A_TIME,
     environment_with_tests,
     fsdp_on_cpu_environment,
     smoke_train_command,
@@ -37,9 +38,10 @@ pytestmark = [
 QUESTIONS = ["Name a colour.", "What is 2 + 2?", "Say hello.", "Name a fruit.", "What day follows Monday?"]
 
 
-# The unbroken run and the interrupted one compare their texts: in float32, since in bfloat16 the server's rounding
-# depends on which requests share a batch (a resumed run sends them at other moments; one response of 9 differed).
+# The unbroken run and the interrupted one compare their texts (a resumed run sends its requests at other moments):
+# in float32, with the server computing one request at a time (helpers.VLLM_ONE_REQUEST_AT_A_TIME).
 FLOAT32 = "model.dtype=float32"
+COMPARABLE = (FLOAT32, VLLM_ONE_REQUEST_AT_A_TIME)
 
 
 def vllm_smoke_command(prompts: Path, run_dir: Path, *overrides: str) -> list[str]:
@@ -65,7 +67,7 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory: pytest.TempPathFactory, prompts: Path) -> Path:
     run_dir = tmp_path_factory.mktemp("unbroken") / "run"
-    args = vllm_smoke_command(prompts, run_dir, FLOAT32)
+    args = vllm_smoke_command(prompts, run_dir, *COMPARABLE)
     done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     return run_dir
@@ -104,7 +106,7 @@ def test_sigterm_while_vllm_generates_stops_the_server_and_resumes_to_the_same_p
         "+callbacks.interrupt.iteration=1",
         f"+callbacks.interrupt.marker={marker}",
     )
-    args = vllm_smoke_command(prompts, run_dir, FLOAT32, *interrupt)
+    args = vllm_smoke_command(prompts, run_dir, *COMPARABLE, *interrupt)
     done = subprocess.run(args, check=False, env=environment_with_tests(), capture_output=True, text=True, timeout=1200)
     ended = time.time()
     assert marker.is_file(), done.stderr[-3000:]
@@ -136,14 +138,14 @@ def test_a_server_that_cannot_start_ends_the_run_in_one_error_with_its_log(promp
     assert not vllm_processes()
 
 
-# Several training processes against one-process vLLM runs: float32 (in bfloat16 the server's rounding depends on
-# which requests share a batch, which the processes change, and one sampled token in about 30 judgments flipped),
-# the servers kept while DPO trains (as several processes need), no evaluation.
+# Several training processes against one-process vLLM runs: comparable texts (the processes change which requests
+# share a batch; in bfloat16 with batching, one sampled token in about 30 judgments flipped), the servers kept while
+# DPO trains (as several processes need), no evaluation.
 SHARED_SERVER = (
     "callbacks.win_rate=null",
     "callbacks.judge_quality=null",
     "callbacks.dashboard=null",
-    FLOAT32,
+    *COMPARABLE,
     "generation.while_training=keep",
 )
 
