@@ -17,6 +17,7 @@ import torch
 
 from metareward.core.prompts import render_judge_prompt
 from metareward.engine.timing import Stopwatch, peak_rss_mb  # noqa: F401  (the benchmarks import them from here)
+from metareward.run.allocator import freed_memory_kept
 from metareward.storage.artifacts import read_json_lines
 from metareward.storage.records import PairRecord, PromptRecord
 
@@ -39,7 +40,8 @@ _SENTENCES = (
 
 
 def machine() -> dict[str, Any]:
-    """Where the figures were measured: CPU model, cores torch uses, torch version."""
+    """Where the figures were measured: CPU model, cores torch uses, torch version, whether malloc keeps freed
+    memory (`run.allocator`)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -53,6 +55,7 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_avg_1m": _load_average(),
+        "malloc_keeps_freed_memory": freed_memory_kept(),
     }
 
 
