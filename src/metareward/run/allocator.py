@@ -1,13 +1,13 @@
 """Freed memory kept in the process, so that a step's tensors reuse pages instead of asking the system for new ones.
 
-glibc's malloc hands a block of 32 MB or more (less before its first free) straight from the system and gives it
-back when freed, and returns the free top of its heap as well; a new block then starts on fresh pages, which the
+glibc's malloc hands every block of 32 MiB or more (at start, of 128 KiB or more) straight from the system and gives
+it back when freed, and returns the free top of its heap as well; a new block then starts on fresh pages, which the
 kernel zeroes on first touch (on the 2-core development VM, a float32-to-bfloat16 copy of 131 MB took 40 ms into a
-new block and 21 ms into one already touched). A DPO step allocates and frees such blocks (logits, activations,
-log-prob blocks) every time. With blocks under 1 GiB taken from the heap and the heap kept, in one session there
-(processes alternated): `bench dpo`'s work, best of 3 rounds in each of 4 processes, 7.3-8.0 s against 8.1-8.4 s;
-`make train`'s command 108.7 and 108.6 s against 114.2 and 112.2 s, peak RSS 2.44 and 2.65 GB against 2.31 and
-2.63. PyTorch's CPU tuning guide gets the same from jemalloc or tcmalloc; this needs no preload.
+new block and 21 ms into one already touched). A training run allocates and frees such blocks (logits, activations,
+log-prob blocks) at every step. With blocks under 1 GiB taken from the heap and the heap kept, in one session there
+(settings alternated): `make train`'s command 108.7 and 108.6 s against 114.2 and 112.2 s, peak RSS 2.44 and 2.65 GB
+against 2.31 and 2.63; our DPO step about the same (`bench dpo`: 8.3 s either way), TRL's, which allocates far more,
+27-31% faster. PyTorch's CPU tuning guide gets the same from jemalloc or tcmalloc; this needs no preload.
 """
 
 from __future__ import annotations
