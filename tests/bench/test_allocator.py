@@ -1,5 +1,5 @@
-"""A run keeps freed memory in its process (glibc's malloc): a large tensor freed leaves its pages in the heap for
-the next one, instead of going back to the system; where the user tuned the allocator, it is left alone."""
+"""The benchmarks keep freed memory in their process (glibc's malloc): a large tensor freed leaves its pages in the
+heap for the next one, instead of going back to the system; where the user tuned the allocator, it is left alone."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 from helpers import REPO_ROOT
 
-from metareward.run.allocator import keep_freed_memory
+from metareward.bench.allocator import keep_freed_memory
 
 LIBC = ctypes.util.find_library("c")
 
@@ -20,7 +20,7 @@ LIBC = ctypes.util.find_library("c")
 PROBE = """
 import ctypes, json, sys
 import torch
-from metareward.run.allocator import freed_memory_kept, keep_freed_memory
+from metareward.bench.allocator import freed_memory_kept, keep_freed_memory
 
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in

@@ -1,13 +1,16 @@
-"""Freed memory kept in the process, so that a step's tensors reuse pages instead of asking the system for new ones.
+"""Freed memory kept in the benchmarks' process, so that a step's tensors reuse pages instead of asking the system
+for new ones.
 
 glibc's malloc hands every block of 32 MiB or more (at start, of 128 KiB or more) straight from the system and gives
 it back when freed, and returns the free top of its heap as well; a new block then starts on fresh pages, which the
 kernel zeroes on first touch (on the 2-core development VM, a float32-to-bfloat16 copy of 131 MB took 40 ms into a
-new block and 21 ms into one already touched). A training run allocates and frees such blocks (logits, activations,
-log-prob blocks) at every step. With blocks under 1 GiB taken from the heap and the heap kept, in one session there
-(settings alternated): `make train`'s command 108.7 and 108.6 s against 114.2 and 112.2 s, peak RSS 2.44 and 2.65 GB
-against 2.31 and 2.63; our DPO step about the same (`bench dpo`: 8.3 s either way), TRL's, which allocates far more,
-27-31% faster. PyTorch's CPU tuning guide gets the same from jemalloc or tcmalloc; this needs no preload.
+new block and 21 ms into one already touched). With blocks under 1 GiB taken from the heap and the heap kept, TRL's
+DPO step, which allocates the logits of every position, took 27-31% less time there, and ours the same (`bench dpo`:
+8.3 s either way), so the benchmarks set it for both sides. `train.py` does not: `make train`'s command was 3-5%
+faster with it (108.7 and 108.6 s against 114.2 and 112.2 s), but a process keeps up to 2 GiB more, and a
+two-process full fine-tuning run with vLLM peaked 2.8 GB higher (rank 0: 8.5 GB against 6.5), and in CI on a 24 GB
+machine one such run lost a process to SIGKILL, most likely for memory. docs/models.md says how a user sets it for
+a run through glibc's own variables.
 """
 
 from __future__ import annotations
