@@ -151,7 +151,7 @@ def ended_with_parent() -> Callable[[], None] | None:
     it dies: Lightning ends rank 0 with SIGKILL when another rank fails, and the kernel's out-of-memory killer sends
     SIGKILL, neither of which runs `stop()`. None where there is no prctl (not Linux): there only `stop()` ends it."""
     try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl
     except (OSError, AttributeError):
         return None
     parent, sigterm = os.getpid(), int(signal.SIGTERM)
